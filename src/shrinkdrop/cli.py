@@ -1,0 +1,56 @@
+"""The ``shrinkdrop`` command: argument parsing over library calls, nothing else.
+
+Each verb lives in ``shrinkdrop.experiments.<module>``, which provides ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import ShrinkdropError
+
+__all__ = ["main", "build_parser", "VERBS"]
+
+#: verb -> module under shrinkdrop.experiments
+VERBS: dict[str, str] = {
+    "priors": "priors",
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="shrinkdrop",
+        description="Dropout and multiplicative noise as structured shrinkage priors.",
+    )
+    parser.add_argument("--version", action="version", version=f"shrinkdrop {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, modname in VERBS.items():
+        mod = importlib.import_module(f"shrinkdrop.experiments.{modname}")
+        p = sub.add_parser(verb, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ShrinkdropError, ValueError, FileNotFoundError) as exc:
+        print(f"shrinkdrop {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"shrinkdrop {args.verb}: interrupted; finished results are kept, rerun the same "
+              "command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
