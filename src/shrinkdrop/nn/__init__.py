@@ -1,0 +1,47 @@
+"""Structured multiplicative-noise layers (Nalisnick & Smyth, sections 3 and 5).
+
+Thin :class:`torch.nn.Module` wrappers over :mod:`shrinkdrop.functional`:
+
+======================  ===================================  ===================================
+layer                   prior (structure)                    peer
+======================  ===================================  ===================================
+``UnitNoise``           ARD, one scale per input unit        ``nn.Dropout``
+``ChannelNoise``        tied filters (after a conv)          ``nn.Dropout2d``
+``LayerNoise``          ADD on a branch output               torchvision ``StochasticDepth``
+``WeightNoiseLinear``   DropConnect, one scale per weight    Wan et al. 2013
+``NoisyResidual``       ADD / ARD / ARD+ADD inside a block   stochastic depth (bias-free ReLU)
+``NoisyConv2d``         tied filters / channels / both       ``nn.Dropout2d`` (filter)
+``NoisyLSTM``           LSTM inputs, tied / untied gates     input-only variational dropout
+======================  ===================================  ===================================
+
+Plus :func:`mc_mode` (noise on in eval), :func:`convert` (replace dropout modules) and
+:func:`sample_groups` (S batched noise draws).
+"""
+
+from ..functional import EvalNoiseError, Tie, sample_groups
+from ._base import NoiseLayer, StructuredPrior, mc_mode
+from .conv import NoisyConv2d
+from .convert import ConversionReport, Replacement, convert
+from .linear import WeightNoiseLinear
+from .residual import NoisyResidual
+from .rnn import NoisyLSTM
+from .unit import ChannelNoise, LayerNoise, UnitNoise
+
+__all__ = [
+    "NoiseLayer",
+    "UnitNoise",
+    "ChannelNoise",
+    "LayerNoise",
+    "WeightNoiseLinear",
+    "NoisyResidual",
+    "NoisyConv2d",
+    "NoisyLSTM",
+    "StructuredPrior",
+    "mc_mode",
+    "convert",
+    "ConversionReport",
+    "Replacement",
+    "sample_groups",
+    "Tie",
+    "EvalNoiseError",
+]

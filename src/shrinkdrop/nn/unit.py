@@ -1,0 +1,126 @@
+"""Noise on activations: UnitNoise (ARD), ChannelNoise (tied filters), LayerNoise (ADD)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import functional as F
+from .. import noise as _noise
+from ._base import NoiseLayer, StructuredPrior, _sampling_words
+
+__all__ = ["UnitNoise", "ChannelNoise", "LayerNoise"]
+
+
+class UnitNoise(NoiseLayer):
+    """ARD multiplicative noise on the input units of the next layer: the drop-in for nn.Dropout.
+
+    Nalisnick & Smyth, section 3 (Eq. 8): ``(x * xi) W^T`` is the expanded parametrization of
+    ``w_{r,j} ~ N(0, sigma0^2 xi_r^2)``: all weights leaving input unit ``r`` share ``xi_r``.
+    ``UnitNoise(Bernoulli(1 - p))`` has ``nn.Dropout(p)``'s law and scaling.
+
+    Args:
+        noise: a :mod:`shrinkdrop.noise` family, e.g. ``Bernoulli(keep=0.9)``.
+        share_across_batch: one draw ``(1, ..., D)`` per forward pass (global ARD scales) instead
+            of one per element (default False).
+        normalize: divide the noise by ``E[xi]`` so that ``eval()`` is the identity (default True;
+            a family with infinite mean raises ``NotNormalizableError``).
+        generator: optional :class:`torch.Generator` for the noise.
+
+    Shape:
+        input and output ``(N, *, D)``; noise ``(N, *, D)`` (``(1, ..., 1, D)`` when shared).
+
+    Example:
+        >>> layer = UnitNoise(shrinkdrop.noise.Bernoulli(keep=0.9))
+        >>> y = layer(torch.randn(32, 100))
+    """
+
+    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
+                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
+        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
+                         generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.unit_noise(x, self.noise, self.training or self.mc, **self._kw())
+
+    def prior(self, sigma0: float = 1.0) -> StructuredPrior:
+        """The ARD prior on the weights of the layer that consumes this layer's output."""
+        shape = ("1", "D_in") if self.share_across_batch else ("N", "D_in")
+        return StructuredPrior(
+            "ARD", "all weights leaving input unit r share xi_r", shape,
+            self._marginal(self.noise, sigma0),
+            f"ARD: w_rj ~ N(0, sigma0^2 xi_r^2), xi ~ {self.noise!r}; "
+            + _sampling_words(self.share_across_batch),
+            self.noise, sigma0,
+        )
+
+
+class ChannelNoise(NoiseLayer):
+    """One noise scale per (example, channel): the tied-filters prior after a convolution.
+
+    Nalisnick & Smyth, section 5.3 (Eq. 23): scaling output map ``f`` of a conv by ``tau_f`` is the
+    EP of ``w_{.,.,c,f} ~ N(0, sigma0^2 tau_f^2)``. With ``Bernoulli(1 - p)`` this is
+    ``nn.Dropout1d/2d/3d(p)`` (SpatialDropout).
+
+    Args:
+        noise, share_across_batch, normalize, generator: as :class:`UnitNoise`.
+
+    Shape:
+        input and output ``(N, C, *)`` (at least one spatial dim); noise ``(N, C, 1, ..., 1)``.
+
+    Example:
+        >>> layer = ChannelNoise(shrinkdrop.noise.Bernoulli(keep=0.8))
+        >>> y = layer(torch.randn(8, 16, 32, 32))
+    """
+
+    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
+                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
+        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
+                         generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.channel_noise(x, self.noise, self.training or self.mc, **self._kw())
+
+    def prior(self, sigma0: float = 1.0) -> StructuredPrior:
+        """The tied-filters prior on the preceding convolution's weights."""
+        shape = ("1", "C") if self.share_across_batch else ("N", "C")
+        return StructuredPrior(
+            "tied filters", "all weights of the filter producing channel f share tau_f", shape,
+            self._marginal(self.noise, sigma0),
+            f"tied filters: w_{{.,.,c,f}} ~ N(0, sigma0^2 tau_f^2), tau ~ {self.noise!r}; "
+            + _sampling_words(self.share_across_batch),
+            self.noise, sigma0,
+        )
+
+
+class LayerNoise(NoiseLayer):
+    """One noise scale per example for a whole tensor: ADD applied to a residual branch's output.
+
+    Nalisnick & Smyth, section 5.1. ``h + LayerNoise(block(h))`` with ``Bernoulli(keep)`` is
+    stochastic depth (torchvision ``StochasticDepth(1 - keep, "row")``; ``"batch"`` with
+    ``share_across_batch=True``). Noise outside the block equals ADD (noise inside, see
+    :class:`NoisyResidual`) only for a positively homogeneous block (ReLU, no bias) and noise
+    >= 0. :func:`shrinkdrop.convert` uses this layer for stochastic-depth modules.
+
+    Shape:
+        input and output ``(N, *)``; noise ``(N, 1, ..., 1)`` (``(1, ..., 1)`` when shared).
+    """
+
+    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
+                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
+        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
+                         generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_noise(x, self.noise, self.training or self.mc, **self._kw())
+
+    def prior(self, sigma0: float = 1.0) -> StructuredPrior:
+        shape = ("1",) if self.share_across_batch else ("N",)
+        return StructuredPrior(
+            "ADD", "all weights of the residual branch share tau_l", shape,
+            self._marginal(self.noise, sigma0),
+            f"ADD (noise on the branch output): tau ~ {self.noise!r}; equals ADD's prior "
+            "w ~ N(0, sigma0^2 tau^2) for a bias-free ReLU branch and tau >= 0; "
+            + _sampling_words(self.share_across_batch),
+            self.noise, sigma0,
+        )
