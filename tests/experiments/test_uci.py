@@ -1,0 +1,229 @@
+"""``shrinkdrop uci``: resume, atomic results, selection, bad input, --jobs (with a fake trainer).
+
+The runner machinery is tested with a fast deterministic fake in place of training
+(``train_eval``), so these tests do not depend on training speed; one small real smoke run
+checks the integration with ``shrinkdrop.fit``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shrinkdrop.cli import main
+from shrinkdrop.data import resolve_data
+from shrinkdrop.experiments import uci
+from shrinkdrop.experiments.runner import RunMismatchError
+
+_spec = importlib.util.spec_from_file_location(
+    "_shrinkdrop_test_data", Path(__file__).resolve().parents[1] / "test_data.py")
+_td = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_td)
+make_uci = _td.make_uci
+
+
+def fake_train_eval(task: uci.UnitTask) -> dict:
+    """Deterministic stand-in for training: numbers depend on the split's data and the method."""
+    h = zlib.crc32(task.method.encode()) % 1000 / 1000.0
+    return {"config": task.configs[0].label(), "val_ll": -h - 0.01 * task.split,
+            "test_rmse": float(np.std(task.y_test)) + h, "test_ll": -1.0 - h,
+            "test_rmse_mean": float("nan"), "test_error": float("nan"), "seconds": 0.0}
+
+
+CALLS: list[str] = []
+
+
+def counting_train_eval(task):
+    CALLS.append(task.key)
+    return fake_train_eval(task)
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def exploding_after(k):
+    def f(task):
+        if len(CALLS) >= k:
+            raise Boom("simulated interruption")
+        return counting_train_eval(task)
+    return f
+
+
+def read_rows(out: Path) -> list[dict]:
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+METHODS = ["bernoulli-mc", "gaussian-marginal_map", "beta-tail_adaptive"]
+
+
+def _run(tmp_path, out, train_eval=fake_train_eval, jobs=1, **kw):
+    data = resolve_data(tmp_path / "toy")
+    kw.setdefault("methods", METHODS)
+    return uci.run_uci(data, out, settings=uci.Settings(epochs_multiplier=1, test_samples=10),
+                       jobs=jobs, train_eval=train_eval, progress=False, **kw)
+
+
+def test_results_and_selection(tmp_path):
+    make_uci(tmp_path, n_splits=3)
+    out = tmp_path / "out"
+    _run(tmp_path, out)
+    rows = read_rows(out)
+    assert len(rows) == 9
+    for col in ("dataset", "split", "method", "test_rmse", "test_ll", "selected", "config"):
+        assert col in rows[0]
+    for k in range(3):
+        sel = [r for r in rows if r["split"] == str(k) and r["selected"] == "1"]
+        assert len(sel) == 1
+        best = max((r for r in rows if r["split"] == str(k)), key=lambda r: float(r["val_ll"]))
+        assert sel[0]["method"] == best["method"]
+    summary = (out / "summary.md").read_text()
+    assert "reference MC dropout (100x epochs" in summary
+    assert "Per-split wins" in summary and "Protocol" in summary
+    assert (out / "section.json").is_file()
+
+
+def test_interrupt_then_resume_without_duplicates(tmp_path):
+    make_uci(tmp_path, n_splits=2)
+    out = tmp_path / "out"
+    CALLS.clear()
+    with pytest.raises(Boom):
+        _run(tmp_path, out, train_eval=exploding_after(4))
+    assert len(read_rows(out)) == 4  # only finished units, each complete
+    assert not list(out.rglob("*.tmp"))
+    done = list(CALLS)
+    CALLS.clear()
+    # the same arguments resume: only the 2 missing units run (same function name recorded)
+    data = resolve_data(tmp_path / "toy")
+    s = uci.Settings(epochs_multiplier=1, test_samples=10)
+    uci.run_uci(data, out, settings=s, methods=METHODS, progress=False,
+                train_eval=_named_like(counting_train_eval, exploding_after(99)))
+    assert len(CALLS) == 2 and not set(CALLS) & set(done)
+    rows = read_rows(out)
+    keys = [(r["split"], r["method"]) for r in rows]
+    assert len(rows) == 6 and len(set(keys)) == 6
+    assert sum(r["selected"] == "1" for r in rows) == 2
+    # a third run has nothing to do
+    CALLS.clear()
+    uci.run_uci(data, out, settings=s, methods=METHODS, progress=False,
+                train_eval=_named_like(counting_train_eval, exploding_after(99)))
+    assert CALLS == [] and len(read_rows(out)) == 6
+
+
+def _named_like(fn, like):
+    """``fn`` under ``like``'s qualified name (the recorded trainer must match to resume)."""
+    def g(task):
+        return fn(task)
+    g.__module__, g.__qualname__ = like.__module__, like.__qualname__
+    return g
+
+
+def test_mismatched_settings_refused(tmp_path):
+    make_uci(tmp_path)
+    out = tmp_path / "out"
+    _run(tmp_path, out)
+    before = (out / "results.csv").read_text()
+    data = resolve_data(tmp_path / "toy")
+    with pytest.raises(RunMismatchError, match="epochs_multiplier"):
+        uci.run_uci(data, out, settings=uci.Settings(epochs_multiplier=2, test_samples=10),
+                    methods=METHODS, train_eval=fake_train_eval, progress=False)
+    assert (out / "results.csv").read_text() == before
+
+
+def test_jobs_2_equals_jobs_1(tmp_path):
+    make_uci(tmp_path, n_splits=2)
+    _run(tmp_path, tmp_path / "one", methods=METHODS[:2])
+    _run(tmp_path, tmp_path / "two", jobs=2, methods=METHODS[:2])
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in read_rows(tmp_path / "one")]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"}
+                     for r in read_rows(tmp_path / "two")]
+
+
+# ---------------------------------------------------------------------------- CLI, bad input
+def _cli_bad(tmp_path, capsys, edit, message, extra=()):
+    root = make_uci(tmp_path)
+    edit(root / "data")
+    out = tmp_path / "out"
+    rc = main(["uci", "--data", str(root), "--out", str(out), "--no-progress", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err
+    assert not out.exists()  # nothing half-written
+    return err
+
+
+def _set(name, lineno, text):
+    def edit(ddir):
+        _td._edit(ddir / name, lineno, text)
+    return edit
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: (d / "data.txt").unlink(), "data.txt: file not found"),
+    (_set("data.txt", 9, "1 2 3"), "data.txt line 9: expected 4 numbers, got 3"),
+    (_set("data.txt", 4, "1 x 3 4"), "data.txt line 4: 'x' is not a number"),
+    (_set("index_train_0.txt", 5, "600"),
+     "index_train_0.txt line 5: index 600 out of range for 30 rows"),
+    (lambda d: (d / "index_test_1.txt").write_text(""), "split 1 has an empty test set"),
+])
+def test_cli_bad_input(tmp_path, capsys, edit, message):
+    _cli_bad(tmp_path, capsys, edit, message)
+
+
+def test_cli_split_that_does_not_exist(tmp_path, capsys):
+    _cli_bad(tmp_path, capsys, lambda d: None,
+             "split 7 requested but toy has 2 splits (0-1)", extra=["--splits", "0,7"])
+
+
+def test_cli_missing_data_dir(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["uci", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "no such directory" in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_trailing_blank_line_and_fake_run(tmp_path, monkeypatch, capsys):
+    root = make_uci(tmp_path)
+    f = root / "data" / "data.txt"
+    f.write_text(f.read_text() + "\n")
+    monkeypatch.setattr(uci, "evaluate_unit", fake_train_eval)
+    out = tmp_path / "out"
+    assert main(["uci", "--data", str(root), "--out", str(out), "--quick", "--no-progress"]) == 0
+    rows = read_rows(out)
+    assert {r["method"] for r in rows} == set(uci.QUICK_METHODS)
+    assert sorted({r["split"] for r in rows}) == ["0", "1"]
+
+
+def test_matched_noise_variances():
+    from shrinkdrop.noise import FAMILIES
+
+    for fam in ("bernoulli", "gaussian", "inverse_nakagami", "beta", "uniform"):
+        for p in (0.005, 0.05, 0.1):
+            n = FAMILIES[fam](**uci.matched_noise(fam, p))
+            cv2 = float(n.variance) / float(n.mean) ** 2
+            assert cv2 == pytest.approx(p / (1 - p), rel=2e-3), (fam, p)
+    assert uci.matched_noise("uniform", 0.3) is None  # needs p / (1 - p) <= 1/3
+
+
+def test_real_smoke(tmp_path):
+    """Two real units through shrinkdrop.fit on a tiny set (a few seconds)."""
+    make_uci(tmp_path, n=40, n_splits=1)
+    data = resolve_data(tmp_path / "toy")
+    out = tmp_path / "out"
+    uci.run_uci(data, out, settings=uci.Settings(epochs_multiplier=1, test_samples=20,
+                                                 train_samples=2, quick=True),
+                methods=["bernoulli-mc", "half_cauchy-marginal_map"], progress=False)
+    rows = read_rows(out)
+    assert len(rows) == 2 and sum(r["selected"] == "1" for r in rows) == 1
+    for r in rows:
+        assert np.isfinite(float(r["test_ll"])) and np.isfinite(float(r["val_ll"]))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
