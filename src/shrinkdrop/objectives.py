@@ -353,23 +353,23 @@ def _check_samples(samples) -> int:
 
 @contextlib.contextmanager
 def noise_on(model: nn.Module):
-    """Noise on, whatever the model's mode: ``shrinkdrop.mc_mode`` if present, else train mode
-    on the modules that carry a ``noise`` attribute (restored on exit)."""
-    if model.training:
-        yield model
-        return
-    mc_mode = None
+    """Noise on, whatever the model's mode: ``shrinkdrop.mc_mode`` for the library's layers, and
+    train mode for other modules that carry a ``noise`` attribute (restored on exit)."""
+    ctx = contextlib.nullcontext()
+    NoiseLayer = ()
     with contextlib.suppress(ImportError, AttributeError):
-        from .nn import mc_mode
-    if mc_mode is not None:
-        with mc_mode(model):
-            yield model
-        return
-    changed = [m for m in model.modules() if hasattr(m, "noise") and not m.training]
+        from .nn import NoiseLayer, mc_mode
+
+        ctx = mc_mode(model)
+    changed = [
+        m for m in model.modules()
+        if hasattr(m, "noise") and not isinstance(m, NoiseLayer) and not m.training
+    ]
     for m in changed:
         m.training = True
     try:
-        yield model
+        with ctx:
+            yield model
     finally:
         for m in changed:
             m.training = False
