@@ -18,6 +18,7 @@ __all__ = ["main", "build_parser", "VERBS"]
 VERBS: dict[str, str] = {
     "priors": "priors",
     "demo": "demo",
+    "architectures": "architectures",
     "uci": "uci",
 }
 
