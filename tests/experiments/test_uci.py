@@ -225,5 +225,16 @@ def test_real_smoke(tmp_path):
         assert np.isfinite(float(r["test_ll"])) and np.isfinite(float(r["val_ll"]))
 
 
+
+def test_cli_builtin_classification_with_fake(tmp_path, monkeypatch):
+    monkeypatch.setattr(uci, "evaluate_unit", fake_train_eval)
+    out = tmp_path / "out"
+    assert main(["uci", "--data", "iris", "--out", str(out), "--quick", "--no-progress",
+                 "--splits", "3"]) == 0
+    rows = read_rows(out)
+    assert {r["split"] for r in rows} == {"3"} and sum(r["selected"] == "1" for r in rows) == 1
+    assert "## iris" in (out / "summary.md").read_text()
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

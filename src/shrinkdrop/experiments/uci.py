@@ -497,7 +497,8 @@ PROTOCOL_TEXT = (
     "split (training rows in index order) chooses the configuration (noise parameter and tau; "
     "across methods, the selected row) by validation log-likelihood; refit on the whole training "
     "split; inputs and targets standardised on the training data; one hidden layer of n_hidden "
-    "ReLU units with noise on its inputs and on the input layer; weight decay "
+    "ReLU units, ARD noise of the method's family on the network's inputs and on the hidden "
+    "units (where MC dropout has dropout); weight decay "
     "l^2 (1 - p) / (2 N tau), l = 1e-2; batch 128; Adam. Test RMSE is of the MC predictive mean "
     "and test LL is logsumexp over MC samples (both in the target's units). Mean ± standard "
     "error over splits.")
@@ -530,14 +531,17 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
                   f"{len(split_ids)} split(s): {', '.join(map(str, split_ids))}; "
                   f"{'/'.join(map(str, epochs))} epochs.", ""]
         table = []
+        # classification rows have no RMSE: show the test error rate in that column instead
+        metric = "test_rmse" if any(math.isfinite(float(r["test_rmse"])) for r in drows) \
+            else "test_error"
         sel = {int(r["split"]): r for r in drows if int(r["selected"]) == 1}
         table.append(["selected on validation", len(sel),
-                      _pm(*_mean_se([float(r["test_rmse"]) for r in sel.values()])),
+                      _pm(*_mean_se([float(r[metric]) for r in sel.values()])),
                       _pm(*_mean_se([float(r["test_ll"]) for r in sel.values()])), len(sel)])
         methods = [m for m in METHODS if any(r["method"] == m for r in drows)]
         for m in methods:
             mr = [r for r in drows if r["method"] == m]
-            table.append([m, len(mr), _pm(*_mean_se([float(r["test_rmse"]) for r in mr])),
+            table.append([m, len(mr), _pm(*_mean_se([float(r[metric]) for r in mr])),
                           _pm(*_mean_se([float(r["test_ll"]) for r in mr])),
                           sum(int(r["selected"]) for r in mr)])
         refs = _references(data)
@@ -561,7 +565,8 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
                            if rm is not None and k < len(rm))
                 wins.append(f"- {who} vs reference ({ref['tag']}): better test LL on {ll_w}/"
                             f"{len(common)} splits, lower RMSE on {rm_w}/{len(common)}")
-        header = ["method", "splits", "test RMSE", "test LL", "times selected"]
+        header = ["method", "splits", "test RMSE" if metric == "test_rmse" else "test error",
+                  "test LL", "times selected"]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for row in table:
