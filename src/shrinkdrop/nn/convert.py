@@ -10,6 +10,7 @@ from torch import nn
 from .. import functional as F
 from .. import noise as _noise
 from ._base import NoiseLayer
+from .residual import NoisyResidual
 from .unit import ChannelNoise, LayerNoise, UnitNoise
 
 __all__ = ["convert", "ConversionReport", "Replacement"]
@@ -114,16 +115,16 @@ def convert(model: nn.Module,
                          "(e.g. nn.Sequential(module)) before converting")
     report = ConversionReport()
     derived = not isinstance(noise, _noise.NoiseDistribution)
-    for parent_name, parent in list(model.named_modules()):
-        if isinstance(parent, NoiseLayer):
-            continue
+    def visit(parent: nn.Module, prefix: str) -> None:
         for child_name, child in list(parent.named_children()):
-            name = f"{parent_name}.{child_name}" if parent_name else child_name
+            name = f"{prefix}{child_name}"
             if isinstance(child, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
                 report.skipped.append((name, f"{type(child).__name__} is not multiplicative"))
                 continue
             found = _drop_rate(child)
             if found is None:
+                if not isinstance(child, NoiseLayer) or isinstance(child, NoisyResidual):
+                    visit(child, f"{name}.")
                 continue
             kind, p = found
             if derived and p == 0:
@@ -140,4 +141,6 @@ def convert(model: nn.Module,
             new.train(child.training)
             setattr(parent, child_name, new)
             report.replaced.append(Replacement(name, repr(child), repr(new)))
+
+    visit(model, "")
     return report

@@ -1,0 +1,180 @@
+"""Benchmarks of the shrinkdrop layers against their PyTorch peers (CPU, forward + backward).
+
+Run: ``python benchmarks/bench_layers.py [--reps 30] [--threads 1] [--only NAME]``. Each case
+times the peer and the layer alternately in the same process and prints the medians and the
+ratio (layer / peer) against the issue's target. Threads default to 1 for stable numbers on a
+shared machine (both sides get the same threads). Memory: bytes held for backward (saved tensors)
+plus the output, measured with ``torch.autograd.graph.saved_tensors_hooks``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import shrinkdrop as sd
+from shrinkdrop import noise as N
+
+
+def _fb(module_fn, x, params=(), grad=None):
+    """A closure running forward + backward of module_fn on x."""
+
+    def run():
+        x.grad = None
+        for p in params:
+            p.grad = None
+        y = module_fn(x)
+        if isinstance(y, tuple):
+            y = y[0]
+        y.backward(grad if grad is not None else torch.ones_like(y))
+
+    return run
+
+
+def _stochastic_depth_row(x, p, training=True):
+    """torchvision.ops.stochastic_depth(x, p, "row"), copied (torchvision is not a dependency)."""
+    if not training or p == 0.0:
+        return x
+    survival = 1.0 - p
+    noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device)
+    noise = noise.bernoulli_(survival)
+    if survival > 0.0:
+        noise.div_(survival)
+    return x * noise
+
+
+def cases():
+    torch.manual_seed(0)
+    out = []
+    # --- UnitNoise op alone on (256, 4096)
+    x = torch.randn(256, 4096, requires_grad=True)
+    g = torch.randn(256, 4096)
+    drop = nn.Dropout(0.1)
+    peer = _fb(drop, x, grad=g)
+    fams = [("bernoulli", N.Bernoulli(0.9), 0.6), ("gaussian", N.Gaussian(1.0, 0.33), 1.0),
+            ("rayleigh", N.Rayleigh(1.0), 1.0), ("uniform", N.Uniform(0.0, 2.0), 1.0),
+            ("beta", N.Beta(2.0, 2.0), 1.0), ("inverse_nakagami", N.InverseNakagami(5.0, 1.0),
+                                              1.0)]
+    for name, fam, target in fams:
+        out.append((f"UnitNoise[{name}] (256,4096) vs nn.Dropout", peer,
+                    _fb(sd.nn.UnitNoise(fam), x, grad=g), target))
+    # --- noise + Linear(1024, 1024), batch 256
+    x = torch.randn(256, 1024, requires_grad=True)
+    lin = nn.Linear(1024, 1024)
+    pm = nn.Sequential(nn.Dropout(0.1), lin)
+    om = nn.Sequential(sd.nn.UnitNoise(N.Bernoulli(0.9)), lin)
+    out.append(("UnitNoise[bernoulli]+Linear(1024) b256 vs Dropout+Linear",
+                _fb(pm, x, lin.parameters()), _fb(om, x, lin.parameters()), 1.02))
+    # --- ChannelNoise on (64, 64, 32, 32)
+    x = torch.randn(64, 64, 32, 32, requires_grad=True)
+    g = torch.randn(64, 64, 32, 32)
+    out.append(("ChannelNoise[bernoulli] (64,64,32,32) vs nn.Dropout2d",
+                _fb(nn.Dropout2d(0.1), x, grad=g),
+                _fb(sd.nn.ChannelNoise(N.Bernoulli(0.9)), x, grad=g), 1.05))
+    # --- NoisyResidual vs row-mode stochastic depth, bias-free Linear(1024) + ReLU
+    x = torch.randn(256, 1024, requires_grad=True)
+    block = nn.Sequential(nn.Linear(1024, 1024, bias=False), nn.ReLU())
+    res = sd.nn.NoisyResidual(block, layer_noise=N.Bernoulli(0.8))
+    out.append(("NoisyResidual[bernoulli] b256 d1024 vs stochastic depth row",
+                _fb(lambda h: h + _stochastic_depth_row(block(h), 0.2), x, block.parameters()),
+                _fb(res, x, block.parameters()), 1.1))
+    # --- LSTM seq 35, batch 32, hidden 256 (input 256)
+    x = torch.randn(35, 32, 256, requires_grad=True)
+    ref = nn.LSTM(256, 256)
+    dr = nn.Dropout(0.25)
+    tied = sd.nn.NoisyLSTM(256, 256, N.Bernoulli(0.75), tie_gates=True)
+    untied = sd.nn.NoisyLSTM(256, 256, N.Bernoulli(0.75), tie_gates=False)
+    tied.load_state_dict(ref.state_dict())
+    untied.load_state_dict(ref.state_dict())
+    peer = _fb(lambda s: ref(dr(s)), x, ref.parameters())
+    out.append(("NoisyLSTM tied (35,32,256) vs nn.LSTM+input dropout", peer,
+                _fb(tied, x, tied.parameters()), 1.2))
+    out.append(("NoisyLSTM untied (35,32,256) vs nn.LSTM+input dropout", peer,
+                _fb(untied, x, untied.parameters()), 2.0))
+    # --- WeightNoiseLinear vs nn.Linear, batch 256, 1024 -> 1024
+    x = torch.randn(256, 1024, requires_grad=True)
+    lin = nn.Linear(1024, 1024)
+    shared = sd.nn.WeightNoiseLinear(1024, 1024, N.Bernoulli(0.5), share_across_batch=True)
+    lrt = sd.nn.WeightNoiseLinear(1024, 1024, N.Gaussian(1.0, 1.0), local_reparameterization=True)
+    out.append(("WeightNoiseLinear shared[bernoulli] vs nn.Linear", _fb(lin, x, lin.parameters()),
+                _fb(shared, x, shared.parameters()), 1.3))
+    out.append(("WeightNoiseLinear local reparam[gaussian] vs nn.Linear",
+                _fb(lin, x, lin.parameters()), _fb(lrt, x, lrt.parameters()), 2.5))
+    return out
+
+
+def time_pair(peer, ours, reps):
+    for _ in range(3):
+        peer()
+        ours()
+    tp, to = [], []
+    for _ in range(reps):
+        t = time.perf_counter()
+        peer()
+        tp.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ours()
+        to.append(time.perf_counter() - t)
+    return statistics.median(tp), statistics.median(to)
+
+
+def saved_bytes(fn, x):
+    """Bytes of tensors saved for backward plus the output, for one forward of fn."""
+    total = [0]
+    seen = set()
+
+    def pack(t):
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total[0] += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = fn(x)
+    return total[0] + y.untyped_storage().nbytes()
+
+
+def memory_case():
+    torch.manual_seed(0)
+    x = torch.randn(256, 4096, requires_grad=True)
+    return (saved_bytes(nn.Dropout(0.1), x),
+            saved_bytes(sd.nn.UnitNoise(N.Bernoulli(0.9)), x))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default=None, help="substring of the case names to run")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.reps} reps, "
+          "forward + backward, medians")
+    header = f"{'case':<62} {'peer ms':>8} {'ours ms':>8} {'ratio':>6} {'target':>6}  ok"
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for name, peer, ours, target in cases():
+        if args.only and args.only not in name:
+            continue
+        mp, mo = time_pair(peer, ours, args.reps)
+        r = mo / mp
+        rows.append((name, r, target))
+        print(f"{name:<62} {mp * 1e3:8.2f} {mo * 1e3:8.2f} {r:6.2f} {target:6.2f}  "
+              f"{'yes' if r <= target else 'NO'}", flush=True)
+    if not args.only or "memory" in args.only:
+        bp, bo = memory_case()
+        r = bo / bp
+        print(f"{'memory: UnitNoise[bernoulli] saved+output vs nn.Dropout':<62} "
+              f"{bp / 2**20:7.2f}M {bo / 2**20:7.2f}M {r:6.2f} {1.1:6.2f}  "
+              f"{'yes' if r <= 1.1 else 'NO'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
