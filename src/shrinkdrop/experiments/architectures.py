@@ -315,7 +315,7 @@ def _mean_se(values) -> tuple[float, float]:
 
 def _pm(values, digits: int = 3) -> str:
     m, se = _mean_se(values)
-    return f"{m:.{digits}f} ± {se:.{digits}f}"
+    return "n/a" if m != m else f"{m:.{digits}f} ± {se:.{digits}f}"
 
 
 def _plt():
