@@ -20,6 +20,7 @@ VERBS: dict[str, str] = {
     "demo": "demo",
     "architectures": "architectures",
     "uci": "uci",
+    "gap": "gap",
 }
 
 

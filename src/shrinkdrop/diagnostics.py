@@ -82,7 +82,8 @@ def jensen_gap_mc(log_values: torch.Tensor) -> GapEstimate:
         log_values: ``(S, *groups)``: ``S`` draws of ``log p`` for each group (an example, a
             weight, or nothing: shape ``(S,)``). Draws may be independent across groups or shared.
 
-    Returns ``+inf`` (with ``se = inf``) when some draw is ``-inf`` and the mean of ``p`` is not.
+    Returns ``+inf`` (with ``se = inf``) when some draw is ``-inf`` (the ``E log p`` estimate is
+    ``-inf``), also when every draw of a group is.
     """
     l = log_values.detach().to(torch.float64)
     if l.ndim == 0 or l.shape[0] < 2:
@@ -91,13 +92,11 @@ def jensen_gap_mc(log_values: torch.Tensor) -> GapEstimate:
     S = l.shape[0]
     l = l.reshape(S, -1)
     m = l.max(0).values
-    if torch.isneginf(m).any():
-        raise ValueError("log_values is -inf in every draw of some group: log E p is -inf")
+    if torch.isneginf(l).any():  # the E log p term is -inf: the estimate is +inf
+        return GapEstimate(math.inf, math.inf, S)
     a = torch.exp(l - m)
     abar = a.mean(0)
     log_mean = torch.log(abar) + m
-    if torch.isneginf(l).any():
-        return GapEstimate(math.inf, math.inf, S)
     gap = float((log_mean - l.mean(0)).sum())
     psi = (a / abar - l).sum(1)
     se = float(psi.std(unbiased=True) / math.sqrt(S))
@@ -245,7 +244,7 @@ def scaled_log_likelihood(
     def fn(xis: Scales) -> torch.Tensor:
         S = xis[0].shape[0]
         flat = [xi.expand(S, n, xi.shape[-1]).reshape(S * n, xi.shape[-1]) for xi in xis]
-        xs = x.repeat(S, *([1] * (x.ndim - 1))).to(flat[0].dtype)
+        xs = x.repeat(S, *([1] * (x.ndim - 1)))
         ys = y.repeat(S, *([1] * (y.ndim - 1)))
         with input_scales(modules, flat):
             out = model(xs)
