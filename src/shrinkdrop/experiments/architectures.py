@@ -451,7 +451,7 @@ def _resnet_section(sec: Section, rows, layer_rows, s: Settings):
                f"E[# blocks on | data] (of {RESNET_DEPTH})"], table)
     per = []
     for name, _, kw in RESNET_MODELS:
-        for key in (("inclusion",) if "layer" in kw else ()) + ("contribution",):
+        for key in (("inclusion", "log_bf_drop") if "layer" in kw else ()) + ("contribution",):
             per.append([name, key] + [
                 _pm((r[key] for r in layer_rows if r["model"] == name and r["layer"] == k), 2)
                 for k in range(1, RESNET_DEPTH + 1)])
@@ -464,8 +464,9 @@ def _resnet_section(sec: Section, rows, layer_rows, s: Settings):
              "weights p(y | W, tau) of every configuration, not a sample of them) on the training "
              "data; a block is switched off by the data when its inclusion p(tau_l != 0 | data, "
              "W) falls below the prior. Because the likelihood is a product over ~300 points, the "
-             "posterior is nearly 0/1; log_bf_drop in resnet_layers.csv gives the log Bayes "
-             "factor of keeping each block. The contribution ||f_l(h)||/||h|| is the size of "
+             "posterior is nearly 0/1; log_bf_drop is the graded version: the log Bayes factor "
+             "log p(y | W, all on) - log p(y | W, all on but block l) (> 0: the data want the "
+             "block). The contribution ||f_l(h)||/||h|| is the size of "
              "what block l adds to the residual stream.")
 
 
