@@ -1,0 +1,465 @@
+"""Pyro models of small networks under structured shrinkage priors, in the EP and in the HP.
+
+A :class:`NetSpec` describes an MLP (optionally residual) and which weights share a scale:
+
+* ``"ard"``: one scale ``xi_{l,r}`` per input unit ``r`` of every layer ``l`` (dropout's structure);
+* ``"add"``: one scale ``tau_l`` per residual layer (automatic depth determination); the first
+  and the last layer, which have no skip connection, keep ARD scales (as in the authors' code);
+* ``"ard+add"``: both, ``w = tau_l * xi_{l,r} * v`` on residual layers.
+
+Two parametrizations of the same prior (Nalisnick & Smyth, Sec. 2):
+
+* EP (expanded, non-centred): ``v ~ N(0, sigma0^2)``, ``w = scale * v`` -- noise in the network;
+* HP (hierarchical, centred): ``w ~ N(0, sigma0^2 scale^2)``.
+
+The scale laws are the Pyro counterparts of :mod:`shrinkdrop.noise` (see :func:`pyro_law`); the
+tests check that their log densities agree. Bernoulli scales are discrete and are sampled by
+:mod:`shrinkdrop.inference.gibbs`; here they can only be fixed (``fixed=``).
+
+Sites (``l`` is the layer index, ``0`` maps the inputs to the first hidden layer):
+``xi_l`` (in_l,), ``tau_l`` (), ``v_l`` / ``w_l`` (in_l, out_l), ``b_l`` (out_l,),
+``precision`` () when the Gaussian noise precision is learnt, ``y`` the data.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions.transforms import PowerTransform
+
+from .. import noise as _noise
+from .._validation import check_choice, check_positive
+
+__all__ = [
+    "Structure",
+    "Param",
+    "Likelihood",
+    "NetSpec",
+    "ScaleSite",
+    "pyro_law",
+    "make_model",
+    "forward",
+    "effective_weights",
+    "log_likelihood",
+    "run_nuts",
+    "NutsResult",
+    "predictive_metrics",
+    "flatten_chains",
+    "make_potential",
+]
+
+
+class Structure(str, enum.Enum):
+    ARD = "ard"
+    ADD = "add"
+    ARD_ADD = "ard+add"
+
+
+class Param(str, enum.Enum):
+    EP = "ep"
+    HP = "hp"
+
+
+class Likelihood(str, enum.Enum):
+    GAUSSIAN = "gaussian"
+    CATEGORICAL = "categorical"
+
+
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+}
+
+
+@dataclass(frozen=True)
+class ScaleSite:
+    """One group of weights sharing a scale: site ``name`` of ``shape`` on ``layer``."""
+
+    name: str
+    layer: int
+    kind: str  # "ard" or "add"
+    shape: tuple[int, ...]
+
+
+@dataclass
+class NetSpec:
+    """A small network and its prior structure.
+
+    Args:
+        layers: widths ``[D_in, H_1, ..., H_k, D_out]``; a linear model is ``[D_in, D_out]``.
+        structure: ``"ard"``, ``"add"`` or ``"ard+add"`` (``add`` needs ``residual=True``).
+        residual: skip connections ``h_l = f(h W_l + b_l) + h`` on the hidden-to-hidden layers
+            (all hidden widths must be equal).
+        bias: whether layers have biases (``b ~ N(0, bias_scale^2)``, never shrunk).
+        activation: ``"relu"`` or ``"tanh"``.
+    """
+
+    layers: list[int]
+    structure: str = "ard"
+    residual: bool = False
+    bias: bool = True
+    activation: str = "relu"
+    sites: list[ScaleSite] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.layers = [int(d) for d in self.layers]
+        if len(self.layers) < 2 or min(self.layers) < 1:
+            raise ValueError(
+                f"layers has to list at least two positive widths, but got {self.layers}"
+            )
+        self.structure = check_choice("structure", self.structure, Structure).value
+        check_choice("activation", self.activation, list(_ACTIVATIONS))
+        if self.residual and len(set(self.layers[1:-1])) > 1:
+            raise ValueError(
+                f"residual=True needs equal hidden widths, but got layers={self.layers}"
+            )
+        if self.structure != "ard" and not self.residual_layers:
+            raise ValueError(
+                f"structure={self.structure!r} needs residual layers (residual=True and at least "
+                f"two hidden layers), but got layers={self.layers}, residual={self.residual}"
+            )
+        sites = []
+        for l in range(self.n_layers):
+            res = l in self.residual_layers
+            if self.structure in ("ard", "ard+add") or not res:
+                sites.append(ScaleSite(f"xi_{l}", l, "ard", (self.layers[l],)))
+            if self.structure in ("add", "ard+add") and res:
+                sites.append(ScaleSite(f"tau_{l}", l, "add", ()))
+        self.sites = sites
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers) - 1
+
+    @property
+    def residual_layers(self) -> list[int]:
+        if not self.residual:
+            return []
+        return list(range(1, self.n_layers - 1))
+
+    def layer_scales(self, l: int) -> list[ScaleSite]:
+        return [s for s in self.sites if s.layer == l]
+
+    def weight_shape(self, l: int) -> tuple[int, int]:
+        return (self.layers[l], self.layers[l + 1])
+
+
+def pyro_law(noise: _noise.NoiseDistribution) -> dist.Distribution:
+    """The Pyro distribution of a :mod:`shrinkdrop.noise` law (for NUTS' support transforms).
+
+    half-Cauchy -> ``dist.HalfCauchy``; inverse Nakagami -> ``sqrt`` of ``InverseGamma(nu/2,
+    nu s^2/2)``; Rayleigh -> ``sqrt`` of ``Exponential(1/(2 s^2))``; Gaussian -> ``Normal``;
+    Beta, Uniform, Bernoulli -> their Pyro namesakes.
+    """
+    if isinstance(noise, _noise.HalfCauchy):
+        return dist.HalfCauchy(noise.scale)
+    if isinstance(noise, _noise.InverseNakagami):
+        base = dist.InverseGamma(noise.df / 2, noise.df * noise.scale**2 / 2)
+        return dist.TransformedDistribution(base, [PowerTransform(0.5)])
+    if isinstance(noise, _noise.Rayleigh):
+        base = dist.Exponential(0.5 / noise.scale**2)
+        return dist.TransformedDistribution(base, [PowerTransform(0.5)])
+    if isinstance(noise, _noise.Gaussian):
+        return dist.Normal(noise.mean_, noise.std)
+    if isinstance(noise, _noise.Beta):
+        return dist.Beta(noise.a, noise.b)
+    if isinstance(noise, _noise.Uniform):
+        return dist.Uniform(noise.low, noise.high)
+    if isinstance(noise, _noise.Bernoulli):
+        return dist.Bernoulli(noise.keep)
+    raise TypeError(f"noise has to be a shrinkdrop.noise family, but got {type(noise).__name__}")
+
+
+def _scale_value(spec: NetSpec, l: int, scales: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    """The multiplier of layer ``l``'s weights, shaped (..., in, 1) or (..., 1, 1), or None."""
+    out = None
+    for s in spec.layer_scales(l):
+        x = scales[s.name]
+        x = x.unsqueeze(-1) if s.kind == "ard" else x.unsqueeze(-1).unsqueeze(-1)
+        out = x if out is None else out * x
+    return out
+
+
+def forward(spec: NetSpec, weights: list[torch.Tensor], biases: list[torch.Tensor | None],
+            X: torch.Tensor) -> torch.Tensor:
+    """Network output for effective weights ``w_l`` (..., in, out): returns (..., N, out)."""
+    act = _ACTIVATIONS[spec.activation]
+    h = X
+    for l, (W, b) in enumerate(zip(weights, biases)):
+        a = h @ W
+        if b is not None:
+            a = a + b.unsqueeze(-2)
+        if l == spec.n_layers - 1:
+            return a
+        a = act(a)
+        h = a + h if l in spec.residual_layers else a
+    raise AssertionError("unreachable")
+
+
+def effective_weights(spec: NetSpec, params: dict[str, torch.Tensor], param: str = "ep"
+                      ) -> list[torch.Tensor]:
+    """The weights ``w_l`` seen by the network, from EP (``v_l`` times scales) or HP (``w_l``)."""
+    param = check_choice("param", param, Param).value
+    out = []
+    for l in range(spec.n_layers):
+        if param == "hp":
+            out.append(params[f"w_{l}"])
+            continue
+        s = _scale_value(spec, l, params)
+        v = params[f"v_{l}"]
+        out.append(v if s is None else s * v)
+    return out
+
+
+def _biases(spec: NetSpec, params) -> list[torch.Tensor | None]:
+    return [params.get(f"b_{l}") if spec.bias else None for l in range(spec.n_layers)]
+
+
+def _lik_dist(likelihood: str, out: torch.Tensor, precision) -> dist.Distribution:
+    if likelihood == "gaussian":
+        prec = torch.as_tensor(precision, dtype=out.dtype)
+        return dist.Normal(out.squeeze(-1), prec.unsqueeze(-1).rsqrt()
+                           if prec.ndim > 0 else prec.rsqrt())
+    return dist.Categorical(logits=out)
+
+
+def log_likelihood(spec: NetSpec, params: dict[str, torch.Tensor], X: torch.Tensor,
+                   y: torch.Tensor, *, param: str = "ep", likelihood: str = "gaussian",
+                   precision=None, reduce: bool = True) -> torch.Tensor:
+    """``log p(y | W, scales)`` summed over the data (or per point with ``reduce=False``).
+
+    ``params`` may carry leading sample dimensions; ``precision`` defaults to
+    ``params["precision"]``.
+    """
+    likelihood = check_choice("likelihood", likelihood, Likelihood).value
+    out = forward(spec, effective_weights(spec, params, param), _biases(spec, params), X)
+    prec = params.get("precision", precision) if likelihood == "gaussian" else None
+    lp = _lik_dist(likelihood, out, prec).log_prob(y)
+    return lp.sum(-1) if reduce else lp
+
+
+def make_model(spec: NetSpec, noise: _noise.NoiseDistribution, param: str = "ep", *,
+               likelihood: str = "gaussian", sigma0: float = 1.0, precision: float | None = None,
+               precision_prior: tuple[float, float] = (2.0, 0.5), bias_scale: float = 1.0):
+    """Build the Pyro model ``model(X, y=None, fixed=None)`` of ``spec`` under ``noise``.
+
+    Args:
+        spec: the network and its structure.
+        noise: the law of every scale (a :mod:`shrinkdrop.noise` family, scalar parameters).
+        param: ``"ep"`` (``w = scale * v``, non-centred) or ``"hp"`` (centred).
+        likelihood: ``"gaussian"`` (output width 1) or ``"categorical"`` (logits).
+        sigma0: the Gaussian part's standard deviation.
+        precision: fixed Gaussian noise precision; ``None`` learns it under
+            ``Gamma(*precision_prior)`` (shape, rate).
+        bias_scale: standard deviation of the biases' Gaussian prior.
+        fixed (model argument): values for scale sites, which then are not sampled (Gibbs).
+
+    Example:
+        >>> spec = NetSpec([3, 8, 1])
+        >>> model = make_model(spec, shrinkdrop.noise.HalfCauchy(1.0), "ep")
+    """
+    param = check_choice("param", param, Param).value
+    likelihood = check_choice("likelihood", likelihood, Likelihood).value
+    sigma0 = float(check_positive("sigma0", sigma0))
+    law = pyro_law(noise)
+    if precision is not None:
+        precision = float(check_positive("precision", precision))
+    if likelihood == "gaussian" and spec.layers[-1] != 1:
+        raise ValueError(
+            f"a gaussian likelihood needs output width 1, but got layers={spec.layers}"
+        )
+
+    def model(X, y=None, fixed=None):
+        fixed = fixed or {}
+        scales = {}
+        for s in spec.sites:
+            if s.name in fixed:
+                scales[s.name] = fixed[s.name]
+            elif isinstance(noise, _noise.Bernoulli):
+                raise ValueError(
+                    f"Bernoulli scale {s.name} is discrete: NUTS cannot sample it; pass it in "
+                    "`fixed` or use shrinkdrop.inference.gibbs"
+                )
+            else:
+                scales[s.name] = pyro.sample(s.name, law.expand(s.shape).to_event(len(s.shape)))
+        params = dict(scales)
+        for l in range(spec.n_layers):
+            shape = spec.weight_shape(l)
+            if param == "ep":
+                params[f"v_{l}"] = pyro.sample(
+                    f"v_{l}", dist.Normal(0.0, sigma0).expand(shape).to_event(2))
+            else:
+                mult = _scale_value(spec, l, scales)
+                scale = sigma0 * (mult.abs() if mult is not None else torch.ones(()))
+                params[f"w_{l}"] = pyro.sample(
+                    f"w_{l}", dist.Normal(0.0, scale.expand(shape)).to_event(2))
+            if spec.bias:
+                params[f"b_{l}"] = pyro.sample(
+                    f"b_{l}", dist.Normal(0.0, bias_scale).expand((shape[1],)).to_event(1))
+        prec = precision
+        if likelihood == "gaussian" and precision is None:
+            prec = pyro.sample("precision", dist.Gamma(*precision_prior))
+        out = forward(spec, effective_weights(spec, params, param), _biases(spec, params), X)
+        with pyro.plate("data", X.shape[0]):
+            pyro.sample("y", _lik_dist(likelihood, out, prec), obs=y)
+
+    model.spec, model.param, model.likelihood = spec, param, likelihood
+    model.precision, model.sigma0, model.noise = precision, sigma0, noise
+    model.precision_prior, model.bias_scale = precision_prior, bias_scale
+    return model
+
+
+def _latent_sites(model, fixed=None) -> list[tuple[str, dist.Distribution | None]]:
+    """(name, law or None) of the model's latent sites in trace order; None = depends on scales."""
+    spec, fixed = model.spec, fixed or {}
+    law = pyro_law(model.noise)
+    out = [(s.name, law.expand(s.shape).to_event(len(s.shape)))
+           for s in spec.sites if s.name not in fixed]
+    for l in range(spec.n_layers):
+        shape = spec.weight_shape(l)
+        if model.param == "ep":
+            out.append((f"v_{l}", dist.Normal(0.0, model.sigma0).expand(shape).to_event(2)))
+        else:
+            out.append((f"w_{l}", None))
+        if spec.bias:
+            out.append((f"b_{l}", dist.Normal(0.0, model.bias_scale).expand((shape[1],))
+                        .to_event(1)))
+    if model.likelihood == "gaussian" and model.precision is None:
+        out.append(("precision", dist.Gamma(*model.precision_prior)))
+    return out
+
+
+def make_potential(model, X: torch.Tensor, y: torch.Tensor, fixed=None):
+    """``(potential_fn, transforms)`` of ``model``'s posterior in unconstrained space.
+
+    The same density as Pyro's trace of ``model`` (a test checks it), written as one torch
+    function: NUTS spends its time here, and the tracing machinery would cost ~5x more.
+    ``fixed`` (scale values) is read at every call, so updating its tensors in place
+    conditions the potential on new scales (the Gibbs sampler does this).
+    """
+    from torch.distributions import biject_to
+
+    spec = model.spec
+    sites = _latent_sites(model, fixed)
+    transforms = {}
+    for name, d in sites:
+        support = dist.Normal(0, 1).support if d is None else d.support
+        transforms[name] = biject_to(support).inv
+    fixed_ref = fixed if fixed is not None else {}
+
+    def potential_fn(z):
+        params, lp = dict(fixed_ref), 0.0
+        for name, d in sites:
+            t = transforms[name]
+            x = t.inv(z[name])
+            params[name] = x
+            if d is None:  # HP weight: N(0, sigma0 |scale|)
+                l = int(name.split("_")[1])
+                mult = _scale_value(spec, l, params)
+                sd_ = model.sigma0 * (mult.abs() if mult is not None else torch.ones(()))
+                lp = lp + dist.Normal(0.0, sd_.expand(spec.weight_shape(l))).log_prob(x).sum()
+                continue
+            lp = lp + d.log_prob(x).sum() - t.log_abs_det_jacobian(x, z[name]).sum()
+        lp = lp + log_likelihood(spec, params, X, y, param=model.param,
+                                 likelihood=model.likelihood, precision=model.precision)
+        return -lp
+
+    return potential_fn, transforms
+
+
+def _init_params(model, transforms, generator, fixed=None):
+    """Uniform(-2, 2) in unconstrained space (Pyro's init_to_uniform)."""
+    out = {}
+    for name, d in _latent_sites(model, fixed):
+        shape = model.spec.weight_shape(int(name.split("_")[1])) if d is None else (
+            d.batch_shape + d.event_shape)
+        out[name] = 4 * torch.rand(shape, generator=generator,
+                                   dtype=torch.get_default_dtype()) - 2
+    return out
+
+
+@dataclass
+class NutsResult:
+    """Draws shaped (chain, draw, ...) per site, with the sampler's cost and divergences."""
+
+    samples: dict[str, torch.Tensor]
+    divergences: int
+    seconds: float
+    sample_seconds: float
+    num_warmup: int
+    num_samples: int
+
+
+def run_nuts(model, X, y, *, num_warmup: int = 300, num_samples: int = 300, chains: int = 2,
+             seed: int = 0, max_tree_depth: int = 8, target_accept_prob: float = 0.8,
+             progress: bool = False, fixed=None) -> NutsResult:
+    """Run Pyro's NUTS on ``model(X, y)``: ``chains`` chains one after the other (seed + c).
+
+    Chains run sequentially in this process (2 shared cores: processes cost more than they
+    give here); each is seeded with ``pyro.set_rng_seed(seed + c)``.
+    """
+    from pyro.infer import MCMC, NUTS
+
+    potential_fn, transforms = make_potential(model, X, y, fixed)
+    draws: dict[str, list[torch.Tensor]] = {}
+    divergences, total, sampling = 0, 0.0, 0.0
+    for c in range(chains):
+        pyro.set_rng_seed(seed + c)
+        marks: dict[str, float] = {}
+
+        def hook(kernel, params, stage, i, marks=marks):
+            if stage == "Sample" and "sample" not in marks:
+                marks["sample"] = time.perf_counter()
+
+        kernel = NUTS(potential_fn=potential_fn, max_tree_depth=max_tree_depth,
+                      target_accept_prob=target_accept_prob)
+        g = torch.Generator().manual_seed(seed + c)
+        mcmc = MCMC(kernel, num_samples=num_samples, warmup_steps=num_warmup,
+                    initial_params=_init_params(model, transforms, g, fixed),
+                    transforms=transforms, disable_progbar=not progress, hook_fn=hook)
+        t0 = time.perf_counter()
+        mcmc.run()
+        t1 = time.perf_counter()
+        total += t1 - t0
+        sampling += t1 - marks.get("sample", t0)
+        for k, v in mcmc.get_samples().items():
+            draws.setdefault(k, []).append(v.detach())
+        div = mcmc.diagnostics().get("divergences", {})
+        divergences += sum(len(v) for v in div.values())
+    samples = {k: torch.stack(v) for k, v in draws.items()}
+    return NutsResult(samples, divergences, total, sampling, num_warmup, num_samples)
+
+
+def predictive_metrics(spec: NetSpec, samples: dict[str, torch.Tensor], X: torch.Tensor,
+                       y: torch.Tensor, *, param: str = "ep", likelihood: str = "gaussian",
+                       precision: float | None = None, y_scale: float = 1.0) -> dict:
+    """Test log-likelihood (per point, posterior predictive) and RMSE / accuracy.
+
+    ``samples`` are shaped (chain, draw, ...); Gaussian outputs are in
+    standardized units and ``y_scale`` maps them back (log-likelihood minus ``log y_scale``).
+    """
+    flat = flatten_chains(samples)
+    lp = log_likelihood(spec, flat, X, y, param=param, likelihood=likelihood,
+                        precision=precision, reduce=False)  # (S, N)
+    S = lp.shape[0]
+    ll = (torch.logsumexp(lp, 0) - math.log(S)).mean().item()
+    out = forward(spec, effective_weights(spec, flat, param), _biases(spec, flat), X)
+    if likelihood == "gaussian":
+        mean = out.squeeze(-1).mean(0)
+        rmse = torch.sqrt(((mean - y) ** 2).mean()).item() * y_scale
+        return {"test_ll": ll - math.log(y_scale), "test_rmse": rmse}
+    probs = torch.softmax(out, -1).mean(0)
+    return {"test_ll": ll, "test_rmse": None,
+            "test_accuracy": (probs.argmax(-1) == y).double().mean().item()}
+
+
+def flatten_chains(samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """(chain, draw, ...) -> (chain * draw, ...) for every site."""
+    return {k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()}
