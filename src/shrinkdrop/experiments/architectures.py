@@ -220,10 +220,10 @@ def load_macrodata(window: int = 8) -> Regression:
 
     Inputs: ``window`` quarters of the 10 series ``MACRO_FEATURES``; target: the next quarter's
     inflation ``infl`` (annualised %). Blocked split (:func:`_blocked_split`): blocks of 24
-    windows (6 years) in the roles train, train, test, train, val, train, test, train, so the test
-    set covers 1973-79 and 1997-2003 and validation 1985-91 (a plain chronological split puts the
-    calm 1990s in validation and the 2008 crisis in test, and the noise precision picked on the
-    one does not fit the other). Inputs are standardised with training statistics per series.
+    windows (6 years) in the roles train, train, test, train, val, train, test, train, so the
+    test targets are 1975Q2-1979Q1 and 1999Q2-2003Q1 and validation 1987Q2-1991Q1 (a plain
+    chronological split puts the calm 1990s in validation and the 2008 crisis in test, and the
+    noise precision picked on the one does not fit the other). Inputs are standardised with training statistics per series.
 
     Raises:
         MissingExtraError: statsmodels is not installed (the extra ``timeseries``).
@@ -599,8 +599,8 @@ def _lstm_section(sec: Section, rows, s: Settings):
     sec.p(f"LSTM forecaster on statsmodels' bundled US macro data (1959-2009, quarterly): "
           f"windows of {LSTM_WINDOW} quarters of 10 series ("
           + ", ".join(MACRO_FEATURES) + f") predict next quarter's inflation; blocked split "
-          f"of 6-year blocks with an {LSTM_WINDOW}-quarter purge between parts (test 1973-79 and "
-          f"1997-2003, validation 1985-91, the rest train). nn.LSTM / NoisyLSTM with "
+          f"of 6-year blocks with an {LSTM_WINDOW}-quarter purge between parts (test targets "
+          f"1975-79 and 1999-2003, validation 1987-91, the rest train). nn.LSTM / NoisyLSTM with "
           f"{LSTM_HIDDEN} hidden units and a linear read-out of the last state, "
           f"{s.lstm_epochs} epochs (MC objective, Gaussian likelihood with training "
           f"tau = {LSTM_TRAIN_TAU} in standardised units, sigma0 = 1); {s.eval_samples} MC "
