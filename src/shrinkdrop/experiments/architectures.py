@@ -223,7 +223,8 @@ def load_macrodata(window: int = 8) -> Regression:
     windows (6 years) in the roles train, train, test, train, val, train, test, train, so the
     test targets are 1975Q2-1979Q1 and 1999Q2-2003Q1 and validation 1987Q2-1991Q1 (a plain
     chronological split puts the calm 1990s in validation and the 2008 crisis in test, and the
-    noise precision picked on the one does not fit the other). Inputs are standardised with training statistics per series.
+    noise precision picked on the one does not fit the other). Inputs are standardised with
+    training statistics per series.
 
     Raises:
         MissingExtraError: statsmodels is not installed (the extra ``timeseries``).
