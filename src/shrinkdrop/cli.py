@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "architectures": "architectures",
     "uci": "uci",
     "gap": "gap",
+    "mcmc": "mcmc",
 }
 
 

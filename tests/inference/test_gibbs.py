@@ -55,7 +55,6 @@ def test_gibbs_matches_enumeration(linear_problem):
         res = gibbs_bernoulli(model, X, y, num_warmup=100, num_samples=700, chains=2, seed=0,
                               max_tree_depth=4)
         est = res.samples["xi_0"].double().mean((0, 1))
-        print(est, truth)
         assert torch.all(truth > 0.05) and torch.any(truth < 0.8)  # a non-trivial target
         assert torch.allclose(est, truth, atol=0.08), (est, truth)
     finally:

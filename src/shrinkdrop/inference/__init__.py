@@ -1,5 +1,7 @@
 """Inference beyond MAP: NUTS on EP / HP models, Gibbs for Bernoulli scales, VI, read-outs."""
 
+from .diagnostics import site_diagnostics, summarize
+from .gibbs import GibbsResult, gibbs_bernoulli
 from .models import (
     Likelihood,
     NetSpec,
@@ -8,6 +10,7 @@ from .models import (
     ScaleSite,
     Structure,
     effective_weights,
+    fit_map_noise,
     flatten_chains,
     forward,
     log_likelihood,
@@ -16,9 +19,20 @@ from .models import (
     pyro_law,
     run_nuts,
 )
+from .readout import (
+    ImportanceReadout,
+    importance_readout,
+    inclusion_probabilities,
+    readout_table,
+    relevance_auc,
+    shrinkage_factors,
+)
 
 __all__ = [
     "Likelihood", "NetSpec", "NutsResult", "Param", "ScaleSite", "Structure",
     "effective_weights", "flatten_chains", "forward", "log_likelihood", "make_model",
-    "predictive_metrics", "pyro_law", "run_nuts",
+    "predictive_metrics", "pyro_law", "run_nuts", "fit_map_noise",
+    "ImportanceReadout", "importance_readout", "inclusion_probabilities", "readout_table",
+    "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
+    "gibbs_bernoulli",
 ]

@@ -53,6 +53,7 @@ __all__ = [
     "predictive_metrics",
     "flatten_chains",
     "make_potential",
+    "fit_map_noise",
 ]
 
 
@@ -226,8 +227,8 @@ def _lik_dist(likelihood: str, out: torch.Tensor, precision) -> dist.Distributio
     if likelihood == "gaussian":
         prec = torch.as_tensor(precision, dtype=out.dtype)
         return dist.Normal(out.squeeze(-1), prec.unsqueeze(-1).rsqrt()
-                           if prec.ndim > 0 else prec.rsqrt())
-    return dist.Categorical(logits=out)
+                           if prec.ndim > 0 else prec.rsqrt(), validate_args=False)
+    return dist.Categorical(logits=out, validate_args=False)
 
 
 def log_likelihood(spec: NetSpec, params: dict[str, torch.Tensor], X: torch.Tensor,
@@ -347,7 +348,8 @@ def make_potential(model, X: torch.Tensor, y: torch.Tensor, fixed=None):
     from torch.distributions import biject_to
 
     spec = model.spec
-    sites = _latent_sites(model, fixed)
+    with pyro.validation_enabled(False):  # NUTS may visit scales that underflow to 0 (HP)
+        sites = _latent_sites(model, fixed)
     transforms = {}
     for name, d in sites:
         support = dist.Normal(0, 1).support if d is None else d.support
@@ -364,7 +366,8 @@ def make_potential(model, X: torch.Tensor, y: torch.Tensor, fixed=None):
                 l = int(name.split("_")[1])
                 mult = _scale_value(spec, l, params)
                 sd_ = model.sigma0 * (mult.abs() if mult is not None else torch.ones(()))
-                lp = lp + dist.Normal(0.0, sd_.expand(spec.weight_shape(l))).log_prob(x).sum()
+                lp = lp + dist.Normal(0.0, sd_.expand(spec.weight_shape(l)),
+                                      validate_args=False).log_prob(x).sum()
                 continue
             lp = lp + d.log_prob(x).sum() - t.log_abs_det_jacobian(x, z[name]).sum()
         lp = lp + log_likelihood(spec, params, X, y, param=model.param,
@@ -463,3 +466,42 @@ def predictive_metrics(spec: NetSpec, samples: dict[str, torch.Tensor], X: torch
 def flatten_chains(samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """(chain, draw, ...) -> (chain * draw, ...) for every site."""
     return {k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()}
+
+
+def fit_map_noise(model, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2000,
+                  lr: float = 1e-2, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Train an EP model's weights by MAP with noise (the MC objective, Eq. 3), full batch.
+
+    Each step draws one global scale per unit (or layer) from the noise law -- the paper's
+    global scales, shared by the whole batch -- and ascends
+    ``log p(y | v, xi) + log p(v) + log p(b)``; the Gaussian ``log p(v)`` is weight decay
+    ``1 / (2 sigma0^2) ||v||^2``. Returns the point estimates ``{v_l, b_l}``; the noise precision
+    has to be fixed (``make_model(..., precision=...)``) for this read-out.
+    """
+    if model.param != "ep":
+        raise ValueError(f"fit_map_noise trains the EP (noise in the network), but got "
+                         f"param={model.param!r}")
+    if model.likelihood == "gaussian" and model.precision is None:
+        raise ValueError("fit_map_noise needs a fixed noise precision, but the model learns it")
+    spec = model.spec
+    g = torch.Generator().manual_seed(seed)
+    dtype = torch.get_default_dtype()
+    params = {}
+    for l in range(spec.n_layers):
+        fan_in = spec.layers[l]
+        params[f"v_{l}"] = (torch.randn(spec.weight_shape(l), generator=g, dtype=dtype)
+                            / math.sqrt(fan_in)).requires_grad_()
+        if spec.bias:
+            params[f"b_{l}"] = torch.zeros(spec.layers[l + 1], dtype=dtype, requires_grad=True)
+    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    for _ in range(epochs):
+        scales = {s.name: model.noise.sample(s.shape, generator=g).to(dtype) for s in spec.sites}
+        lp = log_likelihood(spec, {**params, **scales}, X, y, likelihood=model.likelihood,
+                            precision=model.precision)
+        for k, v in params.items():
+            sd_ = model.sigma0 if k.startswith("v_") else model.bias_scale
+            lp = lp - 0.5 * (v**2).sum() / sd_**2
+        opt.zero_grad()
+        (-lp / X.shape[0]).backward()
+        opt.step()
+    return {k: v.detach() for k, v in params.items()}

@@ -1,0 +1,285 @@
+"""``shrinkdrop mcmc``: posterior sampling of a small network under a structured shrinkage prior.
+
+Continuous families: Pyro's NUTS on the EP or HP model. Bernoulli: Gibbs on the scales
+alternating with NUTS on the weights (EP only). Writes ``summary.json`` (diagnostics, test
+metrics, the read-out table), ``readout.csv``, ``trace.png`` and ``posterior.png`` to ``--out``.
+All the mathematics is in :mod:`shrinkdrop.inference`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writes summary.json"
+
+FAMILY_CHOICES = ("half_cauchy", "inverse_nakagami", "rayleigh", "gaussian", "bernoulli")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True,
+                   help="built-in data set name (e.g. diabetes) or a UCI-layout directory")
+    p.add_argument("--noise", required=True, choices=FAMILY_CHOICES, help="law of the scales")
+    p.add_argument("--param", default="ep", choices=("ep", "hp"),
+                   help="expanded (non-centred) or hierarchical (centred) parametrization")
+    p.add_argument("--structure", default="ard", choices=("ard", "add", "ard+add"))
+    p.add_argument("--residual", action="store_true",
+                   help="residual MLP (implied by --structure add / ard+add)")
+    p.add_argument("--hidden", type=int, default=10, help="hidden units per layer")
+    p.add_argument("--depth", type=int, default=1, help="hidden layers")
+    p.add_argument("--scale", type=float, default=1.0, help="scale of half-Cauchy / inverse "
+                   "Nakagami / Rayleigh; std of Gaussian noise")
+    p.add_argument("--df", type=float, default=3.0, help="inverse Nakagami degrees of freedom")
+    p.add_argument("--keep", type=float, default=0.5, help="Bernoulli keep probability")
+    p.add_argument("--mean", type=float, default=1.0, help="Gaussian noise mean")
+    p.add_argument("--sigma0", type=float, default=1.0, help="std of the Gaussian part")
+    p.add_argument("--precision", type=float, default=None,
+                   help="fixed Gaussian noise precision (standardized units); default: learnt")
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--samples", type=int, default=300)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--max-tree-depth", type=int, default=7)
+    p.add_argument("--split", type=int, default=0, help="train/test split index")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="subsample the training split to this many rows (keeps NUTS cheap)")
+    p.add_argument("--noise-features", type=int, default=0,
+                   help="append this many pure-noise N(0, 1) input columns (relevance AUC)")
+    p.add_argument("--iw-samples", type=int, default=0,
+                   help="also the importance-weighted read-out of a MAP-with-noise network")
+    p.add_argument("--quick", action="store_true",
+                   help="a short run: 150 warmup / 150 samples x 2 chains, tree depth 6, "
+                   "200 training rows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def _noise(args):
+    from .. import noise
+
+    if args.noise == "half_cauchy":
+        return noise.HalfCauchy(args.scale)
+    if args.noise == "inverse_nakagami":
+        return noise.InverseNakagami(args.df, args.scale)
+    if args.noise == "rayleigh":
+        return noise.Rayleigh(args.scale)
+    if args.noise == "gaussian":
+        return noise.Gaussian(args.mean, args.scale)
+    return noise.Bernoulli(args.keep)
+
+
+def _prepare(args):
+    from ..data import resolve_data
+
+    data = resolve_data(args.data)[0]
+    if not 0 <= args.split < data.n_splits:
+        raise ValueError(f"--split has to be in [0, {data.n_splits}), but got {args.split}")
+    split = data.splits[args.split]
+    X = np.asarray(data.features, dtype=np.float64)
+    rng = np.random.default_rng(args.seed)
+    n_real = X.shape[1]
+    if args.noise_features:
+        X = np.concatenate([X, rng.standard_normal((X.shape[0], args.noise_features))], 1)
+    train = np.asarray(split.train)
+    if args.train_size and args.train_size < len(train):
+        train = np.sort(rng.choice(train, args.train_size, replace=False))
+    test = np.asarray(split.test)
+    mu, sd = X[train].mean(0), X[train].std(0)
+    sd[sd == 0] = 1.0
+    X = (X - mu) / sd
+    y = np.asarray(data.target, dtype=np.float64)
+    if data.task == "regression":
+        y_mu, y_sd = y[train].mean(), y[train].std()
+        y = (y - y_mu) / y_sd
+        yt = torch.tensor(y)
+        likelihood, out_dim = "gaussian", 1
+    else:
+        y_sd = 1.0
+        yt = torch.tensor(y).long()
+        likelihood, out_dim = "categorical", data.n_classes
+    Xt = torch.tensor(X)
+    return dict(name=data.name, X=Xt[train], y=yt[train], Xte=Xt[test], yte=yt[test],
+                y_scale=float(y_sd), likelihood=likelihood, out_dim=out_dim, n_real=n_real)
+
+
+def _plots(out: Path, samples, spec, table, what):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sites = [s for s in spec.sites][:4]
+    fig, axes = plt.subplots(len(sites), 1, figsize=(7, 1.8 * len(sites)), squeeze=False)
+    for ax, s in zip(axes[:, 0], sites):
+        x = samples[s.name].reshape(*samples[s.name].shape[:2], -1)[..., 0].double()
+        if (x > 0).all():
+            x = x.log()
+            ax.set_ylabel(f"log {s.name}[0]")
+        else:
+            ax.set_ylabel(f"{s.name}[0]")
+        for c in range(x.shape[0]):
+            ax.plot(x[c].numpy(), lw=0.6, label=f"chain {c}")
+    axes[0, 0].legend(fontsize=7)
+    axes[-1, 0].set_xlabel("draw")
+    fig.tight_layout()
+    fig.savefig(out / "trace.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(table)), 3))
+    labels = [f"{r['site']}" + ("" if r["unit"] is None else f"[{r['unit']}]") for r in table]
+    ax.bar(range(len(table)), [r[what] for r in table], color="tab:blue")
+    ax.set_xticks(range(len(table)))
+    ax.set_xticklabels(labels, rotation=90, fontsize=6)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(what)
+    fig.tight_layout()
+    fig.savefig(out / "posterior.png", dpi=110)
+    plt.close(fig)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def run(args) -> int:
+    import pyro
+
+    from .. import inference as inf
+    from .._validation import check_positive
+
+    for name in ("hidden", "depth", "warmup", "samples", "chains"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} has to be >= 1, but got {getattr(args, name)}")
+    check_positive("--scale", args.scale)
+    if args.quick:
+        args.warmup, args.samples, args.chains = min(args.warmup, 150), min(args.samples, 150), 2
+        args.max_tree_depth = min(args.max_tree_depth, 6)
+        args.train_size = args.train_size or 200
+    if args.noise == "bernoulli" and args.param != "ep":
+        raise ValueError("--noise bernoulli is sampled by Gibbs in the EP only; pass --param ep")
+    residual = args.residual or args.structure != "ard"
+    if residual and args.depth < 3:
+        raise ValueError(f"a residual MLP needs --depth >= 3 (two residual layers and more), "
+                         f"but got --depth {args.depth}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    prev_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        pyro.set_rng_seed(args.seed)
+        d = _prepare(args)
+        spec = inf.NetSpec([d["X"].shape[1]] + [args.hidden] * args.depth + [d["out_dim"]],
+                           structure=args.structure, residual=residual)
+        noise = _noise(args)
+        model = inf.make_model(spec, noise, args.param, likelihood=d["likelihood"],
+                               sigma0=args.sigma0, precision=args.precision)
+        progress = not args.no_progress
+        t0 = time.perf_counter()
+        if args.noise == "bernoulli":
+            res = inf.gibbs_bernoulli(model, d["X"], d["y"], num_warmup=args.warmup,
+                                      num_samples=args.samples, chains=args.chains,
+                                      seed=args.seed, max_tree_depth=args.max_tree_depth,
+                                      progress=progress)
+        else:
+            res = inf.run_nuts(model, d["X"], d["y"], num_warmup=args.warmup,
+                               num_samples=args.samples, chains=args.chains, seed=args.seed,
+                               max_tree_depth=args.max_tree_depth, progress=progress)
+        seconds = time.perf_counter() - t0
+        samples = res.samples
+        diag = inf.summarize(samples, seconds=res.sample_seconds)
+        # quantities both parametrizations share that hidden-unit permutations leave alone
+        # (raw weights of different chains sit in different permutation modes): the input
+        # scales, the noise precision and the training log-likelihood
+        common = {s.name: samples[s.name] for s in spec.sites if s.layer == 0}
+        common.update({s.name: samples[s.name] for s in spec.sites if s.kind == "add"})
+        if "precision" in samples:
+            common["precision"] = samples["precision"]
+        flat = inf.flatten_chains(samples)
+        lik_param = "ep" if args.noise == "bernoulli" else args.param
+        common["train_log_lik"] = inf.log_likelihood(
+            spec, flat, d["X"], d["y"], param=lik_param, likelihood=d["likelihood"],
+            precision=args.precision).reshape(args.chains, args.samples)
+        diag_common = inf.summarize(common, seconds=res.sample_seconds)
+        metrics = inf.predictive_metrics(spec, samples, d["Xte"], d["yte"], param=args.param,
+                                         likelihood=d["likelihood"], precision=args.precision,
+                                         y_scale=d["y_scale"])
+        n = d["X"].shape[0]
+        if args.noise == "bernoulli":
+            what, vals = "inclusion", inf.inclusion_probabilities(samples, spec)
+        else:
+            what = "relevance"
+            kap = inf.shrinkage_factors(samples, spec, n, sigma0=args.sigma0,
+                                        precision=args.precision or 1.0)
+            vals = {k: 1 - v for k, v in kap.items()}
+        table = inf.readout_table(spec, vals, what=what)
+        summary = {
+            "data": d["name"], "noise": repr(noise), "param": args.param,
+            "structure": args.structure, "layers": spec.layers, "residual": residual,
+            "n_train": n, "n_test": int(d["Xte"].shape[0]), "warmup": args.warmup,
+            "samples": args.samples, "chains": args.chains,
+            "max_tree_depth": args.max_tree_depth, "seed": args.seed,
+            "divergences": res.divergences,
+            "min_ess": diag["min_ess"], "max_rhat": diag["max_rhat"],
+            "ess_per_second": diag["ess_per_second"],
+            "min_ess_shared": diag_common["min_ess"], "max_rhat_shared": diag_common["max_rhat"],
+            "ess_per_second_shared": diag_common["ess_per_second"],
+            "sample_seconds": res.sample_seconds, "seconds": seconds,
+            **metrics, "readout": what, "table": table,
+            "per_site": diag["per_site"],
+        }
+        if args.noise_features:
+            first = [r for r in table if r["site"] == "xi_0"]
+            real = [r["unit"] < d["n_real"] for r in first]
+            summary["auc"] = inf.relevance_auc([r[what] for r in first], real)
+        if args.iw_samples:
+            if d["likelihood"] == "gaussian" and args.precision is None:
+                raise ValueError("--iw-samples needs a fixed --precision")
+            pmodel = inf.make_model(spec, noise, "ep", likelihood=d["likelihood"],
+                                    sigma0=args.sigma0, precision=args.precision)
+            t1 = time.perf_counter()
+            point = inf.fit_map_noise(pmodel, d["X"], d["y"], seed=args.seed)
+
+            def ll(scales):
+                p = {**point, **scales}  # scales carry a leading sample dimension
+                return inf.log_likelihood(spec, p, d["X"], d["y"], likelihood=d["likelihood"],
+                                          precision=args.precision)
+
+            iw = inf.importance_readout(
+                ll, noise, spec.sites, samples=args.iw_samples, n=n, sigma0=args.sigma0,
+                precision=args.precision or 1.0,
+                generator=torch.Generator().manual_seed(args.seed))
+            iw_table = inf.readout_table(spec, dict(iw), what=what)
+            summary["iw"] = {"ess": iw.ess, "samples": args.iw_samples, "table": iw_table,
+                             "seconds": time.perf_counter() - t1}
+            if args.noise_features:
+                first = [r for r in iw_table if r["site"] == "xi_0"]
+                summary["iw"]["auc"] = inf.relevance_auc(
+                    [r[what] for r in first], [r["unit"] < d["n_real"] for r in first])
+        with open(out / "readout.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["site", "layer", "kind", "unit", what])
+            w.writeheader()
+            w.writerows(table)
+        _plots(out, samples, spec, table, what)
+        (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+        print(f"mcmc {d['name']} {args.noise} {args.param}: divergences={res.divergences} "
+              f"min_ess={diag['min_ess']:.1f} max_rhat={diag['max_rhat']:.3f} "
+              f"ess/s={diag['ess_per_second']:.3g} test_ll={metrics['test_ll']:.3f} "
+              f"({seconds:.0f} s) -> {out / 'summary.json'}", file=sys.stderr)
+    finally:
+        torch.set_default_dtype(prev_dtype)
+    return 0
