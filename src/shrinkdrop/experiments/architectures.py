@@ -663,7 +663,17 @@ def run(args) -> int:
     s = _settings(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    # one thread (the machine is shared) and torch's global RNG left as it was for the caller
     torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return _run(args, experiments, s, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args, experiments: list[Experiment], s: Settings, out: Path) -> int:
     t0 = time.perf_counter()
 
     def log(msg):
