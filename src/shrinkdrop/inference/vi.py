@@ -185,7 +185,7 @@ def fit_vi(spec: NetSpec, X: torch.Tensor, y: torch.Tensor, *, hyperprior,
         kl = sum((torch.log(p) - torch.log(s) + (m**2 + s**2) / (2 * p**2) - 0.5).sum()
                  for m, s, p in zip(mu, sd, stds))
         logp = 0.0
-        for k, v in named.items():
+        for v in named.values():
             logp = logp + hyperprior.log_density(v).sum()
         elbo = ell - kl + logp
         opt.zero_grad()

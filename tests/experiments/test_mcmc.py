@@ -1,0 +1,42 @@
+"""The ``shrinkdrop mcmc`` verb end to end on tiny settings (seconds, not a statistical check)."""
+
+import json
+
+import pytest
+
+from shrinkdrop.cli import main
+
+TINY = ["--warmup", "8", "--samples", "8", "--chains", "2", "--hidden", "3",
+        "--train-size", "40", "--max-tree-depth", "3", "--no-progress"]
+KEYS = {"divergences", "min_ess", "max_rhat", "ess_per_second", "test_ll", "test_rmse",
+        "seconds", "table"}
+
+
+@pytest.mark.parametrize("param", ["ep", "hp"])
+def test_nuts_run_writes_summary(tmp_path, param):
+    out = tmp_path / param
+    rc = main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--param", param,
+               "--out", str(out), *TINY])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert KEYS <= set(s)
+    assert len([r for r in s["table"] if r["site"] == "xi_0"]) == 10
+    assert all(0 <= r["relevance"] <= 1 for r in s["table"])
+    assert (out / "trace.png").stat().st_size > 0 and (out / "posterior.png").stat().st_size > 0
+
+
+def test_gibbs_run_with_noise_features_and_iw(tmp_path):
+    rc = main(["mcmc", "--data", "diabetes", "--noise", "bernoulli", "--noise-features", "3",
+               "--precision", "2", "--iw-samples", "64", "--out", str(tmp_path), *TINY])
+    assert rc == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert 0 <= s["auc"] <= 1 and 0 <= s["iw"]["auc"] <= 1
+    assert {r["inclusion"] for r in s["table"]} <= {x / 16 for x in range(17)}
+
+
+def test_errors_are_reported(tmp_path, capsys):
+    assert main(["mcmc", "--data", "diabetes", "--noise", "bernoulli", "--param", "hp",
+                 "--out", str(tmp_path)]) == 2
+    assert "Gibbs in the EP only" in capsys.readouterr().err
+    assert main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--structure", "add",
+                 "--depth", "1", "--out", str(tmp_path)]) == 2
