@@ -5,7 +5,8 @@ NUTS check: Bayesian linear regression with a Gaussian prior (a linear NetSpec w
 are fixed at 1 through ``fixed=``, so the prior is N(0, sigma0^2 I)). Posterior N(m, S),
 S = (X^T X prec + I/sigma0^2)^-1, m = prec S X^T y. 2 chains x 400 draws, seed 0: the mean is
 checked to 0.1 posterior sd (+ 4 MC standard errors), the covariance entries to 20% of the
-largest posterior variance; a wrong likelihood scale or prior (factor 2 in either) misses both by far.
+largest posterior variance; a wrong likelihood scale or prior (factor 2 in either) misses
+both by far.
 """
 
 import math
