@@ -39,6 +39,8 @@ from torch import nn
 
 from ._validation import check_choice
 from .errors import ShrinkdropError
+from .functional import sample_groups
+from .nn import NoiseLayer, mc_mode
 
 __all__ = [
     "Objective",
@@ -355,12 +357,7 @@ def _check_samples(samples) -> int:
 def noise_on(model: nn.Module):
     """Noise on, whatever the model's mode: ``shrinkdrop.mc_mode`` for the library's layers, and
     train mode for other modules that carry a ``noise`` attribute (restored on exit)."""
-    ctx = contextlib.nullcontext()
-    NoiseLayer = ()
-    with contextlib.suppress(ImportError, AttributeError):
-        from .nn import NoiseLayer, mc_mode
-
-        ctx = mc_mode(model)
+    ctx = mc_mode(model)
     changed = [
         m for m in model.modules()
         if hasattr(m, "noise") and not isinstance(m, NoiseLayer) and not m.training
@@ -376,13 +373,7 @@ def noise_on(model: nn.Module):
 
 
 def _sample_groups(S: int):
-    if S == 1:
-        return contextlib.nullcontext()
-    try:
-        from .functional import sample_groups
-    except (ImportError, AttributeError):
-        return contextlib.nullcontext()
-    return sample_groups(S)
+    return contextlib.nullcontext() if S == 1 else sample_groups(S)
 
 
 def sample_outputs(model: nn.Module, x: torch.Tensor, samples: int, *, noise: bool = True):

@@ -159,3 +159,12 @@ def test_speed(timed):
     w = torch.randn(10_000, dtype=D)
     for d in (VarianceGamma(t(1.0)), Horseshoe(t(1.0)), SpikeAndSlab(t(0.5), t(1.0))):
         assert timed(lambda d=d: d.log_prob(w)) < 1.0
+
+
+def test_horseshoe_has_no_mean_and_never_nan():
+    from shrinkdrop.priors import Horseshoe
+
+    d = Horseshoe(torch.tensor(0.5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="no mean"):
+        d.mean
+    assert d.variance.item() == float("inf")

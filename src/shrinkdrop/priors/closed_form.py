@@ -248,7 +248,12 @@ class Horseshoe(_SymmetricPrior):
 
     @property
     def mean(self):
-        return torch.full(self.batch_shape, math.nan, dtype=self.tau.dtype, device=self.tau.device)
+        # E|w| = tau E[xi] E|v| = inf: the mean does not exist. Returning NaN (as torch's Cauchy
+        # does) would break the project's "never NaN" rule, and 0 would be a made-up value.
+        raise ValueError(
+            "the horseshoe has no mean (E|w| is infinite); its median and mode are 0 and its "
+            "variance is inf"
+        )
 
     @property
     def mode(self):
