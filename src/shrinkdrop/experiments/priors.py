@@ -61,9 +61,9 @@ LOOSENESS = [
     "Figure 1 of the paper shows finite asymptotes of Var[xi^-2] for Gaussian noise (~4). For any "
     "Gaussian xi the density at 0 is positive, so E[xi^-2] and Var[xi^-2] are infinite; a Monte "
     "Carlo estimate is finite but keeps growing with the number of samples (table below).",
-    "Figure 1's inverse-Nakagami curve of Var[xi^-2] levels off (~0.5) as E[xi^2] -> 0. Exactly, "
-    "Var[xi^-2] = 2/(nu s^4) = 2 nu / ((nu - 2)^2 E[xi^2]^2) at fixed nu, which grows without bound "
-    "as E[xi^2] -> 0.",
+    "Figure 1's inverse-Nakagami curve of Var[xi^-2] levels off (~0.5) as E[xi^2] -> 0. "
+    "Exactly, Var[xi^-2] = 2/(nu s^4) = 2 nu / ((nu - 2)^2 E[xi^2]^2) at fixed nu, which grows "
+    "without bound as E[xi^2] -> 0.",
     "Table 1 lists the law of xi^2 under half-Cauchy noise as unnamed. It has a name: if xi is "
     "half-Cauchy(s), xi^2 / s^2 is the square of a Student-t(1) variable, i.e. F(1, 1) = "
     "BetaPrime(1/2, 1/2).",
@@ -156,7 +156,7 @@ def _figure1_sweeps():
 
 
 def mc_variances(noise, n: int, generator) -> tuple[float, float]:
-    """Plain Monte Carlo estimates of Var[xi] and Var[xi^-2] (finite even where the truth is not)."""
+    """Plain Monte Carlo estimates of Var[xi] and Var[xi^-2] (finite where the truth is not)."""
     x = noise.sample((n,), generator=generator).double()
     with np.errstate(divide="ignore", over="ignore"):
         inv = (1.0 / x.numpy() ** 2)
