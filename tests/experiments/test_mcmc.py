@@ -23,6 +23,9 @@ def test_nuts_run_writes_summary(tmp_path, param):
     assert len([r for r in s["table"] if r["site"] == "xi_0"]) == 10
     assert all(0 <= r["relevance"] <= 1 for r in s["table"])
     assert (out / "trace.png").stat().st_size > 0 and (out / "posterior.png").stat().st_size > 0
+    sec = json.loads((out / "section.json").read_text())  # the report section (make demo)
+    kinds = [b["kind"] for b in sec["blocks"]]
+    assert kinds.count("table") == 2 and kinds.count("figure") == 2
 
 
 def test_gibbs_run_with_noise_features_and_iw(tmp_path):
@@ -31,7 +34,19 @@ def test_gibbs_run_with_noise_features_and_iw(tmp_path):
     assert rc == 0
     s = json.loads((tmp_path / "summary.json").read_text())
     assert 0 <= s["auc"] <= 1 and 0 <= s["iw"]["auc"] <= 1
+    assert s["iw"]["method"] == "conditional" and 0 <= s["iw"]["joint"]["auc"] <= 1
+    assert s["iw"]["joint"]["ess"] >= 1 and s["iw"]["ess_min"] >= 1
     assert {r["inclusion"] for r in s["table"]} <= {x / 16 for x in range(17)}
+
+
+def test_iw_only(tmp_path):
+    rc = main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--noise-features", "2",
+               "--precision", "2", "--iw-samples", "16", "--iw-only", "--iw-grid", "3",
+               "--iw-rounds", "2", "--out", str(tmp_path), *TINY])
+    assert rc == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert "divergences" not in s and 0 <= s["iw"]["auc"] <= 1
+    assert all(0 <= r["relevance"] <= 1 for r in s["iw"]["table"])
 
 
 def test_errors_are_reported(tmp_path, capsys):

@@ -2,7 +2,9 @@
 
 Continuous families: Pyro's NUTS on the EP or HP model. Bernoulli: Gibbs on the scales
 alternating with NUTS on the weights (EP only). Writes ``summary.json`` (diagnostics, test
-metrics, the read-out table), ``readout.csv``, ``trace.png`` and ``posterior.png`` to ``--out``.
+metrics, the read-out table), ``readout.csv``, ``trace.png``, ``posterior.png`` and the report's
+``section.json`` to ``--out``; ``--iw-samples`` adds the importance-weighted read-outs of a
+MAP-with-noise network (joint and per-unit conditional, :mod:`shrinkdrop.inference.readout`).
 All the mathematics is in :mod:`shrinkdrop.inference`.
 """
 
@@ -53,10 +55,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-features", type=int, default=0,
                    help="append this many pure-noise N(0, 1) input columns (relevance AUC)")
     p.add_argument("--iw-samples", type=int, default=0,
-                   help="also the importance-weighted read-out of a MAP-with-noise network")
+                   help="also the importance-weighted read-outs (joint and per-unit conditional) "
+                   "of a MAP-with-noise network, with this many prior draws")
+    p.add_argument("--iw-only", action="store_true",
+                   help="only the IW read-outs (MAP fit, no MCMC); needs --iw-samples")
+    p.add_argument("--iw-rounds", type=int, default=4,
+                   help="adaptive rounds of the conditional IW read-out (each --iw-samples / "
+                   "rounds draws; 1: prior draws only)")
+    p.add_argument("--iw-grid", type=int, default=16,
+                   help="prior quantiles per continuous scale in the conditional IW read-out")
     p.add_argument("--quick", action="store_true",
-                   help="a short run: 150 warmup / 150 samples x 2 chains, tree depth 6, "
-                   "200 training rows")
+                   help="a short run (about a minute on 2 cores): 100 warmup / 100 samples x 2 "
+                   "chains, tree depth 5, 150 training rows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True, help="output directory")
@@ -145,6 +155,89 @@ def _plots(out: Path, samples, spec, table, what):
     plt.close(fig)
 
 
+def _iw_readouts(args, d, spec, noise, what) -> dict:
+    """The IW read-outs of a MAP-with-noise network: per-unit conditional (the one reported as
+    ``auc`` / ``table``) and joint (``joint``: its ESS shows the collapse)."""
+    from .. import inference as inf
+    from ..inference.readout import conditional_readout
+
+    if d["likelihood"] == "gaussian" and args.precision is None:
+        raise ValueError("--iw-samples needs a fixed --precision (the MAP fit does not learn it)")
+    pmodel = inf.make_model(spec, noise, "ep", likelihood=d["likelihood"], sigma0=args.sigma0,
+                            precision=args.precision)
+    t1 = time.perf_counter()
+    point = inf.fit_map_noise(pmodel, d["X"], d["y"], seed=args.seed)
+    fit_seconds = time.perf_counter() - t1
+
+    def ll(scales):
+        p = {**point, **scales}  # scales carry a leading sample dimension
+        return inf.log_likelihood(spec, p, d["X"], d["y"], likelihood=d["likelihood"],
+                                  precision=args.precision)
+
+    n = d["X"].shape[0]
+    kw = dict(samples=args.iw_samples, n=n, sigma0=args.sigma0, precision=args.precision or 1.0)
+    joint = inf.importance_readout(ll, noise, spec.sites,
+                                   generator=torch.Generator().manual_seed(args.seed), **kw)
+    rounds = max(1, args.iw_rounds)
+    cond = conditional_readout(ll, noise, spec.sites, grid=args.iw_grid, rounds=rounds,
+                               generator=torch.Generator().manual_seed(args.seed),
+                               **{**kw, "samples": max(1, args.iw_samples // rounds)})
+    joint_table = inf.readout_table(spec, dict(joint), what=what)
+    table = inf.readout_table(spec, dict(cond), what=what)
+    ess_rows = inf.readout_table(spec, cond.ess, what="ess")
+    for row, e in zip(table, ess_rows):
+        row["ess"] = e["ess"]
+    res = {"method": "conditional", "samples": args.iw_samples, "table": table,
+           "ess_min": cond.ess_min, "ess_median": cond.ess_median,
+           "grid": cond.grid.numel(), "rounds": rounds, "fit_seconds": fit_seconds,
+           "joint": {"ess": joint.ess, "table": joint_table}}
+    if args.noise_features:
+        for key, tab in (("auc", table), ("joint", joint_table)):
+            first = [r for r in tab if r["site"] == "xi_0"]
+            auc = inf.relevance_auc([r[what] for r in first],
+                                    [r["unit"] < d["n_real"] for r in first])
+            if key == "auc":
+                res["auc"] = auc
+            else:
+                res["joint"]["auc"] = auc
+    res["seconds"] = time.perf_counter() - t1
+    return res
+
+
+def _section(args, out: Path, summary: dict, spec, what: str) -> None:
+    """``section.json`` for the report: diagnostics table, read-out table, the two plots."""
+    from .report import Section, write_section
+
+    cmd = ["shrinkdrop", "mcmc"] + [a for a in sys.argv[2:]] if sys.argv[1:2] == ["mcmc"] else []
+    if not cmd:
+        cmd = ["shrinkdrop", "mcmc", "--data", str(args.data), "--noise", args.noise,
+               "--param", args.param] + (["--quick"] if args.quick else []) + ["--out", str(out)]
+    s = summary
+    sec = Section(
+        title=f"MCMC: {s['data']}, {s['noise']}, {s['param'].upper()}, {s['structure']}",
+        command=" ".join(cmd), seconds=float(s["seconds"]))
+    sec.p(f"Pyro NUTS{' + Gibbs' if args.noise == 'bernoulli' else ''} on a "
+          f"{'-'.join(map(str, s['layers']))} network under the structured prior "
+          f"({s['chains']} chains x {s['samples']} draws after {s['warmup']} warm-up, tree "
+          f"depth {s['max_tree_depth']}, {s['n_train']} training rows). 'Shared' diagnostics are "
+          "over the quantities hidden-unit permutations leave alone (input scales, ADD scales, "
+          "noise precision, training log-likelihood); the all-site ones are dominated by "
+          "permutation modes. Short chains: indicative, not converged estimates.")
+    sec.table(["quantity", "value"], [
+        ["divergences", s["divergences"]],
+        ["min ESS (shared)", s["min_ess_shared"]], ["max R-hat (shared)", s["max_rhat_shared"]],
+        ["ESS/s (shared)", s["ess_per_second_shared"]],
+        ["min ESS (all sites)", s["min_ess"]], ["max R-hat (all sites)", s["max_rhat"]],
+        ["test log-lik per point", s["test_ll"]],
+        ["test RMSE", s["test_rmse"] if s["test_rmse"] is not None else "-"],
+        ["seconds", s["seconds"]]] + ([["relevance AUC", s["auc"]]] if "auc" in s else []))
+    first = [r for r in s["table"] if r["site"] == "xi_0"]
+    sec.table(["input unit", what], [[r["unit"], r[what]] for r in first])
+    sec.figure("trace.png", "Trace of the first scale of each site (log scale when positive).")
+    sec.figure("posterior.png", f"Posterior {what} of every scale.")
+    write_section(out, sec)
+
+
 def _jsonable(x):
     if isinstance(x, dict):
         return {k: _jsonable(v) for k, v in x.items()}
@@ -166,9 +259,12 @@ def run(args) -> int:
             raise ValueError(f"--{name} has to be >= 1, but got {getattr(args, name)}")
     check_positive("--scale", args.scale)
     if args.quick:
-        args.warmup, args.samples, args.chains = min(args.warmup, 150), min(args.samples, 150), 2
-        args.max_tree_depth = min(args.max_tree_depth, 6)
-        args.train_size = args.train_size or 200
+        args.warmup, args.samples, args.chains = min(args.warmup, 100), min(args.samples, 100), 2
+        args.max_tree_depth = min(args.max_tree_depth, 5)
+        args.train_size = args.train_size or 150
+    if args.iw_only and not args.iw_samples:
+        raise ValueError("--iw-only needs --iw-samples > 0")
+
     if args.noise == "bernoulli" and args.param != "ep":
         raise ValueError("--noise bernoulli is sampled by Gibbs in the EP only; pass --param ep")
     residual = args.residual or args.structure != "ard"
@@ -189,6 +285,18 @@ def run(args) -> int:
         model = inf.make_model(spec, noise, args.param, likelihood=d["likelihood"],
                                sigma0=args.sigma0, precision=args.precision)
         progress = not args.no_progress
+        n = d["X"].shape[0]
+        what = "inclusion" if args.noise == "bernoulli" else "relevance"
+        iw = _iw_readouts(args, d, spec, noise, what) if args.iw_samples else None
+        if args.iw_only:
+            summary = {"data": d["name"], "noise": repr(noise), "layers": spec.layers,
+                       "n_train": n, "seed": args.seed, "readout": what, "iw": iw}
+            (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+            print(f"mcmc --iw-only {d['name']} {args.noise}: conditional auc="
+                  f"{iw.get('auc')} (joint auc={iw['joint'].get('auc')}, joint ess="
+                  f"{iw['joint']['ess']:.3g}) ({iw['seconds']:.0f} s) -> {out / 'summary.json'}",
+                  file=sys.stderr)
+            return 0
         t0 = time.perf_counter()
         if args.noise == "bernoulli":
             res = inf.gibbs_bernoulli(model, d["X"], d["y"], num_warmup=args.warmup,
@@ -218,11 +326,9 @@ def run(args) -> int:
         metrics = inf.predictive_metrics(spec, samples, d["Xte"], d["yte"], param=args.param,
                                          likelihood=d["likelihood"], precision=args.precision,
                                          y_scale=d["y_scale"])
-        n = d["X"].shape[0]
         if args.noise == "bernoulli":
-            what, vals = "inclusion", inf.inclusion_probabilities(samples, spec)
+            vals = inf.inclusion_probabilities(samples, spec)
         else:
-            what = "relevance"
             kap = inf.shrinkage_factors(samples, spec, n, sigma0=args.sigma0,
                                         precision=args.precision or 1.0)
             vals = {k: 1 - v for k, v in kap.items()}
@@ -246,36 +352,15 @@ def run(args) -> int:
             first = [r for r in table if r["site"] == "xi_0"]
             real = [r["unit"] < d["n_real"] for r in first]
             summary["auc"] = inf.relevance_auc([r[what] for r in first], real)
-        if args.iw_samples:
-            if d["likelihood"] == "gaussian" and args.precision is None:
-                raise ValueError("--iw-samples needs a fixed --precision")
-            pmodel = inf.make_model(spec, noise, "ep", likelihood=d["likelihood"],
-                                    sigma0=args.sigma0, precision=args.precision)
-            t1 = time.perf_counter()
-            point = inf.fit_map_noise(pmodel, d["X"], d["y"], seed=args.seed)
-
-            def ll(scales):
-                p = {**point, **scales}  # scales carry a leading sample dimension
-                return inf.log_likelihood(spec, p, d["X"], d["y"], likelihood=d["likelihood"],
-                                          precision=args.precision)
-
-            iw = inf.importance_readout(
-                ll, noise, spec.sites, samples=args.iw_samples, n=n, sigma0=args.sigma0,
-                precision=args.precision or 1.0,
-                generator=torch.Generator().manual_seed(args.seed))
-            iw_table = inf.readout_table(spec, dict(iw), what=what)
-            summary["iw"] = {"ess": iw.ess, "samples": args.iw_samples, "table": iw_table,
-                             "seconds": time.perf_counter() - t1}
-            if args.noise_features:
-                first = [r for r in iw_table if r["site"] == "xi_0"]
-                summary["iw"]["auc"] = inf.relevance_auc(
-                    [r[what] for r in first], [r["unit"] < d["n_real"] for r in first])
+        if iw is not None:
+            summary["iw"] = iw
         with open(out / "readout.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["site", "layer", "kind", "unit", what])
             w.writeheader()
             w.writerows(table)
         _plots(out, samples, spec, table, what)
         (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+        _section(args, out, summary, spec, what)
         print(f"mcmc {d['name']} {args.noise} {args.param}: divergences={res.divergences} "
               f"min_ess={diag['min_ess']:.1f} max_rhat={diag['max_rhat']:.3f} "
               f"ess/s={diag['ess_per_second']:.3g} test_ll={metrics['test_ll']:.3f} "

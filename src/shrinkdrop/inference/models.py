@@ -477,6 +477,13 @@ def fit_map_noise(model, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2000
     ``log p(y | v, xi) + log p(v) + log p(b)``; the Gaussian ``log p(v)`` is weight decay
     ``1 / (2 sigma0^2) ||v||^2``. Returns the point estimates ``{v_l, b_l}``; the noise precision
     has to be fixed (``make_model(..., precision=...)``) for this read-out.
+
+    A plain ARD MLP is trained by the library itself: :func:`shrinkdrop.fit` (MC objective, one
+    sample, full batch, ``sigma0`` weight decay) on ``UnitNoise(noise, share_across_batch=True,
+    normalize=False) -> Linear -> act -> ...``, the EP of this model (``normalize=False`` keeps
+    ``xi`` on the prior's own scale, as here). As in :func:`shrinkdrop.fit` its biases are not
+    decayed (flat prior). Residual / ADD networks use the loop below (same objective, biases
+    under ``N(0, bias_scale^2)``).
     """
     if model.param != "ep":
         raise ValueError(f"fit_map_noise trains the EP (noise in the network), but got "
@@ -484,6 +491,8 @@ def fit_map_noise(model, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2000
     if model.likelihood == "gaussian" and model.precision is None:
         raise ValueError("fit_map_noise needs a fixed noise precision, but the model learns it")
     spec = model.spec
+    if spec.structure == "ard" and not spec.residual:
+        return _fit_map_noise_library(model, X, y, epochs=epochs, lr=lr, seed=seed)
     g = torch.Generator().manual_seed(seed)
     dtype = torch.get_default_dtype()
     params = {}
@@ -505,3 +514,41 @@ def fit_map_noise(model, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2000
         (-lp / X.shape[0]).backward()
         opt.step()
     return {k: v.detach() for k, v in params.items()}
+
+
+def _fit_map_noise_library(model, X, y, *, epochs, lr, seed):
+    """:func:`fit_map_noise` for a plain ARD MLP through :func:`shrinkdrop.fit` + ``UnitNoise``."""
+    from torch import nn
+
+    from .. import objectives
+    from ..nn import UnitNoise
+
+    spec = model.spec
+    acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
+    mods: list[nn.Module] = []
+    linears = []
+    for l in range(spec.n_layers):
+        mods.append(UnitNoise(model.noise, share_across_batch=True, normalize=False))
+        lin = nn.Linear(*spec.weight_shape(l), bias=spec.bias)
+        linears.append(lin)
+        mods.append(lin)
+        if l < spec.n_layers - 1:
+            mods.append(acts[spec.activation]())
+    net = nn.Sequential(*mods).to(torch.get_default_dtype())
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # the same initialisation as the loop below
+        for l, lin in enumerate(linears):
+            lin.weight.copy_(torch.randn(spec.weight_shape(l), generator=g).T
+                             / math.sqrt(spec.layers[l]))
+            if lin.bias is not None:
+                lin.bias.zero_()
+    yy = y.to(torch.get_default_dtype()) if model.likelihood == "gaussian" else y
+    objectives.fit(net, X, yy, likelihood=model.likelihood, tau=model.precision,
+                   sigma0=model.sigma0, epochs=epochs, batch_size=X.shape[0], lr=lr, seed=seed,
+                   progress=False)
+    out = {}
+    for l, lin in enumerate(linears):
+        out[f"v_{l}"] = lin.weight.detach().T.contiguous()
+        if lin.bias is not None:
+            out[f"b_{l}"] = lin.bias.detach().clone()
+    return out

@@ -8,10 +8,26 @@ Definitions (``docs/inference.md``):
   standardized inputs): ``kappa_r = 1 / (1 + n * prec * sigma0^2 * xi_r^2)``, its posterior mean
   in [0, 1]; ``kappa -> 1`` is shrunk away, ``kappa -> 0`` is left alone. The *relevance*
   ``1 - E[kappa_r]`` is the continuous analogue of an inclusion probability;
-* importance-weighted (IW) read-out, no MCMC: for fixed weights ``W`` (e.g. trained by MAP with
-  noise), draw ``xi_s ~ p(xi)``, ``s = 1..S``; the weights ``omega_s ∝ p(y | W, xi_s)`` estimate
+* importance-weighted (IW) read-out, no MCMC (:func:`importance_readout`, the *joint* version,
+  the issue's definition): for fixed weights ``W`` (e.g. trained by MAP with noise), draw
+  ``xi_s ~ p(xi)``, ``s = 1..S``; the weights ``omega_s ∝ p(y | W, xi_s)`` estimate
   ``p(xi | y, W)``, and ``sum_s omega_s f(xi_s)`` any read-out ``f``. Its effective sample size
-  ``1 / sum omega_s^2`` is reported: when it is near 1, the read-out rests on one draw.
+  ``1 / sum omega_s^2`` is reported: when it is near 1, the read-out rests on one draw. With
+  tens of scales it is: the likelihood of a joint draw varies over hundreds of nats, so one
+  draw takes all the weight (ESS ~1-2 of 4000 on diabetes with 30 inputs);
+* conditional (Rao-Blackwellised) IW read-out (:func:`conditional_readout`), the same weights
+  ``p(y | W, xi_s)`` over the same S prior draws, but one unit at a time: the marginal posterior
+  of unit ``r`` given ``W`` is
+
+      p(xi_r = q | y, W) ∝ p(xi_r = q) E_{xi_-r ~ p}[p(y | W, xi_r = q, xi_-r)]
+                        ≈ p(q) (1/S) sum_s p(y | W, xi_r = q, xi_-r^(s)),
+
+  evaluated for every value ``q`` of ``xi_r`` (Bernoulli: ``{0, 1}``; continuous: ``K`` prior
+  quantiles ``F^-1((k + 1/2) / K)``, equal prior mass) with the *same* draws ``xi_-r^(s)``
+  (log-mean-exp ratios, so the noise common to all ``q`` cancels). ``xi_r`` is integrated
+  exactly (on the grid) instead of by sampling, which removes the collapse: the read-out of
+  unit ``r`` compares ``q``'s under the same configurations of the other units. Per unit it
+  reports the ESS of the weights of ``xi_-r^(s)``, ``sum_q p(q) p(y | W, q, xi_-r^(s))``.
 """
 
 from __future__ import annotations
@@ -31,6 +47,9 @@ __all__ = [
     "relevance_auc",
     "importance_readout",
     "ImportanceReadout",
+    "conditional_readout",
+    "ConditionalReadout",
+    "unit_grid",
 ]
 
 
@@ -135,4 +154,154 @@ def importance_readout(log_likelihood: Callable[[dict[str, torch.Tensor]], torch
     out.weights = w
     if not math.isfinite(out.ess):  # pragma: no cover - defensive
         raise ArithmeticError("importance weights are not finite")
+    return out
+
+
+class ConditionalReadout(dict):
+    """Site -> per-unit read-out (shaped like the site) of :func:`conditional_readout`.
+
+    ``.ess``: site -> per-unit ESS of the weights of the draws of the other units (S max);
+    ``.posterior``: site -> (units, K) posterior over the grid ``.grid`` (K,);
+    ``.samples``: S.
+    """
+
+    ess: dict[str, torch.Tensor]
+    posterior: dict[str, torch.Tensor]
+    grid: torch.Tensor
+    samples: int
+
+    @property
+    def ess_min(self) -> float:
+        return min(v.min().item() for v in self.ess.values())
+
+    @property
+    def ess_median(self) -> float:
+        return torch.cat([v.reshape(-1) for v in self.ess.values()]).median().item()
+
+
+def unit_grid(noise: _noise.NoiseDistribution, points: int = 16, *,
+              generator: torch.Generator | None = None, draws: int = 20000
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Values ``q_k`` of one scale and their log prior masses ``log pi_k``.
+
+    Bernoulli: ``{0, 1}`` with masses ``1 - keep, keep``. Continuous families: the prior
+    quantiles at ``(k + 1/2) / points`` (estimated from ``draws`` prior draws, so any family
+    works), each of mass ``1 / points``.
+    """
+    if isinstance(noise, _noise.Bernoulli):
+        keep = float(noise.keep)
+        q = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        with torch.no_grad():
+            logpi = torch.tensor([math.log1p(-keep) if keep < 1 else -math.inf, math.log(keep)],
+                                 dtype=torch.float64)
+        return q, logpi
+    if points < 1:
+        raise ValueError(f"points has to be >= 1, but got {points}")
+    x = noise.sample((draws,), generator=generator).double()
+    u = (torch.arange(points, dtype=torch.float64) + 0.5) / points
+    q = torch.quantile(x, u)
+    return q, torch.full((points,), -math.log(points), dtype=torch.float64)
+
+
+def _readout_fn(noise, n, precision, sigma0):
+    if isinstance(noise, _noise.Bernoulli):
+        return lambda x: (x != 0).double()
+    if n is None:
+        raise ValueError("the read-out of a continuous family needs n (the training size) for "
+                         "shrinkage factors, but got n=None")
+    return lambda x: 1.0 - _kappa(x, n, precision, sigma0)
+
+
+def conditional_readout(log_likelihood: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+                        noise: _noise.NoiseDistribution, sites: list[ScaleSite], *,
+                        samples: int = 1000, grid: int = 16, n: int | None = None,
+                        sigma0: float = 1.0, precision: float = 1.0,
+                        generator: torch.Generator | None = None, batch: int = 512,
+                        only: list[str] | None = None, rounds: int = 1,
+                        floor: float = 0.05) -> ConditionalReadout:
+    """Per-unit (Rao-Blackwellised) IW read-out over the scales of a fixed-weight network.
+
+    For every unit ``r`` of every site, ``p(xi_r = q | y, W) ∝ p(q) (1/S) sum_s
+    p(y | W, xi_r = q, xi_-r^(s))`` on the grid of :func:`unit_grid`, with the same S prior
+    draws ``xi^(s)`` for every ``q`` (see the module docstring). Costs ``S * K`` likelihood
+    evaluations per unit and round (K = 2 for Bernoulli).
+
+    With ``rounds > 1`` (adaptive importance sampling, still no MCMC), round ``t + 1`` draws
+    every scale from the product of the per-unit posteriors of round ``t`` (on the grid, mixed
+    with ``floor`` of the prior) instead of the prior and reweights by ``p(xi_-r) / q(xi_-r)``;
+    the estimator stays consistent for any such proposal and its weights degenerate less.
+    A continuous family's other units are then drawn on the grid (the prior discretized to
+    its K quantiles) in every round, the first included.
+
+    Args:
+        log_likelihood, noise, sites, samples, n, sigma0, precision: as
+            :func:`importance_readout`.
+        grid: K, the number of prior quantiles of a continuous family.
+        batch: configurations per likelihood call.
+        only: names of the sites to read out (default all); the others are still drawn.
+            With ``rounds > 1`` all sites are read out (the proposal needs them).
+        rounds: adaptation rounds (1: the prior proposal).
+        floor: prior weight mixed into the adapted proposal (keeps its tails).
+
+    Returns:
+        :class:`ConditionalReadout`: per site, the inclusion probability (Bernoulli) or the
+        relevance ``1 - E[kappa_r | y, W]`` (continuous) of each unit; ``.ess`` from the last
+        round.
+    """
+    if samples < 1 or rounds < 1:
+        raise ValueError(f"samples and rounds have to be >= 1, but got {samples}, {rounds}")
+    dtype = torch.get_default_dtype()
+    q, logpi = unit_grid(noise, grid, generator=generator)
+    f = _readout_fn(noise, n, precision, sigma0)(q)
+    K = q.numel()
+    discrete = rounds > 1 or isinstance(noise, _noise.Bernoulli)
+    # proposal: per site, log-probabilities (units, K) over the grid (None: the prior itself)
+    logq = {s.name: logpi.expand(math.prod(s.shape), K).clone() for s in sites}
+    todo = sites if (only is None or rounds > 1) else [s for s in sites if s.name in only]
+    out = ConditionalReadout()
+    with torch.no_grad():
+        for t in range(rounds):
+            if discrete:
+                idx = {s.name: torch.multinomial(logq[s.name].exp(), samples, replacement=True,
+                                                 generator=generator).T for s in sites}
+                draws = {s.name: q[idx[s.name]].to(dtype).reshape(samples, *s.shape)
+                         for s in sites}
+                # log p(xi) - log q(xi) per unit of every draw, (S, units)
+                lr = {s.name: (logpi[idx[s.name]] - logq[s.name].gather(
+                    1, idx[s.name].T).T) for s in sites}
+                lr_total = sum(v.sum(1) for v in lr.values())
+            else:
+                draws = {s.name: noise.sample((samples, *s.shape), generator=generator)
+                         .to(dtype) for s in sites}
+                lr, lr_total = None, torch.zeros(samples, dtype=torch.float64)
+            out = ConditionalReadout()
+            out.ess, out.posterior, out.grid, out.samples = {}, {}, q, samples
+            for site in todo:
+                units = math.prod(site.shape)
+                post = torch.empty(units, K, dtype=torch.float64)
+                ess = torch.empty(units, dtype=torch.float64)
+                for r in range(units):
+                    # K * S configurations: the S draws with unit r set to each grid value
+                    cfg = {k: v.repeat(K, *([1] * (v.ndim - 1))) for k, v in draws.items()}
+                    x = cfg[site.name].reshape(K, samples, units).clone()
+                    x[..., r] = q.to(dtype)[:, None]
+                    cfg[site.name] = x.reshape(K * samples, *site.shape)
+                    ll = torch.cat([log_likelihood({k: v[i:i + batch] for k, v in cfg.items()})
+                                    for i in range(0, K * samples, batch)]).double()
+                    # + log p(xi_-r) / q(xi_-r): the other units' importance ratio
+                    lw = lr_total - lr[site.name][:, r] if lr is not None else lr_total
+                    L = ll.reshape(K, samples) + lw
+                    post[r] = torch.softmax(logpi + torch.logsumexp(L, 1), 0)  # 1/S cancels
+                    w = torch.softmax(torch.logsumexp(logpi[:, None] + L, 0), 0)
+                    ess[r] = 1.0 / (w**2).sum()
+                out[site.name] = (post @ f).reshape(site.shape)
+                out.posterior[site.name] = post
+                out.ess[site.name] = ess.reshape(site.shape)
+            if t < rounds - 1:
+                for site in sites:
+                    mix = (1 - floor) * out.posterior[site.name] + floor * logpi.exp()
+                    logq[site.name] = mix.log()
+    if only is not None:
+        for k in [k for k in out if k not in only]:
+            del out[k], out.posterior[k], out.ess[k]
     return out
