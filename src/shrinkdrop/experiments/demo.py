@@ -16,7 +16,10 @@ __all__ = ["HELP", "add_arguments", "run", "STEPS"]
 STEPS: list[tuple[str, list[str]]] = [
     ("priors", ["priors", "--quick"]),
     ("gap", ["gap", "--quick"]),
-    ("uci", ["uci", "--data", "diabetes", "--quick"]),
+    # the UCI protocol on built-in data: MC dropout against two relatives, short training
+    ("uci", ["uci", "--data", "diabetes", "--splits", "0,1,2", "--methods",
+             "bernoulli-mc,bernoulli-marginal_map,gaussian-mc", "--epochs-multiplier", "0.5",
+             "--test-samples", "1000", "--no-progress"]),
     ("architectures", ["architectures", "--quick"]),
     ("mcmc", ["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--param", "ep",
               "--quick"]),
