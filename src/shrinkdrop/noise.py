@@ -145,6 +145,16 @@ class NoiseDistribution(Distribution):
     def _draw(self, shape, generator):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def expand(self, batch_shape, _instance=None):
+        """Expand every parameter (the names in ``arg_constraints``) to ``batch_shape``."""
+        new = self._get_checked_instance(type(self), _instance)
+        batch_shape = torch.Size(batch_shape)
+        for k in self.arg_constraints:
+            setattr(new, k, getattr(self, k).expand(batch_shape))
+        Distribution.__init__(new, batch_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
     # ----- moments -------------------------------------------------------------------------
     @property
     def second_moment(self) -> torch.Tensor:
@@ -258,13 +268,6 @@ class Bernoulli(NoiseDistribution):
         (self.keep,) = broadcast_all(keep)
         super().__init__(self.keep.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Bernoulli, _instance)
-        new.keep = self.keep.expand(batch_shape)
-        super(Bernoulli, new).__init__(torch.Size(batch_shape), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
     def _draw(self, shape, generator):
         return torch.bernoulli(self.keep.expand(shape), generator=generator)
 
@@ -340,14 +343,6 @@ class Gaussian(NoiseDistribution):
     def parameters(self):
         return {"mean": self.mean_.item() if self.mean_.numel() == 1 else self.mean_,
                 "std": self.std.item() if self.std.numel() == 1 else self.std}
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Gaussian, _instance)
-        new.mean_ = self.mean_.expand(batch_shape)
-        new.std = self.std.expand(batch_shape)
-        super(Gaussian, new).__init__(torch.Size(batch_shape), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     def _draw(self, shape, generator):
         eps = torch.randn(shape, dtype=self.std.dtype, device=self.std.device, generator=generator)
@@ -488,13 +483,6 @@ class Rayleigh(NoiseDistribution):
         (self.scale,) = broadcast_all(check_positive("scale", scale))
         super().__init__(self.scale.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Rayleigh, _instance)
-        new.scale = self.scale.expand(batch_shape)
-        super(Rayleigh, new).__init__(torch.Size(batch_shape), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
     def _draw(self, shape, generator):
         u = torch.rand(shape, dtype=self.scale.dtype, device=self.scale.device, generator=generator)
         # inverse CDF with 1 - u in (0, 1]: never log(0)
@@ -564,14 +552,6 @@ class InverseNakagami(NoiseDistribution):
         scale = check_positive("scale", scale)
         self.df, self.scale = broadcast_all(df, scale)
         super().__init__(self.df.shape, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(InverseNakagami, _instance)
-        new.df = self.df.expand(batch_shape)
-        new.scale = self.scale.expand(batch_shape)
-        super(InverseNakagami, new).__init__(torch.Size(batch_shape), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     @property
     def _alpha(self):
@@ -664,13 +644,6 @@ class HalfCauchy(NoiseDistribution):
         (self.scale,) = broadcast_all(check_positive("scale", scale))
         super().__init__(self.scale.shape, validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(HalfCauchy, _instance)
-        new.scale = self.scale.expand(batch_shape)
-        super(HalfCauchy, new).__init__(torch.Size(batch_shape), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
     def _draw(self, shape, generator):
         u = torch.rand(shape, dtype=self.scale.dtype, device=self.scale.device, generator=generator)
         return self.scale * torch.tan(0.5 * math.pi * u)
@@ -743,14 +716,6 @@ class Beta(NoiseDistribution):
         b = check_positive("b", b)
         self.a, self.b = broadcast_all(a, b)
         super().__init__(self.a.shape, validate_args=validate_args)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Beta, _instance)
-        new.a = self.a.expand(batch_shape)
-        new.b = self.b.expand(batch_shape)
-        super(Beta, new).__init__(torch.Size(batch_shape), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     def _draw(self, shape, generator):
         ga = standard_gamma(self.a.expand(shape).contiguous(), generator)
@@ -829,14 +794,6 @@ class Uniform(NoiseDistribution):
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self):
         return constraints.interval(self.low, self.high)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(Uniform, _instance)
-        new.low = self.low.expand(batch_shape)
-        new.high = self.high.expand(batch_shape)
-        super(Uniform, new).__init__(torch.Size(batch_shape), validate_args=False)
-        new._validate_args = self._validate_args
-        return new
 
     def _draw(self, shape, generator):
         u = torch.rand(shape, dtype=self.low.dtype, device=self.low.device, generator=generator)
