@@ -21,6 +21,7 @@ from .models import (
 )
 from .readout import (
     ImportanceReadout,
+    conditional_readout,
     importance_readout,
     inclusion_probabilities,
     readout_table,
@@ -32,7 +33,7 @@ __all__ = [
     "Likelihood", "NetSpec", "NutsResult", "Param", "ScaleSite", "Structure",
     "effective_weights", "flatten_chains", "forward", "log_likelihood", "make_model",
     "predictive_metrics", "pyro_law", "run_nuts", "fit_map_noise",
-    "ImportanceReadout", "importance_readout", "inclusion_probabilities", "readout_table",
+    "ImportanceReadout", "conditional_readout", "importance_readout", "inclusion_probabilities", "readout_table",
     "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
     "gibbs_bernoulli",
 ]
