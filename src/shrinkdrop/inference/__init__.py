@@ -33,7 +33,8 @@ __all__ = [
     "Likelihood", "NetSpec", "NutsResult", "Param", "ScaleSite", "Structure",
     "effective_weights", "flatten_chains", "forward", "log_likelihood", "make_model",
     "predictive_metrics", "pyro_law", "run_nuts", "fit_map_noise",
-    "ImportanceReadout", "conditional_readout", "importance_readout", "inclusion_probabilities", "readout_table",
+    "ImportanceReadout", "conditional_readout", "importance_readout", "inclusion_probabilities",
+    "readout_table",
     "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
     "gibbs_bernoulli",
 ]
