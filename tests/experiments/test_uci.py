@@ -225,6 +225,101 @@ def test_real_smoke(tmp_path):
         assert np.isfinite(float(r["test_ll"])) and np.isfinite(float(r["val_ll"]))
 
 
+# ---------------------------------------------------------------------------- MCMC methods
+def test_mcmc_method_end_to_end(tmp_path):
+    """half_cauchy-mcmc (NUTS) and bernoulli-mcmc (Gibbs + NUTS) at --quick-like sizes."""
+    import torch
+
+    torch.set_num_threads(1)
+    make_uci(tmp_path, n=40, n_splits=1)
+    data = resolve_data(tmp_path / "toy")
+    out = tmp_path / "out"
+    s = uci.Settings(epochs_multiplier=1, test_samples=10, quick=True, mcmc_warmup=10,
+                     mcmc_samples=10)
+    methods = ["half_cauchy-mcmc", "bernoulli-mcmc"]
+    uci.run_uci(data, out, settings=s, methods=methods, progress=False)
+    rows = read_rows(out)
+    assert [r["method"] for r in rows] == methods
+    assert sum(r["selected"] == "1" for r in rows) == 1
+    for r in rows:
+        for col in ("test_ll", "val_ll", "test_rmse"):
+            assert np.isfinite(float(r[col])), (r["method"], col)
+        assert "precision learnt" in r["config"] and r["epochs"] == "0"
+        assert "chain(s) x (10 warm-up + 10 draws), tree depth 4" in r["note"]
+    assert rows[1]["note"].startswith("Gibbs+NUTS")
+    summary = (out / "summary.md").read_text()
+    assert "MCMC settings: 1 chain(s) x (10 warm-up + 10 draws)" in summary
+    assert "MCMC only" in summary and "Skipped" not in summary
+    # resumable: a rerun finds every unit done and changes nothing
+    parts = {f.name: f.read_text() for f in (out / "parts").iterdir()}
+    uci.run_uci(data, out, settings=s, methods=methods, progress=False,
+                train_eval=_named_like(exploding_after(0), uci.evaluate_unit))
+    assert {f.name: f.read_text() for f in (out / "parts").iterdir()} == parts
+
+
+def test_mcmc_skipped_above_row_threshold(tmp_path, monkeypatch):
+    make_uci(tmp_path, n_splits=2)  # 24 training rows per split
+    monkeypatch.setattr(uci, "evaluate_unit", counting_train_eval)
+    CALLS.clear()
+    out = tmp_path / "out"
+    assert main(["uci", "--data", str(tmp_path / "toy"), "--out", str(out), "--no-progress",
+                 "--methods", "bernoulli-mc,half_cauchy-mcmc", "--mcmc-max-rows", "10",
+                 "--epochs-multiplier", "1", "--test-samples", "10"]) == 0
+    assert sorted(CALLS) == ["toy|split=0|method=bernoulli-mc", "toy|split=1|method=bernoulli-mc"]
+    rows = read_rows(out)
+    assert len(rows) == 4  # still one row per (split, method)
+    for k in ("0", "1"):
+        sel = [r for r in rows if r["split"] == k and r["selected"] == "1"]
+        assert len(sel) == 1 and sel[0]["method"] == "bernoulli-mc"
+    skipped = [r for r in rows if r["method"] == "half_cauchy-mcmc"]
+    reason = "skipped: the training split has 24 rows > --mcmc-max-rows 10"
+    for r in skipped:
+        assert r["note"].startswith(reason) and np.isnan(float(r["test_ll"]))
+    summary = (out / "summary.md").read_text()
+    assert "half_cauchy-mcmc (skipped on 2 split(s))" in summary
+    assert f"- half_cauchy-mcmc, split(s) 0, 1: {reason}" in summary
+    assert '"mcmc_max_rows": 10' in (out / "run.json").read_text()
+    # under the threshold the same unit runs
+    CALLS.clear()
+    assert main(["uci", "--data", str(tmp_path / "toy"), "--out", str(tmp_path / "o2"),
+                 "--no-progress", "--methods", "half_cauchy-mcmc", "--splits", "0",
+                 "--mcmc-max-rows", "24", "--epochs-multiplier", "1"]) == 0
+    assert CALLS == ["toy|split=0|method=half_cauchy-mcmc"]
+
+
+def test_bad_method_lists_valid_ones(tmp_path, capsys):
+    root = make_uci(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["uci", "--data", str(root), "--out", str(tmp_path / "out"),
+              "--methods", "half_cauchy-mcmcc"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown method 'half_cauchy-mcmcc'" in err
+    for m in ("bernoulli-mc", "half_cauchy-mcmc", "inverse_nakagami-mcmc", "bernoulli-mcmc"):
+        assert m in err
+    with pytest.raises(ValueError, match="inverse_nakagami-mcmc.*but got 'nope-mcmc'"):
+        uci.run_uci(resolve_data(root), tmp_path / "out", methods=["nope-mcmc"],
+                    progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_mcmc_method_names_and_settings():
+    assert {"half_cauchy-mcmc", "inverse_nakagami-mcmc", "bernoulli-mcmc"} <= set(
+        uci.MCMC_METHODS)
+    assert uci._method_list("all") == list(uci.METHODS)  # MCMC is not in 'all'
+    assert uci._method_list("mcmc") == list(uci.MCMC_METHODS)
+    assert uci._method_list("rayleigh") == [f"rayleigh-{o}" for o in uci.OBJECTIVES]
+    # the MCMC fields stay out of run.json at their defaults (older runs still resume)
+    assert not any(k.startswith("mcmc_") for k in uci.Settings().record())
+    assert uci.Settings(mcmc_chains=3).record()["mcmc_chains"] == 3
+    assert uci.Settings().mcmc_sizes() == uci.MCMC_DEFAULTS
+    assert uci.Settings(quick=True, mcmc_samples=7).mcmc_sizes() == {**uci.MCMC_QUICK,
+                                                                     "samples": 7}
+    data = resolve_data("diabetes")[0]
+    cfgs = uci.method_configs("inverse_nakagami-mcmc", data)
+    assert len(cfgs) == len(data.dropout_rates) and all(np.isnan(c.tau) for c in cfgs)
+    assert len(uci.method_configs("half_cauchy-mcmc", data)) == len(uci.HALF_CAUCHY_SCALES)
+
 
 def test_cli_builtin_classification_with_fake(tmp_path, monkeypatch):
     monkeypatch.setattr(uci, "evaluate_unit", fake_train_eval)

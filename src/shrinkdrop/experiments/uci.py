@@ -10,7 +10,13 @@ target's original units. Network: noise on the inputs -> n_hidden ReLU units -> 
 output, i.e. MC dropout's network with dropout replaced by ARD noise of each family. Weight decay
 is Gal's ``l^2 (1 - p) / (2 N tau)`` with length scale ``l = 1e-2``; batch size 128; Adam.
 
-A *method* is ``<family>-<objective>`` (``bernoulli-mc`` is MC dropout). Every run unit
+A *method* is ``<family>-<objective>`` (``bernoulli-mc`` is MC dropout), or
+``<family>-mcmc``: the same network as a Bayesian model in the EP (non-centred) parametrization,
+its posterior sampled by Pyro's NUTS (Bernoulli scales: Gibbs alternating with NUTS,
+:mod:`shrinkdrop.inference`), with the Gaussian noise precision learnt as a latent variable; the
+grid is then the noise law alone, and the test metrics are those of the posterior predictive. MCMC
+methods run only where the training split has at most ``Settings.mcmc_max_rows`` rows; elsewhere
+the unit is recorded as skipped (a row with a ``note``, listed in ``summary.md``). Every run unit
 (data set x split x method) is written atomically to ``OUT/parts/``; ``results.csv`` and
 ``summary.md`` are rebuilt from the parts after each unit. Rerunning the same command resumes.
 """
@@ -23,7 +29,7 @@ import re
 import shlex
 import time
 import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +43,8 @@ HELP = ("Run the UCI benchmark protocol (MC dropout's grid search and refit) for
         "family and objective; writes results.csv and summary.md.")
 
 __all__ = [
-    "HELP", "add_arguments", "run", "METHODS", "OBJECTIVES", "Settings", "Config", "UnitTask",
+    "HELP", "add_arguments", "run", "METHODS", "OBJECTIVES", "MCMC_METHODS", "ALL_METHODS",
+    "MCMC_FAMILIES", "Settings", "Config", "UnitTask",
     "matched_noise", "method_configs", "make_tasks", "evaluate_unit", "run_uci",
     "select_rows", "write_summary", "COLUMNS", "PROTOCOL_VERSION",
 ]
@@ -50,6 +57,17 @@ OBJECTIVES: tuple[str, ...] = ("mc", "marginal_map", "tail_adaptive")
 #: every method: ``<family>-<objective>``; ``bernoulli-mc`` is MC dropout
 METHODS: tuple[str, ...] = tuple(f"{f}-{o}" for f in FAMILIES for o in OBJECTIVES)
 
+#: families sampled by MCMC: every continuous family NUTS takes through ``pyro_law`` (EP,
+#: non-centred) and Bernoulli through the Gibbs sampler
+MCMC_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
+
+#: ``<family>-mcmc``: posterior sampling, only on small data sets (``Settings.mcmc_max_rows``);
+#: not part of ``all`` (each is one MCMC run per grid point: minutes per unit, not seconds)
+MCMC_METHODS: tuple[str, ...] = tuple(f"{f}-mcmc" for f in MCMC_FAMILIES)
+
+#: every method name the runner accepts, in table order
+ALL_METHODS: tuple[str, ...] = METHODS + MCMC_METHODS
+
 QUICK_METHODS = ("bernoulli-mc", "gaussian-marginal_map")
 QUICK_SPLITS = 2
 
@@ -57,7 +75,10 @@ QUICK_SPLITS = 2
 HALF_CAUCHY_SCALES = (0.5, 1.0, 2.0)
 
 COLUMNS = ("dataset", "split", "method", "test_rmse", "test_ll", "selected", "config", "val_ll",
-           "test_rmse_mean", "test_error", "epochs", "seconds")
+           "test_rmse_mean", "test_error", "epochs", "seconds", "note")
+
+#: the ``note`` of a unit that was not run (it starts with this word)
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -73,12 +94,37 @@ class Settings:
     batch_size: int = 128
     lr: float = 1e-3
     train_eval: str = ""  # filled in by run_uci: the function that trains and evaluates
+    # ---- MCMC methods (``<family>-mcmc``); None = the default for ``quick`` (mcmc_sizes)
+    mcmc_max_rows: int = 1000  # MCMC only where the training split has at most this many rows
+    mcmc_warmup: int | None = None  # NUTS warm-up iterations per chain (300; quick 20)
+    mcmc_samples: int | None = None  # kept draws per chain (300; quick 20)
+    mcmc_chains: int | None = None  # chains, run one after the other (2; quick 1)
+    mcmc_tree_depth: int | None = None  # NUTS' maximum tree depth (7; quick 4)
+    mcmc_sigma0: float = 1.0  # std of v in w = xi v (standardised units), / E[xi] if normalised
 
     def epochs(self, data: UCIData) -> int:
         return max(1, int(math.ceil(data.n_epochs * self.epochs_multiplier - 1e-9)))
 
+    def mcmc_sizes(self) -> dict[str, int]:
+        """The sampler's sizes: the fields where set, else the defaults (smaller if ``quick``)."""
+        default = MCMC_QUICK if self.quick else MCMC_DEFAULTS
+        return {k: int(getattr(self, f"mcmc_{k}") if getattr(self, f"mcmc_{k}") is not None
+                       else v) for k, v in default.items()}
+
     def record(self) -> dict:
-        return {"protocol": PROTOCOL_VERSION, **asdict(self)}
+        """The settings recorded in ``run.json``. The MCMC fields are left out while they have
+        their default values, so a run started before they existed still resumes."""
+        rec = asdict(self)
+        for f in fields(self):
+            if f.name.startswith("mcmc_") and rec[f.name] == f.default:
+                del rec[f.name]
+        return {"protocol": PROTOCOL_VERSION, **rec}
+
+
+#: the MCMC sampler's sizes (``Settings.mcmc_*`` left at None); the ``shrinkdrop mcmc`` defaults
+MCMC_DEFAULTS = {"warmup": 300, "samples": 300, "chains": 2, "tree_depth": 7}
+#: ... and under ``--quick``: about a second per grid point on a toy data set
+MCMC_QUICK = {"warmup": 20, "samples": 20, "chains": 1, "tree_depth": 4}
 
 
 @dataclass(frozen=True)
@@ -88,12 +134,13 @@ class Config:
     family: str
     params: tuple[tuple[str, float], ...]
     rate: float  # the dropout rate this noise is matched to (enters the weight decay)
-    tau: float
+    tau: float  # NaN for MCMC methods: the noise precision is a latent variable there
     normalize: bool = True
 
     def label(self) -> str:
         ps = ",".join(f"{k}={v:.6g}" for k, v in self.params)
-        return f"{self.family}({ps}) rate={self.rate:g} tau={self.tau:g}"
+        tau = "precision learnt" if math.isnan(self.tau) else f"tau={self.tau:g}"
+        return f"{self.family}({ps}) rate={self.rate:g} {tau}"
 
     def noise(self):
         cls = FAMILIES[self.family]
@@ -119,6 +166,7 @@ class UnitTask:
     n_classes: int = 0
     seed: int = 0
     extra: dict = field(default_factory=dict)
+    skip: str = ""  # why the unit is not run (MCMC on a training split above mcmc_max_rows)
 
     @property
     def key(self) -> str:
@@ -203,14 +251,15 @@ def method_configs(method: str, data: UCIData, quick: bool = False) -> tuple[Con
     """The grid of one method on one data set: noise parameter x tau.
 
     Rates come from the data set's ``dropout_rates`` and taus from ``tau_values``. ``quick``
-    keeps the smallest and largest rate and the middle tau.
+    keeps the smallest and largest rate and the middle tau. MCMC methods have the same noise
+    laws and no tau (the precision is learnt: ``Config.tau`` is NaN).
     """
-    family, _ = _split_method(method)
+    family, objective = _split_method(method)
     rates = list(data.dropout_rates)
-    taus = list(data.tau_values)
+    taus = list(data.tau_values) if objective != "mcmc" else [math.nan]
     if quick:
         rates = sorted({min(rates), max(rates)})
-        taus = [sorted(taus)[len(taus) // 2]]
+        taus = [sorted(taus)[len(taus) // 2]] if objective != "mcmc" else taus
     noises: list[tuple[dict, float, bool]] = []
     if family == "half_cauchy":
         noises = [({"scale": s}, 0.0, False) for s in HALF_CAUCHY_SCALES]
@@ -232,8 +281,9 @@ def method_configs(method: str, data: UCIData, quick: bool = False) -> tuple[Con
 
 
 def _split_method(method: str) -> tuple[str, str]:
-    if method not in METHODS:
-        raise ValueError(f"method has to be one of {', '.join(METHODS)}, but got {method!r}")
+    if method not in ALL_METHODS:
+        raise ValueError(f"method has to be one of {', '.join(ALL_METHODS)}, but got "
+                         f"{method!r}")
     return method.split("-", 1)  # type: ignore[return-value]
 
 
@@ -317,27 +367,120 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     return out
 
 
+def _mcmc_fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev,
+                        seed: int) -> dict:
+    """Sample the posterior of the network given (x_tr, y_tr); score on (x_ev, y_ev).
+
+    The network of :func:`_fit_and_score` (inputs -> n_hidden ReLU -> output, ARD scales on the
+    inputs and on the hidden units) as the EP model of :func:`shrinkdrop.inference.make_model`:
+    ``w = xi * v``, ``v ~ N(0, sigma0^2)``, ``xi`` from the configuration's noise law, biases
+    ``N(0, 1)``, and for regression the noise precision (standardised units) learnt under the
+    library's ``Gamma(2, 0.5)`` prior. A noise law normalised to mean 1 for the other methods is
+    normalised here too, through ``sigma0 / E[xi]`` (the same prior on ``w``). Continuous scales
+    and weights by NUTS; Bernoulli scales by Gibbs sweeps alternating with NUTS on the weights.
+    Scored by :func:`shrinkdrop.inference.predictive_metrics`: log-likelihood of the posterior
+    predictive (logsumexp over the draws of the Gaussian density, in the target's units) and
+    RMSE of the posterior predictive mean.
+    """
+    import torch
+
+    from .. import inference as inf
+
+    s = task.settings
+    sizes = s.mcmc_sizes()
+    regression = task.task == "regression"
+    xm, xs = _standardize(x_tr)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # as `shrinkdrop mcmc`: NUTS' adaptation needs it
+    try:
+        xt = torch.as_tensor((x_tr - xm) / xs, dtype=torch.float64)
+        xe = torch.as_tensor((x_ev - xm) / xs, dtype=torch.float64)
+        if regression:
+            ym, ys = float(y_tr.mean()), float(y_tr.std()) or 1.0
+            yt = torch.as_tensor((y_tr - ym) / ys, dtype=torch.float64)
+            ye = torch.as_tensor((y_ev - ym) / ys, dtype=torch.float64)
+            d_out, likelihood = 1, "gaussian"
+        else:
+            ys = 1.0
+            yt = torch.as_tensor(y_tr, dtype=torch.long)
+            ye = torch.as_tensor(y_ev, dtype=torch.long)
+            d_out, likelihood = task.n_classes, "categorical"
+        noise = cfg.noise()
+        sigma0 = s.mcmc_sigma0 / float(noise.mean) if cfg.normalize else s.mcmc_sigma0
+        spec = inf.NetSpec([xt.shape[1], task.n_hidden, d_out])
+        model = inf.make_model(spec, noise, "ep", likelihood=likelihood, sigma0=sigma0)
+        kw = dict(num_warmup=sizes["warmup"], num_samples=sizes["samples"],
+                  chains=sizes["chains"], seed=seed, max_tree_depth=sizes["tree_depth"])
+        if cfg.family == "bernoulli":
+            res = inf.gibbs_bernoulli(model, xt, yt, **kw)
+        else:
+            res = inf.run_nuts(model, xt, yt, **kw)
+        with torch.no_grad():
+            m = inf.predictive_metrics(spec, res.samples, xe, ye, param="ep",
+                                       likelihood=likelihood, y_scale=ys)
+    finally:
+        torch.set_default_dtype(prev)
+    out = {"ll": float(m["test_ll"]), "rmse": float("nan"), "rmse_mean": float("nan"),
+           "error": float("nan"), "divergences": int(res.divergences)}
+    if regression:
+        out["rmse"] = float(m["test_rmse"])
+    else:
+        out["error"] = 1.0 - float(m["test_accuracy"])
+    return out
+
+
+def _mcmc_note(task: UnitTask, divergences: int) -> str:
+    z = task.settings.mcmc_sizes()
+    sampler = "Gibbs+NUTS" if task.family == "bernoulli" else "NUTS"
+    return (f"{sampler}: {z['chains']} chain(s) x ({z['warmup']} warm-up + {z['samples']} "
+            f"draws), tree depth {z['tree_depth']}; {divergences} divergent transition(s) in "
+            "the refit")
+
+
+def skip_reason(task: UnitTask) -> str:
+    """Why ``task`` is not run ("" if it is): MCMC on a training split above the threshold."""
+    n, limit = task.x_train.shape[0], task.settings.mcmc_max_rows
+    if task.objective == "mcmc" and n > limit:
+        return (f"{SKIPPED}: the training split has {n} rows > --mcmc-max-rows {limit} "
+                "(MCMC runs only on small data sets)")
+    return ""
+
+
+def _skipped_row(task: UnitTask) -> dict:
+    nan = float("nan")
+    return {"config": "", "val_ll": nan, "test_rmse": nan, "test_ll": nan,
+            "test_rmse_mean": nan, "test_error": nan, "seconds": 0.0, "note": task.skip}
+
+
 def evaluate_unit(task: UnitTask) -> dict:
     """Grid search on the inner 80/20 split, refit on the whole training split, test.
 
-    Returns the result row (without ``selected``).
+    Training methods train each configuration (:func:`_fit_and_score`); MCMC methods sample
+    its posterior (:func:`_mcmc_fit_and_score`). A task with ``skip`` set is not run: its row
+    has NaN metrics and the reason in ``note``. Returns the result row (without ``selected``).
     """
+    if task.skip:
+        return _skipped_row(task)
     t0 = time.perf_counter()
+    score_fn = _mcmc_fit_and_score if task.objective == "mcmc" else _fit_and_score
     n_inner = int(0.8 * task.x_train.shape[0])
     xi, yi = task.x_train[:n_inner], task.y_train[:n_inner]
     xv, yv = task.x_train[n_inner:], task.y_train[n_inner:]
     best, best_ll = None, -math.inf
     for i, cfg in enumerate(task.configs):
-        score = _fit_and_score(cfg, task, xi, yi, xv, yv, seed=task.seed + i)
+        score = score_fn(cfg, task, xi, yi, xv, yv, seed=task.seed + i)
         if best is None or (np.isfinite(score["ll"]) and score["ll"] > best_ll):
             best, best_ll = cfg, score["ll"]
-    test = _fit_and_score(best, task, task.x_train, task.y_train, task.x_test, task.y_test,
-                          seed=task.seed + 10_000)
-    return {
+    test = score_fn(best, task, task.x_train, task.y_train, task.x_test, task.y_test,
+                    seed=task.seed + 10_000)
+    row = {
         "config": best.label(), "val_ll": best_ll, "test_rmse": test["rmse"],
         "test_ll": test["ll"], "test_rmse_mean": test["rmse_mean"], "test_error": test["error"],
         "seconds": time.perf_counter() - t0,
     }
+    if task.objective == "mcmc":
+        row["note"] = _mcmc_note(task, test["divergences"])
+    return row
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,13 +502,16 @@ def make_tasks(datasets: list[UCIData], splits: list[int] | None, methods: list[
         for k in chosen:
             sp = data.splits[k]
             for m in methods:
-                tasks.append(UnitTask(
+                mcmc = m.endswith("-mcmc")
+                t = UnitTask(
                     dataset=data.name, split=k, method=m,
                     x_train=data.features[sp.train], y_train=data.target[sp.train],
                     x_test=data.features[sp.test], y_test=data.target[sp.test],
                     configs=method_configs(m, data, settings.quick), n_hidden=data.n_hidden,
-                    epochs=settings.epochs(data), settings=settings, task=data.task,
-                    n_classes=data.n_classes, seed=_unit_seed(settings, data.name, k, m)))
+                    epochs=0 if mcmc else settings.epochs(data), settings=settings,
+                    task=data.task, n_classes=data.n_classes,
+                    seed=_unit_seed(settings, data.name, k, m))
+                tasks.append(replace(t, skip=skip_reason(t)))
     return tasks
 
 
@@ -388,7 +534,7 @@ def select_rows(rows: list[dict], methods_order: list[str] | None = None) -> lis
     Exactly one row per (dataset, split) gets ``selected = 1`` (ties and NaNs: the first in
     method order).
     """
-    order = {m: i for i, m in enumerate(methods_order or METHODS)}
+    order = {m: i for i, m in enumerate(methods_order or ALL_METHODS)}
     rows = sorted((dict(r) for r in rows),
                   key=lambda r: (r["dataset"], int(r["split"]), order.get(r["method"], 1 << 30),
                                  r["method"]))
@@ -419,6 +565,14 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
         methods = list(QUICK_METHODS if settings.quick else METHODS)
     for m in methods:
         _split_method(m)
+    for name in ("mcmc_max_rows", "mcmc_warmup", "mcmc_samples", "mcmc_chains",
+                 "mcmc_tree_depth"):
+        v = getattr(settings, name)
+        low = 0 if name == "mcmc_warmup" else 1
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+            raise ValueError(f"{name} has to be an integer >= {low}, but got {v!r}")
+    if not settings.mcmc_sigma0 > 0:
+        raise ValueError(f"mcmc_sigma0 has to be positive, but got {settings.mcmc_sigma0}")
     if jobs < 1:
         raise ValueError(f"jobs has to be at least 1, but got {jobs}")
     if train_eval is None:
@@ -441,15 +595,20 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
         write_csv_atomic(out / "results.csv", rows, COLUMNS)
         write_summary(out, rows, by_name, settings, command=command)
 
+    def record(task: UnitTask, result: dict):
+        store.put(task.key, {"dataset": task.dataset, "split": task.split,
+                             "method": task.method, "epochs": task.epochs, **result})
+
     def on_result(task: UnitTask, result: dict):
-        row = {"dataset": task.dataset, "split": task.split, "method": task.method,
-               "epochs": task.epochs, **result}
-        store.put(task.key, row)
+        record(task, result)
         publish()
 
+    for t in todo:  # skipped units are recorded, never handed to train_eval
+        if t.skip:
+            record(t, _skipped_row(t))
     publish()
-    run_units(train_eval, todo, jobs=jobs, on_result=on_result, progress=progress,
-              desc="uci")
+    run_units(train_eval, [t for t in todo if not t.skip], jobs=jobs, on_result=on_result,
+              progress=progress, desc="uci")
     publish()
     return out / "results.csv"
 
@@ -503,6 +662,31 @@ PROTOCOL_TEXT = (
     "and test LL is logsumexp over MC samples (both in the target's units). Mean ± standard "
     "error over splits.")
 
+MCMC_TEXT = (
+    "MCMC methods (<family>-mcmc): the same network as a Bayesian model in the EP "
+    "(non-centred) parametrization, w = xi v, v ~ N(0, sigma0^2 / E[xi]^2) (E[xi] = 1 for "
+    "half-Cauchy, which is not normalised), biases N(0, 1), the Gaussian noise precision "
+    "(standardised units) learnt under a Gamma(2, 0.5) prior instead of a tau grid; the grid is "
+    "the noise law alone, each grid point one MCMC run on the inner split (Pyro NUTS; Bernoulli "
+    "scales: Gibbs sweeps alternating with NUTS), selected by the validation log-likelihood of "
+    "the posterior predictive, then sampled again on the whole training split. Test LL: "
+    "logsumexp over posterior draws of the Gaussian density (target's units); test RMSE: of the "
+    "posterior predictive mean. Run only where the training split has at most mcmc_max_rows "
+    "rows; other units are listed as skipped.")
+
+
+def _is_skipped(row: dict) -> bool:
+    return str(row.get("note") or "").startswith(SKIPPED)
+
+
+def _skip_lines(skipped: list[dict]) -> list[str]:
+    """One line per (method, reason): which splits were skipped and why."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for r in skipped:
+        groups.setdefault((r["method"], str(r["note"])), []).append(int(r["split"]))
+    return [f"- {m}, split(s) {', '.join(map(str, sorted(ks)))}: {note}"
+            for (m, note), ks in groups.items()]
+
 
 def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings: Settings,
                   command: str = "") -> Path:
@@ -517,19 +701,32 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
                  f"tail_adaptive (1 for mc); seed {settings.seed}"
                  + ("; QUICK run (reduced grid, epochs and samples: not comparable to the "
                     "references)" if settings.quick else "") + ".")
+    if any(str(r["method"]).endswith("-mcmc") for r in rows):
+        z = settings.mcmc_sizes()
+        lines += ["", MCMC_TEXT, "",
+                  f"MCMC settings: {z['chains']} chain(s) x ({z['warmup']} warm-up + "
+                  f"{z['samples']} draws), NUTS tree depth {z['tree_depth']}, sigma0 "
+                  f"{settings.mcmc_sigma0:g}, mcmc_max_rows {settings.mcmc_max_rows}."]
+        section_mcmc = True
+    else:
+        section_mcmc = False
     if command:
         lines += ["", f"Command: `{command}`"]
     lines.append("")
     section = Section(title="UCI benchmark", command=command, seconds=0.0)
     section.p(PROTOCOL_TEXT)
+    if section_mcmc:
+        section.p(MCMC_TEXT)
     for name in sorted({r["dataset"] for r in rows}):
         drows = [r for r in rows if r["dataset"] == name]
         data = datasets.get(name)
         split_ids = sorted({int(r["split"]) for r in drows})
-        epochs = sorted({int(r["epochs"]) for r in drows})
+        epochs = sorted({int(r["epochs"]) for r in drows if int(r["epochs"]) > 0})
+        epochs_text = f"{'/'.join(map(str, epochs))} epochs" if epochs else "MCMC only"
         lines += [f"## {name}", "",
                   f"{len(split_ids)} split(s): {', '.join(map(str, split_ids))}; "
-                  f"{'/'.join(map(str, epochs))} epochs.", ""]
+                  f"{epochs_text}.", ""]
+        skipped = [r for r in drows if _is_skipped(r)]
         table = []
         # classification rows have no RMSE: show the test error rate in that column instead
         metric = "test_rmse" if any(math.isfinite(float(r["test_rmse"])) for r in drows) \
@@ -538,10 +735,12 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
         table.append(["selected on validation", len(sel),
                       _pm(*_mean_se([float(r[metric]) for r in sel.values()])),
                       _pm(*_mean_se([float(r["test_ll"]) for r in sel.values()])), len(sel)])
-        methods = [m for m in METHODS if any(r["method"] == m for r in drows)]
+        methods = [m for m in ALL_METHODS if any(r["method"] == m for r in drows)]
         for m in methods:
-            mr = [r for r in drows if r["method"] == m]
-            table.append([m, len(mr), _pm(*_mean_se([float(r[metric]) for r in mr])),
+            mr = [r for r in drows if r["method"] == m and not _is_skipped(r)]
+            n_skip = sum(r["method"] == m for r in skipped)
+            label = m + (f" (skipped on {n_skip} split(s))" if n_skip else "")
+            table.append([label, len(mr), _pm(*_mean_se([float(r[metric]) for r in mr])),
                           _pm(*_mean_se([float(r["test_ll"]) for r in mr])),
                           sum(int(r["selected"]) for r in mr)])
         refs = _references(data)
@@ -574,9 +773,12 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
         lines.append("")
         if wins:
             lines += ["Per-split wins:", "", *wins, ""]
-        section.p(f"**{name}**: {len(split_ids)} split(s), {'/'.join(map(str, epochs))} epochs.")
+        skip_lines = _skip_lines(skipped)
+        if skip_lines:
+            lines += ["Skipped units (not run; no metrics):", "", *skip_lines, ""]
+        section.p(f"**{name}**: {len(split_ids)} split(s), {epochs_text}.")
         section.table(header, table)
-        for w in wins:
+        for w in wins + skip_lines:
             section.p(w[2:])
     from .runner import atomic_write_text
 
@@ -605,17 +807,21 @@ def _method_list(text: str) -> list[str]:
     for t in (t.strip() for t in text.split(",")):
         if not t:
             continue
-        if t in FAMILIES:  # a family alone means all its objectives
+        if t in FAMILIES:  # a family alone means all its training objectives (not mcmc)
             out += [f"{t}-{o}" for o in OBJECTIVES]
-        elif t in METHODS:
+        elif t in ALL_METHODS:
             out.append(t)
         elif t == "all":
             out += list(METHODS)
+        elif t == "mcmc":
+            out += list(MCMC_METHODS)
         else:
             raise argparse.ArgumentTypeError(
                 f"unknown method {t!r}; methods are <family>-<objective> with family in "
-                f"{', '.join(FAMILIES)} and objective in {', '.join(OBJECTIVES)} (or a family "
-                "alone, or 'all')")
+                f"{', '.join(FAMILIES)} and objective in {', '.join(OBJECTIVES)}, or "
+                f"<family>-mcmc for family in {', '.join(MCMC_FAMILIES)} (or a family alone, "
+                "'all' for the training methods, 'mcmc' for the MCMC ones); valid names: "
+                f"{', '.join(ALL_METHODS)}")
     return list(dict.fromkeys(out))
 
 
@@ -628,7 +834,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated split numbers (default: all; --quick: the first 2)")
     p.add_argument("--methods", type=_method_list, default=None,
                    help="comma-separated <family>-<objective> (e.g. bernoulli-mc = MC dropout), "
-                        "families alone, or 'all' (default: all; --quick: "
+                        "<family>-mcmc (posterior sampling, small data sets only), families "
+                        "alone (their training objectives), 'all' (every training method) or "
+                        "'mcmc' (every MCMC method) (default: all; --quick: "
                         + ",".join(QUICK_METHODS) + ")")
     p.add_argument("--epochs-multiplier", type=float, default=None,
                    help="epochs = n_epochs.txt x this (default 100, the reference files' "
@@ -638,6 +846,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-samples", type=int, default=None,
                    help="noise samples per step for marginal_map / tail_adaptive "
                         "(default 5; --quick: 2)")
+    p.add_argument("--mcmc-max-rows", type=int, default=None,
+                   help="run <family>-mcmc methods only where the training split has at most "
+                        "this many rows; other units are recorded as skipped (default 1000)")
+    p.add_argument("--mcmc-warmup", type=int, default=None,
+                   help="MCMC warm-up iterations per chain (default 300; --quick: 20)")
+    p.add_argument("--mcmc-samples", type=int, default=None,
+                   help="MCMC draws kept per chain (default 300; --quick: 20)")
+    p.add_argument("--mcmc-chains", type=int, default=None,
+                   help="MCMC chains, one after the other (default 2; --quick: 1)")
+    p.add_argument("--mcmc-tree-depth", type=int, default=None,
+                   help="NUTS' maximum tree depth (default 7; --quick: 4)")
+    p.add_argument("--mcmc-sigma0", type=float, default=None,
+                   help="prior std of the Gaussian part v of w = xi v in the MCMC models "
+                        "(standardised units; divided by E[xi] for normalised noise; default 1)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--quick", action="store_true",
@@ -654,8 +876,20 @@ def settings_from_args(args) -> Settings:
                     ("--train-samples", tr)):
         if not v > 0:
             raise ValueError(f"{name} has to be positive, but got {v}")
+    mc = {}
+    for name in ("mcmc_max_rows", "mcmc_warmup", "mcmc_samples", "mcmc_chains",
+                 "mcmc_tree_depth", "mcmc_sigma0"):
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        low = 0 if name == "mcmc_warmup" else 1
+        if name == "mcmc_sigma0" and not v > 0 or name != "mcmc_sigma0" and v < low:
+            raise ValueError(f"--{name.replace('_', '-')} has to be "
+                             + ("positive" if name == "mcmc_sigma0" else f">= {low}")
+                             + f", but got {v:g}")
+        mc[name] = v
     return Settings(epochs_multiplier=float(em), test_samples=int(ts), train_samples=int(tr),
-                    quick=q, seed=args.seed)
+                    quick=q, seed=args.seed, **mc)
 
 
 def _command(args) -> str:
@@ -664,8 +898,9 @@ def _command(args) -> str:
         parts += ["--splits", ",".join(map(str, args.splits))]
     if args.methods is not None:
         parts += ["--methods", ",".join(args.methods)]
-    for opt in ("epochs_multiplier", "test_samples", "train_samples"):
-        if getattr(args, opt) is not None:
+    for opt in ("epochs_multiplier", "test_samples", "train_samples", "mcmc_max_rows",
+                "mcmc_warmup", "mcmc_samples", "mcmc_chains", "mcmc_tree_depth", "mcmc_sigma0"):
+        if getattr(args, opt, None) is not None:
             parts += ["--" + opt.replace("_", "-"), f"{getattr(args, opt):g}"]
     if args.seed:
         parts += ["--seed", str(args.seed)]
