@@ -19,6 +19,7 @@ __all__ = [
     "check_positive",
     "check_probability",
     "describe",
+    "positive_float",
 ]
 
 
@@ -64,6 +65,14 @@ def check_positive(name: str, value, allow_inf: bool = False) -> torch.Tensor:
         what = "positive" if allow_inf else "positive and finite"
         raise ValueError(f"{name} has to be {what}, but got {describe(value)}")
     return t
+
+
+def positive_float(name: str, value) -> float:
+    """``value`` as a Python float after :func:`check_positive` (positive, finite, not NaN)."""
+    t = check_positive(name, value)
+    if t.numel() != 1:
+        raise ValueError(f"{name} has to be a single number, but got {describe(value)}")
+    return float(t)
 
 
 def check_probability(name: str, value, low_open: bool = True) -> torch.Tensor:

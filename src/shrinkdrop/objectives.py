@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._validation import check_choice
+from ._validation import check_choice, positive_float
 from .errors import ShrinkdropError
 from .functional import sample_groups
 from .nn import NoiseLayer, mc_mode
@@ -181,9 +181,7 @@ def weight_decay(sigma0, n: int) -> float:
     For a loss that is the *mean* over ``n`` examples, the penalty per example is
     ``weight_decay / 2 * ||W||^2`` (the convention of ``torch.optim``'s ``weight_decay``).
     """
-    sigma0 = float(sigma0)
-    if not (sigma0 > 0 and math.isfinite(sigma0)):
-        raise ValueError(f"sigma0 has to be positive and finite, but got {sigma0}")
+    sigma0 = positive_float("sigma0", sigma0)
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n has to be a positive integer, but got {n!r}")
     return 1.0 / (int(n) * sigma0**2)
@@ -212,9 +210,7 @@ def log_prior_ep(model_or_params, sigma0, include_biases: bool = False) -> torch
         sigma0: prior standard deviation.
         include_biases: also count 1-D parameters (default False, as weight decay does not).
     """
-    s0 = float(sigma0)
-    if not (s0 > 0 and math.isfinite(s0)):
-        raise ValueError(f"sigma0 has to be positive and finite, but got {sigma0}")
+    s0 = positive_float("sigma0", sigma0)
     params = _params_of(model_or_params)
     if not include_biases and not isinstance(model_or_params, torch.Tensor):
         params = _decayed(params)
@@ -469,15 +465,8 @@ def log_likelihood(likelihood, tau=None) -> Callable[[torch.Tensor, torch.Tensor
         return categorical_log_likelihood
     if tau is None:
         raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
-    _check_pos("tau", tau)
+    positive_float("tau", tau)
     return lambda out, y: gaussian_log_likelihood(out, y, tau)
-
-
-def _check_pos(name, value):
-    v = float(value)
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} has to be positive and finite, but got {value!r}")
-    return v
 
 
 def predictive_log_likelihoods(
@@ -597,13 +586,13 @@ def fit(
     S = _check_samples(samples)
     _check_int("epochs", epochs)
     _check_int("batch_size", batch_size)
-    _check_pos("lr", lr)
+    positive_float("lr", lr)
     ll_fn = log_likelihood(likelihood, tau)
     if sigma0 is not None and weight_decay is not None:
         raise ValueError(f"give at most one of sigma0 and weight_decay, but got sigma0={sigma0} "
                          f"and weight_decay={weight_decay}")
     if sigma0 is not None:
-        _check_pos("sigma0", sigma0)
+        positive_float("sigma0", sigma0)
         wd = _weight_decay(sigma0, N)
     elif weight_decay is not None:
         wd = float(weight_decay)
