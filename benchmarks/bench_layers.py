@@ -10,10 +10,9 @@ plus the output, measured with ``torch.autograd.graph.saved_tensors_hooks``.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _timing import time_pair  # sibling module: benchmarks run as scripts
 from torch import nn
 
 import shrinkdrop as sd
@@ -105,21 +104,6 @@ def cases():
     out.append(("WeightNoiseLinear local reparam[gaussian] vs nn.Linear",
                 _fb(lin, x, lin.parameters()), _fb(lrt, x, lrt.parameters()), 2.5))
     return out
-
-
-def time_pair(peer, ours, reps):
-    for _ in range(3):
-        peer()
-        ours()
-    tp, to = [], []
-    for _ in range(reps):
-        t = time.perf_counter()
-        peer()
-        tp.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ours()
-        to.append(time.perf_counter() - t)
-    return statistics.median(tp), statistics.median(to)
 
 
 def saved_bytes(fn, x):
