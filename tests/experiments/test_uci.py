@@ -194,7 +194,8 @@ def test_cli_trailing_blank_line_and_fake_run(tmp_path, monkeypatch, capsys):
     f.write_text(f.read_text() + "\n")
     monkeypatch.setattr(uci, "evaluate_unit", fake_train_eval)
     out = tmp_path / "out"
-    assert main(["uci", "--data", str(root), "--out", str(out), "--quick", "--no-progress"]) == 0
+    assert main(["uci", "--data", str(root), "--out", str(out), "--quick", "--no-progress",
+                 "--engine", "sequential"]) == 0
     rows = read_rows(out)
     assert {r["method"] for r in rows} == set(uci.QUICK_METHODS)
     assert sorted({r["split"] for r in rows}) == ["0", "1"]
@@ -234,8 +235,9 @@ def test_mcmc_method_end_to_end(tmp_path):
     make_uci(tmp_path, n=40, n_splits=1)
     data = resolve_data(tmp_path / "toy")
     out = tmp_path / "out"
+    # engine "sequential": the resume check below injects a train_eval (called unit by unit)
     s = uci.Settings(epochs_multiplier=1, test_samples=10, quick=True, mcmc_warmup=10,
-                     mcmc_samples=10)
+                     mcmc_samples=10, engine="sequential")
     methods = ["half_cauchy-mcmc", "bernoulli-mcmc"]
     uci.run_uci(data, out, settings=s, methods=methods, progress=False)
     rows = read_rows(out)
@@ -264,6 +266,7 @@ def test_mcmc_skipped_above_row_threshold(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert main(["uci", "--data", str(tmp_path / "toy"), "--out", str(out), "--no-progress",
                  "--methods", "bernoulli-mc,half_cauchy-mcmc", "--mcmc-max-rows", "10",
+                 "--engine", "sequential",
                  "--epochs-multiplier", "1", "--test-samples", "10"]) == 0
     assert sorted(CALLS) == ["toy|split=0|method=bernoulli-mc", "toy|split=1|method=bernoulli-mc"]
     rows = read_rows(out)
@@ -321,14 +324,79 @@ def test_mcmc_method_names_and_settings():
     assert len(uci.method_configs("half_cauchy-mcmc", data)) == len(uci.HALF_CAUCHY_SCALES)
 
 
-def test_cli_builtin_classification_with_fake(tmp_path, monkeypatch):
-    monkeypatch.setattr(uci, "evaluate_unit", fake_train_eval)
+def test_cli_builtin_classification_stacked(tmp_path):
+    """A built-in classification set through the stacked engine (categorical likelihood)."""
     out = tmp_path / "out"
     assert main(["uci", "--data", "iris", "--out", str(out), "--quick", "--no-progress",
                  "--splits", "3"]) == 0
     rows = read_rows(out)
     assert {r["split"] for r in rows} == {"3"} and sum(r["selected"] == "1" for r in rows) == 1
     assert "## iris" in (out / "summary.md").read_text()
+
+
+
+# ------------------------------------------------------------------------- the stacked engine
+def _noise_off(task: uci.UnitTask) -> uci.UnitTask:
+    """The task with noise-free configurations (Bernoulli keep = 1) at two taus and two
+    'rates' (the rate enters the weight decay): training is then deterministic."""
+    from dataclasses import replace
+
+    cfgs = tuple(uci.Config("bernoulli", (("keep", 1.0),), rate, tau)
+                 for rate in (0.0, 0.5) for tau in (0.5, 2.0))
+    return replace(task, configs=cfgs)
+
+
+def test_stacked_engine_equals_sequential_without_noise(tmp_path):
+    """With the noise switched off both engines are deterministic and must agree: the same
+    initialisation seeds, shuffling, loss, weight decay, Adam, selection and scoring."""
+    make_uci(tmp_path, n=60, n_splits=3)
+    data = resolve_data(tmp_path / "toy")
+    s = uci.Settings(epochs_multiplier=0.1, test_samples=3)
+    tasks = [_noise_off(t) for t in uci.make_tasks(data, [0, 1, 2], ["bernoulli-mc"], s)]
+    stacked = uci.evaluate_stacked(tasks)
+    for t, row in zip(tasks, stacked):
+        seq = uci.evaluate_unit(t)
+        assert row["config"] == seq["config"]
+        for k in ("val_ll", "test_ll", "test_rmse", "test_rmse_mean"):
+            assert row[k] == pytest.approx(seq[k], rel=1e-4, abs=1e-5), k
+
+
+def test_stacked_engine_runs_resumes_and_groups(tmp_path):
+    make_uci(tmp_path, n=40, n_splits=3)
+    data = resolve_data(tmp_path / "toy")
+    out = tmp_path / "out"
+    s = uci.Settings(epochs_multiplier=0.25, test_samples=20, train_samples=2, quick=True)
+    tasks = uci.make_tasks(data, [0, 1, 2], ["bernoulli-mc", "half_cauchy-marginal_map"], s)
+    groups = uci.make_groups(tasks, jobs=2)
+    assert sorted(len(g[1]) for g in groups) == [1, 1, 2, 2]  # 3 splits over 2 workers
+    assert {g[0] for g in groups} == {"stacked"}
+    assert len(uci.make_groups(tasks, stack_splits=1)) == 6
+    uci.run_uci(data, out, splits=[0, 1], settings=s,
+                methods=["bernoulli-mc", "half_cauchy-marginal_map"], progress=False)
+    rows = read_rows(out)
+    assert len(rows) == 4 and sum(r["selected"] == "1" for r in rows) == 2
+    assert all("stacked engine" in r["note"] for r in rows)
+    for r in rows:
+        assert np.isfinite(float(r["test_ll"])) and np.isfinite(float(r["test_rmse"]))
+        if r["method"].startswith("half_cauchy"):  # no weight-scaling rule: infinite mean
+            assert r["test_rmse_mean"] == "nan"
+    before = {f.name: f.stat().st_mtime_ns for f in (out / "parts").glob("*.json")}
+    uci.run_uci(data, out, splits=[0, 1, 2], settings=s,
+                methods=["bernoulli-mc", "half_cauchy-marginal_map"], progress=False)
+    after = {f.name: f.stat().st_mtime_ns for f in (out / "parts").glob("*.json")}
+    assert all(after[k] == v for k, v in before.items())  # finished units not redone
+    assert len(read_rows(out)) == 6
+    with pytest.raises(RunMismatchError, match="engine"):
+        uci.run_uci(data, out, settings=replace_engine(s, "sequential"),
+                    methods=["bernoulli-mc"], progress=False)
+    with pytest.raises(ValueError, match="stack_splits"):
+        uci.run_uci(data, tmp_path / "o2", settings=s, progress=False, stack_splits=-1)
+
+
+def replace_engine(s, engine):
+    from dataclasses import replace
+
+    return replace(s, engine=engine)
 
 
 if __name__ == "__main__":  # pragma: no cover

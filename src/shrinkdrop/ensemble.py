@@ -1,0 +1,488 @@
+"""Many independent noisy MLPs trained at once: a stacked (batched) ensemble.
+
+A benchmark such as the UCI protocol trains hundreds of *small* networks (one per split and grid
+point: 20 splits x 12 configurations per method and data set), each for thousands of epochs of
+tiny minibatches. One such network is far too small to keep a CPU core busy: almost all of a
+training step is Python and dispatch overhead. :class:`StackedNoisyMLP` holds ``K`` networks
+``noise -> Linear -> ReLU -> noise -> ... -> Linear`` as stacked weights ``(K, d_in, d_out)`` and
+runs all of them with batched matrix products; :func:`fit_stacked` trains them with Adam.
+
+Equivalence with training each network alone (tested in ``tests/test_ensemble.py``):
+
+* the models share no parameter and the loss is the *sum* of the per-model losses, so each
+  model's gradient is its own; Adam is elementwise, so Adam on the stacked tensors is Adam on
+  each model (the same step count, learning rate and bias correction);
+* model ``k`` is initialised with ``torch.manual_seed(seeds[k])`` exactly as ``nn.Linear`` layers
+  built in that order (as :mod:`shrinkdrop.experiments.uci` builds its network), and visits its
+  rows in the order of ``torch.randperm(N, generator=Generator().manual_seed(seeds[k]))`` per
+  epoch, as :func:`shrinkdrop.fit` does with ``seed=seeds[k]``;
+* the per-model loss is :func:`shrinkdrop.fit`'s: ``-mean_n objective_n + wd_k / 2 ||W_k||^2``
+  (weights only), with the objectives of :mod:`shrinkdrop.objectives` applied to the model's
+  ``(S, B)`` log-likelihoods;
+* the noise of model ``k`` is drawn from its own law by :func:`shrinkdrop.functional.draw_noise`
+  (per example and unit: ARD noise, as :class:`shrinkdrop.nn.UnitNoise`); models sharing a law
+  share one draw call. Only the random streams differ from a sequential run.
+
+With the noise switched off (every law a point mass) a stacked fit reproduces separate
+:func:`shrinkdrop.fit` runs to float rounding; with noise, the same laws.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from . import functional as F
+from ._validation import check_choice, positive_float
+from .noise import NoiseDistribution
+from .objectives import Likelihood, Objective, _check_samples
+from .objectives import objective as _objective
+
+__all__ = ["StackedNoisyMLP", "fit_stacked", "stacked_loss", "StackedHistory",
+           "stacked_predictive"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _groups(noises: Sequence[NoiseDistribution]) -> list[tuple[NoiseDistribution, int, int]]:
+    """Runs of consecutive models sharing one law object: ``(noise, start, stop)``."""
+    out: list[tuple[NoiseDistribution, int, int]] = []
+    for k, nz in enumerate(noises):
+        if out and out[-1][0] is nz:
+            out[-1] = (nz, out[-1][1], k + 1)
+        else:
+            out.append((nz, k, k + 1))
+    return out
+
+
+class StackedNoisyMLP(nn.Module):
+    """``K`` independent MLPs with multiplicative unit noise before every linear layer.
+
+    Model ``k`` is ``noise_k -> Linear(sizes[0], sizes[1]) -> ReLU -> noise_k -> ... ->
+    Linear(sizes[-2], sizes[-1])``: the network of MC dropout's UCI experiments with each
+    ``Dropout`` replaced by :class:`shrinkdrop.nn.UnitNoise` (one draw per example and input
+    unit), for ``K`` models at once.
+
+    Args:
+        sizes: layer widths ``[d_in, hidden..., d_out]`` (at least two).
+        noises: one noise law per model (length ``K``); pass the *same object* for models that
+            share a law (consecutive models sharing an object share one draw call).
+        seeds: per-model initialisation seeds (default ``0..K-1``): model ``k``'s layers are
+            initialised as ``nn.Linear`` layers built in order after ``torch.manual_seed``.
+        normalize: divide the noise by its mean (default True).
+        generator: the noise draws' :class:`torch.Generator`.
+
+    Shapes: ``forward`` takes ``(K, N, d_in)`` and returns ``(K, N, d_out)``.
+    """
+
+    def __init__(self, sizes: Sequence[int], noises: Sequence[NoiseDistribution], *,
+                 seeds: Sequence[int] | None = None, normalize: bool = True,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or any(s < 1 for s in sizes):
+            raise ValueError(f"sizes has to be at least two positive widths [d_in, ..., d_out], "
+                             f"but got {sizes}")
+        noises = list(noises)
+        if not noises:
+            raise ValueError("noises has to hold one noise law per model, but got none")
+        for i, nz in enumerate(noises):
+            F.check_noise(nz, f"noises[{i}]")
+        K = len(noises)
+        seeds = list(range(K)) if seeds is None else [int(s) for s in seeds]
+        if len(seeds) != K:
+            raise ValueError(f"seeds has to have one seed per model ({K}), but got {len(seeds)}")
+        self.sizes, self.noises = sizes, noises
+        self.normalize, self.generator = normalize, generator
+        self._groups = _groups(noises)
+        for nz, _, _ in self._groups:
+            plan = F._plan(nz)
+            if normalize:
+                F._check_normalizable(nz, plan, "StackedNoisyMLP")
+        ws = [[] for _ in sizes[1:]]
+        bs = [[] for _ in sizes[1:]]
+        with torch.random.fork_rng(devices=[]):
+            for s in seeds:
+                torch.manual_seed(s)
+                for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+                    lin = nn.Linear(a, b)
+                    ws[i].append(lin.weight.detach().t())
+                    bs[i].append(lin.bias.detach())
+        self.weights = nn.ParameterList(nn.Parameter(torch.stack(w)) for w in ws)  # (K, a, b)
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack(b).unsqueeze(1)) for b in bs)
+
+    @property
+    def n_models(self) -> int:
+        return len(self.noises)
+
+    def _fused_plan(self):
+        """Per-model constants when every law is of one cheap family (one draw for all)."""
+        plans = [F._plan(nz) for nz, _, _ in self._groups]
+        kinds = {p.kind for p in plans}
+        if len(kinds) != 1 or not self.normalize or len(self._groups) == 1:
+            return None
+        kind = kinds.pop()
+        if kind not in ("bernoulli", "gaussian", "uniform"):
+            return None
+        a = torch.empty(self.n_models, 1, 1, dtype=torch.float64)
+        b = torch.empty_like(a)
+        for (_, lo, hi), p in zip(self._groups, plans):
+            if kind == "bernoulli":  # threshold on 31 random bits, value 1 / keep
+                a[lo:hi], b[lo:hi] = round(p.a * F._TWO31) - 1, 1.0 / p.a
+            elif kind == "gaussian":  # 1 + (std / mean) eps
+                a[lo:hi], b[lo:hi] = 1.0, p.b / p.a
+            else:  # low + (high - low) u, normalised
+                a[lo:hi], b[lo:hi] = p.a / p.mean, (p.b - p.a) / p.mean
+        return kind, (a.to(torch.int32) if kind == "bernoulli" else a), b
+
+    def draw(self, shape: tuple[int, int], dtype=None) -> Tensor:
+        """Normalised noise for all models: ``(K, *shape)``, model k's from its own law."""
+        n, d = shape
+        dtype = dtype or torch.get_default_dtype()
+        if not hasattr(self, "_fused"):
+            self._fused = self._fused_plan()
+        if self._fused is not None:
+            kind, a, b = self._fused
+            K = self.n_models
+            g = self.generator
+            if kind == "bernoulli":
+                m = K * n * d
+                bits = torch.empty((m + 1) // 2, dtype=torch.int64)
+                bits.random_(generator=g)
+                u31 = bits.view(torch.int32)[:m].bitwise_and_(0x7FFFFFFF).view(K, n, d)
+                return (u31 <= a).to(dtype).mul_(b.to(dtype))
+            if kind == "gaussian":
+                return torch.randn((K, n, d), dtype=dtype, generator=g).mul_(b.to(dtype)).add_(1.0)
+            return torch.rand((K, n, d), dtype=dtype, generator=g).mul_(b.to(dtype)).add_(
+                a.to(dtype))
+        parts = []
+        for nz, a, b in self._groups:
+            xi = F.draw_noise(nz, ((b - a) * n, d), normalize=self.normalize,
+                              generator=self.generator, dtype=dtype)
+            parts.append(xi.view(b - a, n, d))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+
+    def _eval_factors(self, dtype) -> Tensor | None:
+        if self.normalize:
+            return None
+        f = [F._eval_factor(nz, F._plan(nz), False, "StackedNoisyMLP") for nz in self.noises]
+        return torch.tensor(f, dtype=dtype).view(-1, 1, 1)
+
+    def forward(self, x: Tensor, noise: bool | None = None) -> Tensor:
+        """``(K, N, d_in) -> (K, N, d_out)``; noise in train mode (or ``noise=True``), else the
+        noise's mean (1 when normalised)."""
+        if x.ndim != 3 or x.shape[0] != self.n_models or x.shape[2] != self.sizes[0]:
+            raise ValueError(f"x has to have shape (K={self.n_models}, N, d_in={self.sizes[0]}), "
+                             f"but got {tuple(x.shape)}")
+        noise = self.training if noise is None else noise
+        factor = None if noise else self._eval_factors(x.dtype)
+        h = x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            if noise:
+                h = h * self.draw((h.shape[1], h.shape[2]), h.dtype)
+            elif factor is not None:
+                h = h * factor
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+    def model(self, k: int) -> nn.Sequential:
+        """Model ``k`` as an ordinary ``nn.Sequential`` of ``UnitNoise`` and ``nn.Linear``
+        layers (a copy of its current weights)."""
+        from .nn import UnitNoise
+
+        layers: list[nn.Module] = []
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            layers.append(UnitNoise(self.noises[k], normalize=self.normalize))
+            lin = nn.Linear(w.shape[1], w.shape[2])
+            with torch.no_grad():
+                lin.weight.copy_(w[k].t())
+                lin.bias.copy_(b[k, 0])
+            layers.append(lin)
+            if i < last:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+
+@dataclass
+class StackedHistory:
+    """What :func:`fit_stacked` did: per-epoch mean training loss of every model ``(epochs, K)``
+    and the wall time."""
+
+    loss: list[list[float]] = field(default_factory=list)
+    seconds: float = 0.0
+    epochs: int = 0
+
+
+def _per_model(name: str, value, K: int) -> Tensor:
+    t = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(K)
+    if t.numel() != K:
+        raise ValueError(f"{name} has to be a number or one value per model ({K}), but got "
+                         f"{t.numel()} values")
+    return t
+
+
+def _check_data(X: Tensor, y: Tensor, rows_of: Tensor, K: int):
+    if not isinstance(X, Tensor) or not isinstance(y, Tensor):
+        raise TypeError("X and y have to be tensors")
+    if X.ndim != 3:
+        raise ValueError(f"X has to have shape (G, N, d) (G data sets of N rows), but got "
+                         f"{tuple(X.shape)}")
+    if y.shape[:2] != X.shape[:2]:
+        raise ValueError(f"y has to have shape (G, N[, ...]) matching X {tuple(X.shape[:2])}, "
+                         f"but got {tuple(y.shape)}")
+    if X.shape[1] == 0:
+        raise ValueError("X has to have at least one row, but got 0")
+    if rows_of.shape != (K,) or int(rows_of.min()) < 0 or int(rows_of.max()) >= X.shape[0]:
+        raise ValueError(f"data_of has to give each of the {K} models a data set index in "
+                         f"0..{X.shape[0] - 1}, but got {rows_of.tolist()}")
+
+
+def _loglik(out: Tensor, y: Tensor, likelihood: Likelihood, tau: Tensor | None) -> Tensor:
+    """``out (K, S, B, d_out)``, ``y (K, B[, ...])`` -> ``(K, S, B)``."""
+    if likelihood is Likelihood.CATEGORICAL:
+        lp = out.log_softmax(-1)
+        idx = y.long().unsqueeze(1).expand(lp.shape[:-1]).unsqueeze(-1)
+        return lp.gather(-1, idx).squeeze(-1)
+    t = tau.to(out.dtype).view(-1, 1, 1)
+    yy = y.reshape(y.shape[0], 1, y.shape[1], -1).to(out.dtype)
+    sq = (yy - out).pow(2).sum(-1)
+    d = out.shape[-1]
+    return -0.5 * t * sq + d * (0.5 * t.log() - 0.5 * _LOG_2PI)
+
+
+def stacked_loss(out: Tensor, y: Tensor, *, likelihood="gaussian", tau=None, objective="mc",
+                 beta: float = -1.0, weight_decay: Tensor | None = None,
+                 weights: Sequence[Tensor] = ()) -> Tensor:
+    """Per-model minibatch loss of :func:`shrinkdrop.fit`, for ``K`` models at once.
+
+    ``loss_k = -mean_n objective_n(ll_k[:, n]) + weight_decay_k / 2 * sum_W ||W_k||^2`` with
+    ``ll_k`` the ``(S, B)`` per-draw log-likelihoods of model ``k``.
+
+    Args:
+        out: ``(K, S, B, d_out)`` network outputs (S noise draws of a minibatch of B rows).
+        y: ``(K, B)`` targets (regression) or labels (categorical).
+        tau: ``(K,)`` Gaussian precisions; weight_decay: ``(K,)`` or None; weights: stacked
+            ``(K, ...)`` weight tensors.
+
+    Returns: ``(K,)``.
+    """
+    lik = check_choice("likelihood", likelihood, Likelihood)
+    obj = check_choice("objective", objective, Objective)
+    ll = _loglik(out, y, lik, tau)  # (K, S, B)
+    per = -_objective(ll.transpose(0, 1), obj, beta).mean(-1)  # (K,)
+    if weight_decay is not None:
+        per = per + 0.5 * weight_decay.to(per.dtype) * sum(
+            w.pow(2).flatten(1).sum(1) for w in weights)
+    return per
+
+
+def fit_stacked(
+    model: StackedNoisyMLP,
+    X: Tensor,
+    y: Tensor,
+    *,
+    data_of: Sequence[int] | Tensor | None = None,
+    likelihood="gaussian",
+    objective="mc",
+    samples: int = 1,
+    tau=None,
+    weight_decay=0.0,
+    epochs: int = 40,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seeds: Sequence[int] | None = None,
+    beta: float = -1.0,
+    progress: bool = True,
+    desc: str = "fit_stacked",
+) -> StackedHistory:
+    """Train every model of ``model`` with Adam as :func:`shrinkdrop.fit` would, all at once.
+
+    Args:
+        model: the stacked networks (``K`` models).
+        X: ``(G, N, d)``: ``G`` data sets of the same size (e.g. the splits of a benchmark).
+        y: ``(G, N)`` targets (regression, one output) or class labels.
+        data_of: ``(K,)``: the data set each model trains on (default: model k on data set k).
+        likelihood: ``'gaussian'`` (needs ``tau``) or ``'categorical'``.
+        objective: ``'mc'`` | ``'marginal_map'`` | ``'tail_adaptive'``; ``samples`` draws per
+            example and step.
+        tau: the Gaussian precision (standardised units): a number or one per model.
+        weight_decay: ``wd`` of ``wd / 2 ||W||^2`` (weights only): a number or one per model.
+        epochs, batch_size, lr: Adam on shuffled minibatches.
+        seeds: per-model shuffling seeds (default ``0..K-1``): model k visits its rows in the
+            order of ``torch.randperm(N, generator=torch.Generator().manual_seed(seeds[k]))``.
+        progress: a tqdm bar over epochs.
+
+    Returns:
+        :class:`StackedHistory`; the model is left in eval mode.
+    """
+    if not isinstance(model, StackedNoisyMLP):
+        raise TypeError(f"model has to be a StackedNoisyMLP, but got {type(model).__name__}")
+    K = model.n_models
+    obj = check_choice("objective", objective, Objective)
+    lik = check_choice("likelihood", likelihood, Likelihood)
+    S = _check_samples(samples)
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} has to be a positive integer, but got {v!r}")
+    positive_float("lr", lr)
+    rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
+    _check_data(X, y, rows_of, K)
+    if lik is Likelihood.GAUSSIAN:
+        if tau is None:
+            raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
+        tau_t = _per_model("tau", tau, K)
+        if not bool(torch.all(torch.isfinite(tau_t) & (tau_t > 0))):
+            raise ValueError(f"tau has to be positive and finite, but got {tau_t.tolist()}")
+        tau_t = tau_t.to(X.dtype)
+    else:
+        tau_t = None
+    wd = _per_model("weight_decay", weight_decay, K)
+    if not bool(torch.all(torch.isfinite(wd) & (wd >= 0))):
+        raise ValueError(f"weight_decay has to be >= 0 and finite, but got {wd.tolist()}")
+    wd = wd.to(X.dtype).view(-1, 1, 1)
+    seeds = list(range(K)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != K:
+        raise ValueError(f"seeds has to have one seed per model ({K}), but got {len(seeds)}")
+
+    N = X.shape[1]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    history = StackedHistory(epochs=epochs)
+    decay = bool(torch.any(wd > 0))
+    y_all = y
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    model.train()
+    Xf = X.reshape(-1, X.shape[2])  # (G N, d): rows of model k's data at rows_of[k] * N + i
+    yf = y_all.reshape(X.shape[0] * N, *y_all.shape[2:])
+    base = (rows_of * N).view(-1, 1)
+    bar = tqdm(range(epochs), disable=not progress, desc=f"{desc}[{obj.value}, K={K}, S={S}]")
+    for _ in bar:
+        perm = torch.stack([torch.randperm(N, generator=g) for g in gens])  # (K, N)
+        total = torch.zeros(K, dtype=torch.float64)
+        for i in range(0, N, batch_size):
+            idx = perm[:, i: i + batch_size]  # (K, B)
+            B = idx.shape[1]
+            flat = (idx + base).reshape(-1)
+            xb = Xf.index_select(0, flat).view(K, B, -1)  # (K, B, d)
+            yb = yf.index_select(0, flat).view(K, B, *yf.shape[1:])  # (K, B[, ...])
+            xs = xb.repeat(1, S, 1) if S > 1 else xb
+            out = model(xs).view(K, S, B, -1)
+            per = stacked_loss(out, yb, likelihood=lik, tau=tau_t, objective=obj, beta=beta,
+                               weight_decay=wd.view(-1) if decay else None,
+                               weights=model.weights)
+            opt.zero_grad(set_to_none=True)
+            per.sum().backward()
+            opt.step()
+            total += per.detach().double() * B
+        history.loss.append((total / N).tolist())
+        if progress:
+            bar.set_postfix(loss=f"{float((total / N).mean()):.4g}")
+    bar.close()
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def stacked_predictive(
+    model: StackedNoisyMLP,
+    X: Tensor,
+    y: Tensor,
+    samples: int,
+    *,
+    data_of: Sequence[int] | Tensor | None = None,
+    likelihood="gaussian",
+    tau=None,
+    y_mean=None,
+    y_std=None,
+    max_elements: int = 2 ** 24,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """MC predictive metrics of every model on its evaluation set, in chunks of samples.
+
+    For Gaussian regression, Gal's UCI convention per model (``tau``, ``y`` in the target's
+    units; ``yhat_s = out_s * y_std + y_mean``): ``ll_n = logsumexp_s(-tau/2 (y_n - yhat_ns)^2)
+    - log S - log(2 pi)/2 + log(tau)/2``, the same as
+    :func:`shrinkdrop.objectives.predictive_log_likelihoods`. Categorical: ``logsumexp_s log
+    softmax(out_s)[y] - log S``.
+
+    Args:
+        X: ``(G, n, d)`` evaluation inputs (standardised as in training); ``y``: ``(G, n)``.
+        samples: noise draws per point (``S``), taken ``max_elements / (n * width)`` at a time.
+        tau, y_mean, y_std: numbers or one per model (Gaussian only).
+
+    Returns:
+        ``{'ll': (K,) mean log-likelihood, 'll_points': (K, n), 'mc_mean': (K, n, d_out) MC mean
+        of the outputs in the target's units (regression) or of the class probabilities,
+        'mean_pred': (K, n, d_out) the output with the noise replaced by its mean}``.
+    """
+    K = model.n_models
+    S = _check_samples(samples)
+    lik = check_choice("likelihood", likelihood, Likelihood)
+    rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
+    _check_data(X, y, rows_of, K)
+    xe, ye = X[rows_of], y[rows_of]  # (K, n, d), (K, n)
+    n = xe.shape[1]
+    if lik is Likelihood.GAUSSIAN:
+        if tau is None:
+            raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
+        tau_t = _per_model("tau", tau, K).to(X.dtype).view(-1, 1)
+        ym = _per_model("y_mean", 0.0 if y_mean is None else y_mean, K).to(X.dtype).view(-1, 1, 1)
+        ys = _per_model("y_std", 1.0 if y_std is None else y_std, K).to(X.dtype).view(-1, 1, 1)
+    width = max(model.sizes)
+    chunk = max(1, min(S, max_elements // max(1, K * n * width)))
+    was = model.training
+    model.train()
+    old_gen = model.generator
+    if generator is not None:
+        model.generator = generator
+    try:
+        run_max = torch.full((K, n), -math.inf, dtype=torch.float64)
+        run_sum = torch.zeros((K, n), dtype=torch.float64)
+        mc_sum = None
+        done = 0
+        while done < S:
+            s = min(chunk, S - done)
+            out = model(xe.repeat(1, s, 1), noise=True).view(K, s, n, -1)
+            if lik is Likelihood.GAUSSIAN:
+                yhat = out * ys.unsqueeze(1) + ym.unsqueeze(1)
+                lw = (-0.5 * tau_t.unsqueeze(1) * (ye.unsqueeze(1).unsqueeze(-1).to(out.dtype)
+                                                   - yhat).pow(2).sum(-1)).double()
+                part = yhat.sum(1)
+            else:
+                lp = out.log_softmax(-1)
+                idx = ye.long().unsqueeze(1).expand(lp.shape[:-1]).unsqueeze(-1)
+                lw = lp.gather(-1, idx).squeeze(-1).double()
+                part = lp.exp().sum(1)
+            m = torch.maximum(run_max, lw.max(1).values)
+            run_sum = run_sum * torch.exp(run_max - m) + torch.exp(lw - m.unsqueeze(1)).sum(1)
+            run_max = m
+            mc_sum = part.double() if mc_sum is None else mc_sum + part.double()
+            done += s
+        ll_points = run_max + run_sum.log() - math.log(S)
+        if lik is Likelihood.GAUSSIAN:
+            ll_points = ll_points - 0.5 * _LOG_2PI + 0.5 * tau_t.double().log()
+        try:
+            mean_out = model(xe, noise=False)
+        except F.EvalNoiseError:  # infinite-mean noise, unnormalised: no weight-scaling rule
+            mean_pred = torch.full(mc_sum.shape, math.nan, dtype=torch.float64)
+        else:
+            mean_pred = mean_out * ys + ym if lik is Likelihood.GAUSSIAN else mean_out.softmax(-1)
+    finally:
+        model.generator = old_gen
+        model.train(was)
+    return {"ll": ll_points.mean(1), "ll_points": ll_points, "mc_mean": mc_sum / S,
+            "mean_pred": mean_pred.double()}
