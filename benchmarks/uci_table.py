@@ -1,0 +1,102 @@
+"""The README's UCI table: selected configuration and MC dropout (bernoulli-mc) vs the reference.
+
+Reads every ``<results>/<dataset>/results.csv`` written by ``shrinkdrop uci`` and the data set's
+``reference/`` files (MC dropout's published per-split results) from ``--data``, and prints a
+Markdown table over the splits that were run (the reference restricted to the same splits):
+
+    python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci
+
+Columns: splits run; test LL and MC RMSE (mean ± standard error over those splits) of the row
+selected on validation, of bernoulli-mc (MC dropout, our reproduction) and of the reference;
+"Δ LL, paired" = mean ± standard error over splits of (selected - reference) test LL; "LL win" =
+the selected mean test LL is above the reference mean; "RMSE ok" = the selected
+mean RMSE is at most the reference mean plus one reference standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _mean_se(v):
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
+
+
+def _pm(m, s, digits=3):
+    if not math.isfinite(m):
+        return "-"
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if math.isfinite(s) else f"{m:.{digits}f}"
+
+
+def _ref(data: Path, stem: str):
+    files = sorted((data / "reference").glob(f"{stem}_100_xepochs_1_hidden_layers.txt"))
+    if not files:
+        return None
+    return np.loadtxt(files[0], ndmin=1)
+
+
+def table(results: Path, data_root: Path) -> str:
+    lines = ["| data set | splits | epochs | methods | selected LL | MC dropout (ours) LL | "
+             "reference LL | Δ LL, paired | LL win | selected RMSE | MC dropout (ours) RMSE | "
+             "reference RMSE | RMSE ok |", "|" + "---|" * 13]
+    wins = oks = n = 0
+    for d in sorted(p for p in results.iterdir() if (p / "results.csv").exists()):
+        with open(d / "results.csv", newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if not r["note"].startswith("skipped")]
+        if not rows:
+            continue
+        name = rows[0]["dataset"]
+        ref_ll, ref_rmse = _ref(data_root / name, "test_ll"), _ref(data_root / name, "test_MC_rmse")
+        sel = {int(r["split"]): r for r in rows if r["selected"] == "1"}
+        mc = {int(r["split"]): r for r in rows if r["method"] == "bernoulli-mc"}
+        splits = sorted(sel)
+        methods = sorted({r["method"] for r in rows})
+        epochs = sorted({r["epochs"] for r in rows})
+        s_ll = _mean_se([float(sel[k]["test_ll"]) for k in splits])
+        s_rm = _mean_se([float(sel[k]["test_rmse"]) for k in splits])
+        b_ll = _mean_se([float(mc[k]["test_ll"]) for k in splits if k in mc])
+        b_rm = _mean_se([float(mc[k]["test_rmse"]) for k in splits if k in mc])
+        r_ll = _mean_se([ref_ll[k] for k in splits]) if ref_ll is not None else (math.nan,) * 2
+        r_rm = _mean_se([ref_rmse[k] for k in splits]) if ref_rmse is not None else (math.nan,) * 2
+        diff = _mean_se([float(sel[k]["test_ll"]) - ref_ll[k] for k in splits]) \
+            if ref_ll is not None else (math.nan,) * 2
+        win = s_ll[0] > r_ll[0]
+        ok = s_rm[0] <= r_rm[0] + (r_rm[1] if math.isfinite(r_rm[1]) else 0.0)
+        wins += win
+        oks += ok
+        n += 1
+        digits = 4 if r_rm[0] < 0.01 else 3
+        lines.append(
+            f"| {name} | {len(splits)} | {'/'.join(epochs)} | {len(methods)} | {_pm(*s_ll)} | "
+            f"{_pm(*b_ll)} | {_pm(*r_ll)} | {_pm(*diff)} | {'yes' if win else 'no'} | "
+            f"{_pm(*s_rm, digits)} | {_pm(*b_rm, digits)} | {_pm(*r_rm, digits)} | "
+            f"{'yes' if ok else 'no'} |")
+    lines.append("")
+    lines.append(f"Selected beats the reference test LL on {wins}/{n} data sets; RMSE within one "
+                 f"reference standard error on {oks}/{n}.")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, required=True,
+                    help="folder of shrinkdrop uci output folders, one per data set")
+    ap.add_argument("--data", type=Path, required=True,
+                    help="folder of the UCI data sets (for their reference/ files)")
+    args = ap.parse_args()
+    print(table(args.results, args.data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
