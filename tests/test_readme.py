@@ -19,6 +19,7 @@ def test_readme_tour_runs():
     assert ns["noise"].inverse_square_variance.item() == float("inf")
     assert torch.isfinite(ns["mean"]).all()
     assert len(ns["report"].replaced) == 1
+    assert ns["per_model_ll"].shape == (6,) and torch.isfinite(ns["per_model_ll"]).all()
 
 
 def test_public_api():
