@@ -28,6 +28,15 @@ def test_nuts_run_writes_summary(tmp_path, param):
     assert kinds.count("table") == 2 and kinds.count("figure") == 2
 
 
+def test_depth_zero_is_a_linear_ard_model(tmp_path):
+    rc = main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--depth", "0",
+               "--out", str(tmp_path), *TINY])
+    assert rc == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["layers"] == [10, 1] and set(s["per_site"]) == {"xi_0", "v_0", "b_0", "precision"}
+    assert len(s["table"]) == 10
+
+
 def test_gibbs_run_with_noise_features_and_iw(tmp_path):
     rc = main(["mcmc", "--data", "diabetes", "--noise", "bernoulli", "--noise-features", "3",
                "--precision", "2", "--iw-samples", "64", "--out", str(tmp_path), *TINY])
@@ -55,3 +64,10 @@ def test_errors_are_reported(tmp_path, capsys):
     assert "Gibbs in the EP only" in capsys.readouterr().err
     assert main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--structure", "add",
                  "--depth", "1", "--out", str(tmp_path)]) == 2
+    capsys.readouterr()
+    assert main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--depth", "-1",
+                 "--out", str(tmp_path)]) == 2
+    assert "--depth has to be >= 0" in capsys.readouterr().err
+    assert main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--hidden", "0",
+                 "--out", str(tmp_path)]) == 2
+    assert "--hidden has to be >= 1" in capsys.readouterr().err

@@ -91,3 +91,44 @@ def test_nuts_recovers_linear_regression_posterior():
         assert res.divergences == 0
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+@pytest.mark.parametrize("param", ["ep", "hp"])
+def test_linear_ard_log_density_matches_hand_written(param):
+    """Depth 0 (``NetSpec([D, 1])``, ``shrinkdrop mcmc --depth 0``): the linear ARD regression
+    ``y = sum_r xi_r v_r x_r + b`` (EP) / ``w_r ~ N(0, sigma0^2 xi_r^2)`` (HP), learnt noise
+    precision. Pyro's trace and the NUTS potential both equal the density written out by hand."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        g = torch.Generator().manual_seed(1)
+        N, D, s, sigma0 = 15, 4, 0.1, 1.3
+        X, y = torch.randn(N, D, generator=g), torch.randn(N, generator=g)
+        model = make_model(NetSpec([D, 1]), sd.noise.HalfCauchy(s), param, sigma0=sigma0)
+        wname = "v_0" if param == "ep" else "w_0"
+        z = {"xi_0": torch.randn(D, generator=g), wname: torch.randn(D, 1, generator=g),
+             "b_0": torch.randn(1, generator=g), "precision": torch.randn((), generator=g)}
+        xi, u, b, prec = z["xi_0"].exp(), z[wname], z["b_0"], z["precision"].exp()
+
+        def log_normal(x, sd_):
+            return (-0.5 * math.log(2 * math.pi) - torch.log(sd_) - 0.5 * (x / sd_) ** 2).sum()
+
+        one = torch.tensor(1.0)
+        lp = (math.log(2 / (math.pi * s)) - torch.log1p((xi / s) ** 2)).sum()  # half-Cauchy
+        if param == "ep":
+            lp += log_normal(u[:, 0], sigma0 * one)
+            w = xi * u[:, 0]
+        else:
+            lp += log_normal(u[:, 0], sigma0 * xi)
+            w = u[:, 0]
+        lp += log_normal(b, one)
+        lp += 2 * math.log(0.5) - math.lgamma(2) + torch.log(prec) - 0.5 * prec  # Gamma(2, 0.5)
+        lp += log_normal(y - X @ w - b, prec.rsqrt())
+
+        values = {"xi_0": xi, wname: u, "b_0": b, "precision": prec}
+        tr = pyro.poutine.trace(pyro.poutine.condition(model, data=values)).get_trace(X, y)
+        assert tr.log_prob_sum().item() == pytest.approx(lp.item(), rel=1e-10)
+        pot, _ = make_potential(model, X, y)  # unconstrained: + log-Jacobian of the two exps
+        jac = z["xi_0"].sum() + z["precision"]
+        assert pot(z).item() == pytest.approx(-(lp + jac).item(), rel=1e-10)
+    finally:
+        torch.set_default_dtype(torch.float32)

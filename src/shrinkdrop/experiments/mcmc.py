@@ -35,8 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structure", default="ard", choices=("ard", "add", "ard+add"))
     p.add_argument("--residual", action="store_true",
                    help="residual MLP (implied by --structure add / ard+add)")
-    p.add_argument("--hidden", type=int, default=10, help="hidden units per layer")
-    p.add_argument("--depth", type=int, default=1, help="hidden layers")
+    p.add_argument("--hidden", type=int, default=10,
+                   help="hidden units per layer (ignored with --depth 0)")
+    p.add_argument("--depth", type=int, default=1,
+                   help="hidden layers; 0: a linear model y = sum_r xi_r v_r x_r + b (one ARD "
+                   "scale per input)")
     p.add_argument("--scale", type=float, default=1.0, help="scale of half-Cauchy / inverse "
                    "Nakagami / Rayleigh; std of Gaussian noise")
     p.add_argument("--df", type=float, default=3.0, help="inverse Nakagami degrees of freedom")
@@ -254,7 +257,9 @@ def run(args) -> int:
     from .. import inference as inf
     from .._validation import check_positive
 
-    for name in ("hidden", "depth", "warmup", "samples", "chains"):
+    if args.depth < 0:
+        raise ValueError(f"--depth has to be >= 0 (0: a linear model), but got {args.depth}")
+    for name in ("hidden", "warmup", "samples", "chains"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name} has to be >= 1, but got {getattr(args, name)}")
     check_positive("--scale", args.scale)
