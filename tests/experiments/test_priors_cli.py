@@ -68,6 +68,19 @@ def test_report_builder(tmp_path, priors_out):
     assert "did not produce results: missing" in md.read_text()
 
 
+def test_report_renders_inline_marks(tmp_path):
+    """Sections write Markdown inline marks; the HTML page renders them (escaped first)."""
+    sec = tmp_path / "s"
+    sec.mkdir()
+    write_section(sec, Section("S", "cmd", 2.0).p("**diabetes**: run `shrinkdrop uci` <x>")
+                  .note("a **b** c"))
+    md, html = build_report(tmp_path, [sec])
+    text = html.read_text()
+    assert "<strong>diabetes</strong>: run <code>shrinkdrop uci</code> &lt;x&gt;" in text
+    assert "a <strong>b</strong> c" in text and "**" not in text.split("<body>")[1]
+    assert "**diabetes**" in md.read_text()  # Markdown keeps its marks
+
+
 def test_python_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "shrinkdrop", "--help"], capture_output=True,
                        text=True, check=True)

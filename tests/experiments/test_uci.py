@@ -376,6 +376,10 @@ def test_stacked_engine_runs_resumes_and_groups(tmp_path):
     rows = read_rows(out)
     assert len(rows) == 4 and sum(r["selected"] == "1" for r in rows) == 2
     assert all("stacked engine" in r["note"] for r in rows)
+    import json
+
+    took = json.loads((out / "section.json").read_text())["seconds"]  # the report's "took"
+    assert took == pytest.approx(sum(float(r["seconds"]) for r in rows)) and took > 0
     for r in rows:
         assert np.isfinite(float(r["test_ll"])) and np.isfinite(float(r["test_rmse"]))
         if r["method"].startswith("half_cauchy"):  # no weight-scaling rule: infinite mean

@@ -14,6 +14,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -115,9 +116,22 @@ figure{margin:1em 0}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-style:italic;color:#555}
 .note{background:#fff6dd;border-left:4px solid #e0a800;padding:.5em 1em;margin:1em 0}
 .cmd{font-family:monospace;background:#f4f4f4;padding:.2em .4em}
+code{font-family:monospace;background:#f4f4f4;padding:0 .2em}
 pre{background:#f4f4f4;padding:.8em;overflow-x:auto}
 nav ul{columns:2}
 """
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def _inline(text: str) -> str:
+    """Escape ``text`` for HTML and render the Markdown inline marks the sections use:
+    ``**bold**`` and ```code```."""
+    out = html.escape(text)
+    out = _CODE.sub(r"<code>\1</code>", out)
+    return _BOLD.sub(r"<strong>\1</strong>", out)
 
 
 def _html_section(section: Section, prefix: str, anchor: str) -> str:
@@ -128,9 +142,9 @@ def _html_section(section: Section, prefix: str, anchor: str) -> str:
     for b in section.blocks:
         k = b["kind"]
         if k == "p":
-            parts.append(f"<p>{e(b['text'])}</p>")
+            parts.append(f"<p>{_inline(b['text'])}</p>")
         elif k == "note":
-            parts.append(f'<div class="note"><b>Note.</b> {e(b["text"])}</div>')
+            parts.append(f'<div class="note"><b>Note.</b> {_inline(b["text"])}</div>')
         elif k == "pre":
             parts.append(f"<pre>{e(b['text'])}</pre>")
         elif k == "table":

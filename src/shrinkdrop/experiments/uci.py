@@ -919,7 +919,10 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
     if command:
         lines += ["", f"Command: `{command}`"]
     lines.append("")
-    section = Section(title="UCI benchmark", command=command, seconds=0.0)
+    # the time it took: the compute time of every finished unit (a resumed run adds up)
+    seconds = float(sum(float(r["seconds"]) for r in rows
+                        if math.isfinite(float(r.get("seconds") or 0.0))))
+    section = Section(title="UCI benchmark", command=command, seconds=seconds)
     section.p(PROTOCOL_TEXT)
     if section_mcmc:
         section.p(MCMC_TEXT)
