@@ -6,8 +6,9 @@ Markdown table over the splits that were run (the reference restricted to the sa
 
     python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci
 
-Columns: splits run; test LL and MC RMSE (mean ± standard error over those splits) of the row
-selected on validation, of bernoulli-mc (MC dropout, our reproduction) and of the reference;
+Columns: splits run; methods run (the selection is among them); test LL and MC RMSE (mean ±
+standard error over those splits) of the row selected on validation, of bernoulli-mc (MC
+dropout, our reproduction) and of the reference;
 "Δ LL, paired" = mean ± standard error over splits of (selected - reference) test LL; "LL win" =
 the selected mean test LL is above the reference mean; "RMSE ok" = the selected
 mean RMSE is at most the reference mean plus one reference standard error.
@@ -77,7 +78,8 @@ def table(results: Path, data_root: Path) -> str:
         n += 1
         digits = 4 if r_rm[0] < 0.01 else 3
         lines.append(
-            f"| {name} | {len(splits)} | {'/'.join(epochs)} | {len(methods)} | {_pm(*s_ll)} | "
+            f"| {name} | {len(splits)} | {'/'.join(epochs)} | {', '.join(methods)} | "
+            f"{_pm(*s_ll)} | "
             f"{_pm(*b_ll)} | {_pm(*r_ll)} | {_pm(*diff)} | {'yes' if win else 'no'} | "
             f"{_pm(*s_rm, digits)} | {_pm(*b_rm, digits)} | {_pm(*r_rm, digits)} | "
             f"{'yes' if ok else 'no'} |")
