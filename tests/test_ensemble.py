@@ -90,7 +90,7 @@ def test_loss_is_the_library_objective_per_model(objective, fn):
 
 
 def test_each_model_draws_its_own_law():
-    """Fused (one family, several laws) and per-law draws: every model's noise has its law.
+    """One family with several laws, and several families: every model's noise has its law.
 
     Binomial tests on the zero fraction (Bernoulli) and KS tests against scipy (continuous), at
     alpha = 1e-3 each with fixed seeds: a correct implementation fails one of these 13 tests
@@ -180,3 +180,5 @@ def test_bad_input_is_named():
         fit_stacked(net, X, y, tau=1.0, epochs=0, progress=False)
     with pytest.raises(ValueError, match="objective"):
         fit_stacked(net, X, y, tau=1.0, objective="elbo", epochs=1, progress=False)
+    with pytest.raises(ValueError, match="tau"):  # never a NaN log-likelihood
+        stacked_predictive(net, X, y, 3, tau=[1.0, 0.0])

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from . import functional as F
 from ._validation import check_choice, positive_float
 from .noise import NoiseDistribution
-from .objectives import Likelihood, Objective, _check_samples
+from .objectives import Likelihood, Objective, _check_samples, categorical_log_likelihood
 from .objectives import objective as _objective
 
 __all__ = ["StackedNoisyMLP", "fit_stacked", "stacked_loss", "StackedHistory",
@@ -120,46 +120,9 @@ class StackedNoisyMLP(nn.Module):
     def n_models(self) -> int:
         return len(self.noises)
 
-    def _fused_plan(self):
-        """Per-model constants when every law is of one cheap family (one draw for all)."""
-        plans = [F._plan(nz) for nz, _, _ in self._groups]
-        kinds = {p.kind for p in plans}
-        if len(kinds) != 1 or not self.normalize or len(self._groups) == 1:
-            return None
-        kind = kinds.pop()
-        if kind not in ("bernoulli", "gaussian", "uniform"):
-            return None
-        a = torch.empty(self.n_models, 1, 1, dtype=torch.float64)
-        b = torch.empty_like(a)
-        for (_, lo, hi), p in zip(self._groups, plans):
-            if kind == "bernoulli":  # threshold on 31 random bits, value 1 / keep
-                a[lo:hi], b[lo:hi] = round(p.a * F._TWO31) - 1, 1.0 / p.a
-            elif kind == "gaussian":  # 1 + (std / mean) eps
-                a[lo:hi], b[lo:hi] = 1.0, p.b / p.a
-            else:  # low + (high - low) u, normalised
-                a[lo:hi], b[lo:hi] = p.a / p.mean, (p.b - p.a) / p.mean
-        return kind, (a.to(torch.int32) if kind == "bernoulli" else a), b
-
     def draw(self, shape: tuple[int, int], dtype=None) -> Tensor:
         """Normalised noise for all models: ``(K, *shape)``, model k's from its own law."""
         n, d = shape
-        dtype = dtype or torch.get_default_dtype()
-        if not hasattr(self, "_fused"):
-            self._fused = self._fused_plan()
-        if self._fused is not None:
-            kind, a, b = self._fused
-            K = self.n_models
-            g = self.generator
-            if kind == "bernoulli":
-                m = K * n * d
-                bits = torch.empty((m + 1) // 2, dtype=torch.int64)
-                bits.random_(generator=g)
-                u31 = bits.view(torch.int32)[:m].bitwise_and_(0x7FFFFFFF).view(K, n, d)
-                return (u31 <= a).to(dtype).mul_(b.to(dtype))
-            if kind == "gaussian":
-                return torch.randn((K, n, d), dtype=dtype, generator=g).mul_(b.to(dtype)).add_(1.0)
-            return torch.rand((K, n, d), dtype=dtype, generator=g).mul_(b.to(dtype)).add_(
-                a.to(dtype))
         parts = []
         for nz, a, b in self._groups:
             xi = F.draw_noise(nz, ((b - a) * n, d), normalize=self.normalize,
@@ -232,6 +195,18 @@ def _per_model(name: str, value, K: int) -> Tensor:
     return t
 
 
+def _precisions(tau, likelihood: Likelihood, K: int, dtype) -> Tensor | None:
+    """The Gaussian precision per model (checked positive and finite); None if categorical."""
+    if likelihood is not Likelihood.GAUSSIAN:
+        return None
+    if tau is None:
+        raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
+    t = _per_model("tau", tau, K)
+    if not bool(torch.all(torch.isfinite(t) & (t > 0))):
+        raise ValueError(f"tau has to be positive and finite, but got {t.tolist()}")
+    return t.to(dtype)
+
+
 def _check_data(X: Tensor, y: Tensor, rows_of: Tensor, K: int):
     if not isinstance(X, Tensor) or not isinstance(y, Tensor):
         raise TypeError("X and y have to be tensors")
@@ -251,9 +226,7 @@ def _check_data(X: Tensor, y: Tensor, rows_of: Tensor, K: int):
 def _loglik(out: Tensor, y: Tensor, likelihood: Likelihood, tau: Tensor | None) -> Tensor:
     """``out (K, S, B, d_out)``, ``y (K, B[, ...])`` -> ``(K, S, B)``."""
     if likelihood is Likelihood.CATEGORICAL:
-        lp = out.log_softmax(-1)
-        idx = y.long().unsqueeze(1).expand(lp.shape[:-1]).unsqueeze(-1)
-        return lp.gather(-1, idx).squeeze(-1)
+        return categorical_log_likelihood(out, y.unsqueeze(1))
     t = tau.to(out.dtype).view(-1, 1, 1)
     yy = y.reshape(y.shape[0], 1, y.shape[1], -1).to(out.dtype)
     sq = (yy - out).pow(2).sum(-1)
@@ -338,15 +311,7 @@ def fit_stacked(
     positive_float("lr", lr)
     rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
     _check_data(X, y, rows_of, K)
-    if lik is Likelihood.GAUSSIAN:
-        if tau is None:
-            raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
-        tau_t = _per_model("tau", tau, K)
-        if not bool(torch.all(torch.isfinite(tau_t) & (tau_t > 0))):
-            raise ValueError(f"tau has to be positive and finite, but got {tau_t.tolist()}")
-        tau_t = tau_t.to(X.dtype)
-    else:
-        tau_t = None
+    tau_t = _precisions(tau, lik, K, X.dtype)
     wd = _per_model("weight_decay", weight_decay, K)
     if not bool(torch.all(torch.isfinite(wd) & (wd >= 0))):
         raise ValueError(f"weight_decay has to be >= 0 and finite, but got {wd.tolist()}")
@@ -436,10 +401,8 @@ def stacked_predictive(
     _check_data(X, y, rows_of, K)
     xe, ye = X[rows_of], y[rows_of]  # (K, n, d), (K, n)
     n = xe.shape[1]
+    tau_t = _precisions(tau, lik, K, X.dtype)
     if lik is Likelihood.GAUSSIAN:
-        if tau is None:
-            raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
-        tau_t = _per_model("tau", tau, K).to(X.dtype).view(-1, 1)
         ym = _per_model("y_mean", 0.0 if y_mean is None else y_mean, K).to(X.dtype).view(-1, 1, 1)
         ys = _per_model("y_std", 1.0 if y_std is None else y_std, K).to(X.dtype).view(-1, 1, 1)
     width = max(model.sizes)
@@ -457,24 +420,18 @@ def stacked_predictive(
         while done < S:
             s = min(chunk, S - done)
             out = model(xe.repeat(1, s, 1), noise=True).view(K, s, n, -1)
-            if lik is Likelihood.GAUSSIAN:
-                yhat = out * ys.unsqueeze(1) + ym.unsqueeze(1)
-                lw = (-0.5 * tau_t.unsqueeze(1) * (ye.unsqueeze(1).unsqueeze(-1).to(out.dtype)
-                                                   - yhat).pow(2).sum(-1)).double()
-                part = yhat.sum(1)
+            if lik is Likelihood.GAUSSIAN:  # in the target's units
+                out = out * ys.unsqueeze(1) + ym.unsqueeze(1)
+                part = out.sum(1)
             else:
-                lp = out.log_softmax(-1)
-                idx = ye.long().unsqueeze(1).expand(lp.shape[:-1]).unsqueeze(-1)
-                lw = lp.gather(-1, idx).squeeze(-1).double()
-                part = lp.exp().sum(1)
+                part = out.softmax(-1).sum(1)
+            lw = _loglik(out, ye, lik, tau_t).double()  # (K, s, n)
             m = torch.maximum(run_max, lw.max(1).values)
             run_sum = run_sum * torch.exp(run_max - m) + torch.exp(lw - m.unsqueeze(1)).sum(1)
             run_max = m
             mc_sum = part.double() if mc_sum is None else mc_sum + part.double()
             done += s
         ll_points = run_max + run_sum.log() - math.log(S)
-        if lik is Likelihood.GAUSSIAN:
-            ll_points = ll_points - 0.5 * _LOG_2PI + 0.5 * tau_t.double().log()
         try:
             mean_out = model(xe, noise=False)
         except F.EvalNoiseError:  # infinite-mean noise, unnormalised: no weight-scaling rule
