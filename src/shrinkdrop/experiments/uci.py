@@ -302,6 +302,64 @@ def _standardize(x: np.ndarray):
     return mean, std
 
 
+def _prepare(x_tr, y_tr, x_ev, y_ev, regression: bool):
+    """Standardise inputs (and targets, for regression) on the training rows.
+
+    Returns ``(x_tr, y_tr, x_ev, y_ev, y_mean, y_std)`` (``y_ev`` unchanged; ``y_mean`` 0 and
+    ``y_std`` 1 for classification)."""
+    xm, xs = _standardize(x_tr)
+    if regression:
+        ym, ys = float(y_tr.mean()), float(y_tr.std()) or 1.0
+        yt = (y_tr - ym) / ys
+    else:
+        ym, ys, yt = 0.0, 1.0, y_tr
+    return (x_tr - xm) / xs, yt, (x_ev - xm) / xs, y_ev, ym, ys
+
+
+def _gal_decay(rate, tau, n: int, y_std, length_scale: float, regression: bool):
+    """The training precision and weight decay of Gal's loss; ``(tau_s, wd)`` (``tau_s`` None
+    for classification). Elementwise in ``rate``, ``tau`` and ``y_std`` (floats or arrays).
+
+    Gal's Keras loss is ``mse + reg ||W||^2`` with ``reg = l^2 (1 - p) / (2 N tau)`` (tau in the
+    target's units, on standardised targets, weights only). ``fit`` minimises ``-mean(log-lik)
+    + wd / 2 ||W||^2`` (weights only). With the Gaussian log-likelihood at the model's precision
+    in standardised units, ``tau_s = tau std(y)^2``, the data term is ``tau_s / 2 mse``, so
+    ``wd = tau_s reg`` keeps Gal's ratio of data term to decay (Adam is invariant to the overall
+    scale of the loss). For categorical, ``CE + reg ||W||^2``: ``wd = 2 reg``.
+    """
+    reg = length_scale ** 2 * (1.0 - rate) / (2.0 * n * tau)
+    if not regression:
+        return None, 2.0 * reg
+    tau_s = tau * y_std ** 2
+    return tau_s, tau_s * reg
+
+
+def _scores(ll, y_true, mc, mean_pred, regression: bool) -> dict:
+    """A configuration's scores: ``ll``; regression: ``rmse`` of the MC mean ``mc`` and
+    ``rmse_mean`` of the weight-scaling prediction ``mean_pred`` (None: no such rule), both in
+    the target's units; classification: ``error`` of the MC class probabilities ``mc``."""
+    nan = float("nan")
+    out = {"ll": float(ll), "rmse": nan, "rmse_mean": nan, "error": nan}
+    y_true = np.asarray(y_true)
+    if regression:
+        out["rmse"] = float(np.sqrt(np.mean((y_true - np.reshape(mc, -1)) ** 2)))
+        if mean_pred is not None:
+            out["rmse_mean"] = float(np.sqrt(np.mean((y_true - np.reshape(mean_pred, -1)) ** 2)))
+    else:
+        out["error"] = float(np.mean(np.asarray(mc).argmax(-1) != y_true))
+    return out
+
+
+def _best_config(configs, scores) -> tuple:
+    """The configuration with the best finite validation ``ll`` (the first one if none is
+    finite), and that ``ll``."""
+    best, best_ll = None, -math.inf
+    for cfg, r in zip(configs, scores):
+        if best is None or (np.isfinite(r["ll"]) and r["ll"] > best_ll):
+            best, best_ll = cfg, r["ll"]
+    return best, best_ll
+
+
 def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: int) -> dict:
     """Train one configuration on (x_tr, y_tr) and score it on (x_ev, y_ev)."""
     import torch
@@ -314,28 +372,16 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
         from ..nn.unit import UnitNoise
 
     s = task.settings
-    xm, xs = _standardize(x_tr)
     regression = task.task == "regression"
-    n = x_tr.shape[0]
-    # Gal's Keras loss is  mse + reg * ||W||^2  with reg = l^2 (1 - p) / (2 N tau)  (tau in the
-    # target's units, on standardised targets, weights only). fit() minimises
-    # -mean(log-lik) + wd / 2 * ||W||^2 (weights only). With the Gaussian log-likelihood at the
-    # model's precision in standardised units, tau_s = tau * std(y)^2, the data term is
-    # tau_s / 2 * mse, so wd = tau_s * reg keeps Gal's ratio of data term to decay (Adam is
-    # invariant to the overall scale of the loss). For categorical, CE + reg ||W||^2: wd = 2 reg.
-    reg = s.length_scale ** 2 * (1.0 - cfg.rate) / (2.0 * n * cfg.tau)
+    x_tr_s, y_tr_s, x_ev_s, _, ym, ys = _prepare(x_tr, y_tr, x_ev, y_ev, regression)
+    tau_s, wd = _gal_decay(cfg.rate, cfg.tau, x_tr.shape[0], ys, s.length_scale, regression)
     if regression:
-        ym, ys = float(y_tr.mean()), float(y_tr.std()) or 1.0
-        yt = torch.as_tensor((y_tr - ym) / ys, dtype=torch.float32).unsqueeze(-1)
+        yt = torch.as_tensor(y_tr_s, dtype=torch.float32).unsqueeze(-1)
         d_out, likelihood = 1, "gaussian"
-        tau_s = cfg.tau * ys ** 2
-        wd = tau_s * reg
     else:
-        ym = ys = tau_s = None
-        yt = torch.as_tensor(y_tr, dtype=torch.long)
+        yt = torch.as_tensor(y_tr_s, dtype=torch.long)
         d_out, likelihood = task.n_classes, "categorical"
-        wd = 2.0 * reg
-    xt = torch.as_tensor((x_tr - xm) / xs, dtype=torch.float32)
+    xt = torch.as_tensor(x_tr_s, dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the initial weights
@@ -350,7 +396,7 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     fit(model, xt, yt, likelihood=likelihood, objective=task.objective, samples=samples,
         tau=tau_s, weight_decay=wd, epochs=task.epochs, batch_size=s.batch_size, lr=s.lr,
         seed=seed, progress=False)
-    xe = torch.as_tensor((x_ev - xm) / xs, dtype=torch.float32)
+    xe = torch.as_tensor(x_ev_s, dtype=torch.float32)
     if regression:
         ye = torch.as_tensor(y_ev, dtype=torch.float32)
         ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood,
@@ -358,17 +404,13 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     else:
         ye = torch.as_tensor(y_ev, dtype=torch.long)
         ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood)
-    mc = predict(model, xe, s.test_samples, mode="mc", likelihood=likelihood)
-    out = {"ll": float(ll), "rmse": float("nan"), "rmse_mean": float("nan"), "error": float("nan")}
+    mc = predict(model, xe, s.test_samples, mode="mc", likelihood=likelihood).double().numpy()
+    mean_pred = None
     if regression:
-        pred = mc.reshape(-1).double().numpy() * ys + ym
-        out["rmse"] = float(np.sqrt(np.mean((y_ev - pred) ** 2)))
+        mc = mc * ys + ym
         if cfg.normalize:  # weight scaling (Gal's "test_rmse"); unnormalised noise has none
-            mean = predict(model, xe, 1, mode="mean").reshape(-1).double().numpy() * ys + ym
-            out["rmse_mean"] = float(np.sqrt(np.mean((y_ev - mean) ** 2)))
-    else:
-        out["error"] = float(np.mean(mc.argmax(-1).numpy() != y_ev))
-    return out
+            mean_pred = predict(model, xe, 1, mode="mean").double().numpy() * ys + ym
+    return _scores(ll, y_ev, mc, mean_pred, regression)
 
 
 def _mcmc_fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev,
@@ -470,11 +512,9 @@ def evaluate_unit(task: UnitTask) -> dict:
     n_inner = int(0.8 * task.x_train.shape[0])
     xi, yi = task.x_train[:n_inner], task.y_train[:n_inner]
     xv, yv = task.x_train[n_inner:], task.y_train[n_inner:]
-    best, best_ll = None, -math.inf
-    for i, cfg in enumerate(task.configs):
-        score = score_fn(cfg, task, xi, yi, xv, yv, seed=task.seed + i)
-        if best is None or (np.isfinite(score["ll"]) and score["ll"] > best_ll):
-            best, best_ll = cfg, score["ll"]
+    scores = [score_fn(cfg, task, xi, yi, xv, yv, seed=task.seed + i)
+              for i, cfg in enumerate(task.configs)]
+    best, best_ll = _best_config(task.configs, scores)
     test = score_fn(best, task, task.x_train, task.y_train, task.x_test, task.y_test,
                     seed=task.seed + 10_000)
     row = {
@@ -490,17 +530,6 @@ def evaluate_unit(task: UnitTask) -> dict:
 # --------------------------------------------------------------------------------------------
 # many units at once: the stacked engine (shrinkdrop.ensemble)
 # --------------------------------------------------------------------------------------------
-
-def _prepare(x_tr, y_tr, x_ev, y_ev, regression: bool):
-    """Standardise inputs (and targets, for regression) on the training rows."""
-    xm, xs = _standardize(x_tr)
-    if regression:
-        ym, ys = float(y_tr.mean()), float(y_tr.std()) or 1.0
-        yt = (y_tr - ym) / ys
-    else:
-        ym, ys, yt = 0.0, 1.0, y_tr
-    return (x_tr - xm) / xs, yt, (x_ev - xm) / xs, y_ev, ym, ys
-
 
 def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr, x_ev, y_ev,
                    seeds: list[list[int]], progress: bool, desc: str) -> list[list[dict]]:
@@ -552,12 +581,7 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
     ym = np.array([prep[m[0]][4] for m in models])
     rates = np.array([m[2].rate for m in models])
     taus = np.array([m[2].tau for m in models])
-    reg = s.length_scale ** 2 * (1.0 - rates) / (2.0 * n * taus)
-    if regression:  # as _fit_and_score: tau_s = tau std(y)^2, wd = tau_s reg
-        tau_s = taus * ys ** 2
-        wd = tau_s * reg
-    else:
-        tau_s, wd = None, 2.0 * reg
+    tau_s, wd = _gal_decay(rates, taus, n, ys, s.length_scale, regression)
     samples = 1 if task.objective == "mc" else s.train_samples
     fit_stacked(net, Xt, Yt, data_of=data_of, likelihood="gaussian" if regression else
                 "categorical", objective=task.objective, samples=samples, tau=tau_s,
@@ -568,18 +592,9 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
                               tau=taus if regression else None, y_mean=ym, y_std=ys)
     out: list[list[dict]] = [[{} for _ in chosen[g]] for g in range(G)]
     for k, (g, i, cfg, _) in enumerate(models):
-        y_true = np.asarray(y_ev[g])
-        r = {"ll": float(pred["ll"][k]), "rmse": float("nan"), "rmse_mean": float("nan"),
-             "error": float("nan")}
-        if regression:
-            mc = pred["mc_mean"][k].reshape(-1).numpy()
-            r["rmse"] = float(np.sqrt(np.mean((y_true - mc) ** 2)))
-            if cfg.normalize:
-                mp = pred["mean_pred"][k].reshape(-1).numpy()
-                r["rmse_mean"] = float(np.sqrt(np.mean((y_true - mp) ** 2)))
-        else:
-            r["error"] = float(np.mean(pred["mc_mean"][k].argmax(-1).numpy() != y_true))
-        out[g][i] = r
+        mean_pred = pred["mean_pred"][k].numpy() if regression and cfg.normalize else None
+        out[g][i] = _scores(pred["ll"][k], y_ev[g], pred["mc_mean"][k].numpy(), mean_pred,
+                            regression)
     return out
 
 
@@ -605,13 +620,7 @@ def evaluate_stacked(tasks) -> list[dict]:
         [t.x_train[n_inner:] for t in tasks], [t.y_train[n_inner:] for t in tasks],
         [[t.seed + i for i in range(len(t.configs))] for t in tasks], progress,
         f"{label}: grid")
-    best = []
-    for t, sc in zip(tasks, scores):
-        b, b_ll = None, -math.inf
-        for cfg, r in zip(t.configs, sc):
-            if b is None or (np.isfinite(r["ll"]) and r["ll"] > b_ll):
-                b, b_ll = cfg, r["ll"]
-        best.append((b, b_ll))
+    best = [_best_config(t.configs, sc) for t, sc in zip(tasks, scores)]
     test = _stacked_round(
         tasks, [[b] for b, _ in best], [t.x_train for t in tasks], [t.y_train for t in tasks],
         [t.x_test for t in tasks], [t.y_test for t in tasks], [[t.seed + 10_000] for t in tasks],
