@@ -11,7 +11,6 @@ All the mathematics is in :mod:`shrinkdrop.inference`.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from .runner import atomic_write_text, write_csv_atomic
 
 HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writes summary.json"
 
@@ -195,14 +196,8 @@ def _iw_readouts(args, d, spec, noise, what) -> dict:
            "grid": cond.grid.numel(), "rounds": rounds, "fit_seconds": fit_seconds,
            "joint": {"ess": joint.ess, "table": joint_table}}
     if args.noise_features:
-        for key, tab in (("auc", table), ("joint", joint_table)):
-            first = [r for r in tab if r["site"] == "xi_0"]
-            auc = inf.relevance_auc([r[what] for r in first],
-                                    [r["unit"] < d["n_real"] for r in first])
-            if key == "auc":
-                res["auc"] = auc
-            else:
-                res["joint"]["auc"] = auc
+        res["auc"] = _input_auc(table, what, d["n_real"])
+        res["joint"]["auc"] = _input_auc(joint_table, what, d["n_real"])
     res["seconds"] = time.perf_counter() - t1
     return res
 
@@ -239,6 +234,19 @@ def _section(args, out: Path, summary: dict, spec, what: str) -> None:
     sec.figure("trace.png", "Trace of the first scale of each site (log scale when positive).")
     sec.figure("posterior.png", f"Posterior {what} of every scale.")
     write_section(out, sec)
+
+
+def _input_auc(table: list[dict], what: str, n_real: int) -> float:
+    """Relevance AUC of the input scales (site ``xi_0``): real inputs are units < ``n_real``."""
+    from .. import inference as inf
+
+    first = [r for r in table if r["site"] == "xi_0"]
+    return inf.relevance_auc([r[what] for r in first], [r["unit"] < n_real for r in first])
+
+
+def _write_summary(out: Path, summary: dict) -> None:
+    """``summary.json``, written atomically (never half a file)."""
+    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=1))
 
 
 def _jsonable(x):
@@ -296,7 +304,7 @@ def run(args) -> int:
         if args.iw_only:
             summary = {"data": d["name"], "noise": repr(noise), "layers": spec.layers,
                        "n_train": n, "seed": args.seed, "readout": what, "iw": iw}
-            (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+            _write_summary(out, summary)
             print(f"mcmc --iw-only {d['name']} {args.noise}: conditional auc="
                   f"{iw.get('auc')} (joint auc={iw['joint'].get('auc')}, joint ess="
                   f"{iw['joint']['ess']:.3g}) ({iw['seconds']:.0f} s) -> {out / 'summary.json'}",
@@ -354,17 +362,12 @@ def run(args) -> int:
             "per_site": diag["per_site"],
         }
         if args.noise_features:
-            first = [r for r in table if r["site"] == "xi_0"]
-            real = [r["unit"] < d["n_real"] for r in first]
-            summary["auc"] = inf.relevance_auc([r[what] for r in first], real)
+            summary["auc"] = _input_auc(table, what, d["n_real"])
         if iw is not None:
             summary["iw"] = iw
-        with open(out / "readout.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["site", "layer", "kind", "unit", what])
-            w.writeheader()
-            w.writerows(table)
+        write_csv_atomic(out / "readout.csv", table, ["site", "layer", "kind", "unit", what])
         _plots(out, samples, spec, table, what)
-        (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+        _write_summary(out, summary)
         _section(args, out, summary, spec, what)
         print(f"mcmc {d['name']} {args.noise} {args.param}: divergences={res.divergences} "
               f"min_ess={diag['min_ess']:.1f} max_rhat={diag['max_rhat']:.3f} "
