@@ -182,7 +182,11 @@ class StackedHistory:
 
     loss: list[list[float]] = field(default_factory=list)
     seconds: float = 0.0
-    epochs: int = 0
+
+    @property
+    def epochs(self) -> int:
+        """Epochs run (as :class:`shrinkdrop.objectives.History`)."""
+        return len(self.loss)
 
 
 def _per_model(name: str, value, K: int) -> Tensor:
@@ -323,15 +327,14 @@ def fit_stacked(
     N = X.shape[1]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    history = StackedHistory(epochs=epochs)
+    history = StackedHistory()
     decay = bool(torch.any(wd > 0))
-    y_all = y
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
     model.train()
     Xf = X.reshape(-1, X.shape[2])  # (G N, d): rows of model k's data at rows_of[k] * N + i
-    yf = y_all.reshape(X.shape[0] * N, *y_all.shape[2:])
+    yf = y.reshape(X.shape[0] * N, *y.shape[2:])
     base = (rows_of * N).view(-1, 1)
     bar = tqdm(range(epochs), disable=not progress, desc=f"{desc}[{obj.value}, K={K}, S={S}]")
     for _ in bar:
