@@ -435,19 +435,17 @@ def _mcmc_fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev,
     s = task.settings
     sizes = s.mcmc_sizes()
     regression = task.task == "regression"
-    xm, xs = _standardize(x_tr)
+    x_tr_s, y_tr_s, x_ev_s, _, ym, ys = _prepare(x_tr, y_tr, x_ev, y_ev, regression)
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)  # as `shrinkdrop mcmc`: NUTS' adaptation needs it
     try:
-        xt = torch.as_tensor((x_tr - xm) / xs, dtype=torch.float64)
-        xe = torch.as_tensor((x_ev - xm) / xs, dtype=torch.float64)
+        xt = torch.as_tensor(x_tr_s, dtype=torch.float64)
+        xe = torch.as_tensor(x_ev_s, dtype=torch.float64)
         if regression:
-            ym, ys = float(y_tr.mean()), float(y_tr.std()) or 1.0
-            yt = torch.as_tensor((y_tr - ym) / ys, dtype=torch.float64)
+            yt = torch.as_tensor(y_tr_s, dtype=torch.float64)
             ye = torch.as_tensor((y_ev - ym) / ys, dtype=torch.float64)
             d_out, likelihood = 1, "gaussian"
         else:
-            ys = 1.0
             yt = torch.as_tensor(y_tr, dtype=torch.long)
             ye = torch.as_tensor(y_ev, dtype=torch.long)
             d_out, likelihood = task.n_classes, "categorical"
