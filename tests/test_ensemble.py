@@ -138,12 +138,25 @@ def test_predictive_equals_the_library_on_the_model_alone():
         assert float(r["ll"][k]) == pytest.approx(want, rel=1e-5)
         pred = net.model(k).eval()(X[k]).reshape(-1) * ys + ym
         torch.testing.assert_close(r["mc_mean"][k].reshape(-1).float(), pred)
+    # blocks of 7 rows (the last one partial) and one sample per block: the same numbers
+    rb = stacked_predictive(net, X, y, 5, tau=[0.5, 2.0], y_mean=[1.0, 2.0], y_std=[3.0, 1.5],
+                            max_elements=2 * 8 * 7)
+    for key in ("ll", "ll_points", "mc_mean", "mean_pred"):
+        torch.testing.assert_close(rb[key], r[key], rtol=1e-5, atol=1e-6)  # float rounding
     # with noise: two MC estimates of the same number (20,000 draws each, chunked here)
     net = StackedNoisyMLP([d, 8, 1], [Bernoulli(0.7)] * 2, seeds=[0, 1],
                           generator=torch.Generator().manual_seed(5))
     r = stacked_predictive(net, X, y, 20_000, tau=1.0, max_elements=50_000)
     for k in range(2):
         torch.manual_seed(6)
+        want = predictive_log_likelihood(net.model(k), X[k], y[k], 20_000, tau=1.0)
+        assert float(r["ll"][k]) == pytest.approx(want, abs=0.02)
+    # a small drop rate (drawn by geometric gaps), in row blocks
+    net = StackedNoisyMLP([d, 8, 1], [Bernoulli(0.95)] * 2, seeds=[0, 1],
+                          generator=torch.Generator().manual_seed(7))
+    r = stacked_predictive(net, X, y, 20_000, tau=1.0, max_elements=2 * 8 * 16)
+    for k in range(2):
+        torch.manual_seed(8)
         want = predictive_log_likelihood(net.model(k), X[k], y[k], 20_000, tau=1.0)
         assert float(r["ll"][k]) == pytest.approx(want, abs=0.02)
 

@@ -45,6 +45,65 @@ def test_bernoulli_bits_law(keep):
     assert st.binomtest(int(xi.sum()), xi.numel(), keep).pvalue > 1e-4
 
 
+def _gap_pvalue(flat: torch.Tensor, drop: float) -> float:
+    """Chi-square p-value of the gaps between consecutive zeros against Geometric(drop)."""
+    import numpy as np
+
+    z = (flat == 0).nonzero().squeeze(1).numpy()
+    gaps = np.diff(z)
+    edges = np.unique(st.geom.ppf(np.linspace(0, 1, 21)[1:-1], drop)).astype(int)
+    obs = np.bincount(np.searchsorted(edges, gaps, side="left"), minlength=len(edges) + 1)
+    cdf = st.geom.cdf(np.concatenate([edges, [np.inf]]), drop)
+    exp = np.diff(np.concatenate([[0.0], cdf])) * len(gaps)
+    return st.chisquare(obs, exp).pvalue
+
+
+@pytest.mark.parametrize("keep", [0.995, 0.95, 0.93])
+@pytest.mark.parametrize("margin", [6.0, -3.0])  # -3 SD: the first batch of gaps falls short
+def test_bernoulli_gap_law(keep, margin, monkeypatch):
+    """Small drop rates are drawn by geometric gaps: the count of zeros, their spacing and
+    their positions follow iid Bernoulli(keep), also when the gaps are drawn in several
+    batches. Failure rate <= 4e-4 per parametrisation (four tests at 1e-4)."""
+    monkeypatch.setattr(F, "_GAP_MARGIN_SD", margin)
+    drop = 1 - keep
+    assert drop <= F._GAP_MAX_DROP
+    xi = F.draw_noise(N.Bernoulli(keep), (1001, 999), normalize=False, generator=gen(6))
+    assert set(xi.unique().tolist()) <= {0.0, 1.0}
+    assert st.binomtest(int(xi.sum()), xi.numel(), keep).pvalue > 1e-4
+    assert _gap_pvalue(xi.view(-1), drop) > 1e-4
+    # every position (the first and the last included) is dropped with probability drop
+    g = gen(7)
+    small = torch.stack([F.draw_noise(N.Bernoulli(keep), (6,), normalize=False, generator=g)
+                         for _ in range(8000)])
+    zeros = (small == 0).sum(0)
+    p = [st.binomtest(int(c), 8000, drop).pvalue for c in zeros]
+    assert min(p) > 1e-4 / 6
+    # normalised: the kept entries are exactly 1 / keep
+    xn = F.draw_noise(N.Bernoulli(keep), (50, 40), generator=gen(8))
+    assert set(xn.unique().tolist()) <= {0.0, float(torch.tensor(1 / keep))}
+
+
+def test_bernoulli_gap_test_has_power():
+    """The spacing test above rejects a 5% wrong drop rate (probability of a miss < 1e-6)."""
+    xi = F.draw_noise(N.Bernoulli(0.95), (1001, 999), normalize=False, generator=gen(6))
+    assert _gap_pvalue(xi.view(-1), 0.05 * 1.05) < 1e-6
+
+
+@pytest.mark.parametrize("fam", [N.Bernoulli(0.97), N.Bernoulli(0.6), N.Gaussian(1.0, 0.4),
+                                 N.Uniform(0.2, 1.5), N.Rayleigh(0.7),
+                                 N.InverseNakagami(4.0, 1.0)])
+def test_draw_into_same_law(fam):
+    """``_draw_into`` (a slice of one buffer, as the stacked ensemble fills it) draws the same
+    law as ``draw_noise``: two-sample KS at 1e-4, and only the given slice is written."""
+    buf = torch.full((3, 4000, 5), -7.0)
+    F._draw_into(fam, buf[1:2], generator=gen(9))
+    assert bool((buf[0] == -7).all() and (buf[2] == -7).all())
+    ref = F.draw_noise(fam, (4000, 5), generator=gen(10))
+    assert st.ks_2samp(buf[1].reshape(-1).numpy(), ref.reshape(-1).numpy()).pvalue > 1e-4
+    with pytest.raises(ValueError, match="contiguous"):
+        F._draw_into(fam, buf[:, :, 1])
+
+
 def test_eval_factors():
     x = torch.randn(4, 5)
     assert F.unit_noise(x, N.Rayleigh(1.0), training=False) is x

@@ -195,51 +195,101 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
 
 # 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
 _TWO31 = 2147483648
+#: Bernoulli noise with a drop probability at most this is drawn by geometric gaps (CPU only):
+#: measured crossover with the bit path near 0.1 (0.005: 7.8x faster, 0.05: 2.4x, 0.1: 1.1x)
+_GAP_MAX_DROP = 0.08
+#: extra gaps drawn beyond the expected count, in standard deviations (tests lower it to force
+#: the refill loop)
+_GAP_MARGIN_SD = 6.0
 
 
-def _raw_draw(noise, plan: _Plan, shape, normalize: bool, generator, dtype, device) -> Tensor:
-    """Draw noise of ``shape`` (normalised to mean 1 if asked) as a fresh ``dtype`` tensor."""
+def _bernoulli_gaps(out: Tensor, drop: float, value: float, generator) -> Tensor:
+    """Fill the contiguous ``out`` with iid ``value * Bernoulli(1 - drop)`` by drawing only the
+    zeros: the gaps between consecutive zeros of an iid sequence are iid Geometric(drop) on
+    {1, 2, ...} (``Tensor.geometric_``, float64), so the positions of the zeros are their
+    cumulative sums. About ``drop * numel`` random numbers instead of one per element."""
+    flat = out.view(-1)
+    n = flat.numel()
+    flat.fill_(value)
+    last = -1.0  # index of the previous zero
+    while last < n - 1:
+        rest = n - 1 - last
+        mean = rest * drop
+        m = max(16, int(mean + _GAP_MARGIN_SD * math.sqrt(mean * (1.0 - drop)) + 16))
+        pos = torch.empty(m, dtype=torch.float64, device=out.device)
+        pos.geometric_(drop, generator=generator).cumsum_(0).add_(last)
+        # a uniform draw of exactly 0 (probability 2^-53) gives an infinite gap: no more zeros
+        end = float(pos[-1])
+        cut = int(torch.searchsorted(pos, float(n))) if end >= n else m
+        flat.index_fill_(0, pos[:cut].to(torch.int64), 0.0)
+        last = end
+    return out
+
+
+def _raw_draw(noise, plan: _Plan, shape, normalize: bool, generator, dtype, device,
+              out: Tensor | None = None) -> Tensor:
+    """Draw noise of ``shape`` (normalised to mean 1 if asked) as a fresh ``dtype`` tensor, or
+    into the contiguous tensor ``out`` of that shape (then ``dtype``/``device`` are out's)."""
+    if out is not None:
+        dtype, device = out.dtype, out.device
     n = math.prod(shape)
     kw = dict(device=device, generator=generator)
     if plan.kind == "bernoulli":
         keep = plan.a
         value = 1.0 / keep if normalize else 1.0
         if keep == 1.0:
-            return torch.full(shape, value, dtype=dtype, device=device)
+            return torch.full(shape, value, dtype=dtype, device=device) if out is None \
+                else out.fill_(value)
+        cpu = device is None or torch.device(device).type == "cpu"
+        if cpu and 0.0 < 1.0 - keep <= _GAP_MAX_DROP and n > 0:
+            if out is None:
+                out = torch.empty(shape, dtype=dtype, device=device)
+            return _bernoulli_gaps(out, 1.0 - keep, value, generator)
         # One 64-bit draw gives two 31-bit uniforms (random_() on int64 fills [0, 2^63)): this is
         # 2-3x cheaper on CPU than bernoulli_ / rand() < keep. keep is resolved to 2^-31.
         bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device)
         bits.random_(generator=generator)
         u31 = bits.view(torch.int32)[:n].bitwise_and_(0x7FFFFFFF)
         mask = u31.lt_(round(keep * _TWO31)).view(shape)
-        out = mask.to(dtype)
+        if out is None:
+            out = mask.to(dtype)
+        else:
+            out.copy_(mask)
         return out.mul_(value) if value != 1.0 else out
     if plan.kind == "gaussian":
         m, s = plan.a, plan.b
         if normalize:
             m, s = 1.0, s / m
-        return torch.randn(shape, dtype=dtype, **kw).mul_(s).add_(m)
+        xi = torch.randn(shape, dtype=dtype, **kw) if out is None else \
+            out.normal_(generator=generator)
+        return xi.mul_(s).add_(m)
     if plan.kind == "uniform":
         lo, hi = plan.a, plan.b
         if normalize:
             lo, hi = lo / plan.mean, hi / plan.mean
-        return torch.rand(shape, dtype=dtype, **kw).mul_(hi - lo).add_(lo)
+        u = torch.rand(shape, dtype=dtype, **kw) if out is None else \
+            out.uniform_(generator=generator)
+        return u.mul_(hi - lo).add_(lo)
     if plan.kind == "rayleigh":
         s2 = plan.a**2 / (plan.mean**2 if normalize else 1.0)
+        u = torch.rand(shape, dtype=dtype, **kw) if out is None else \
+            out.uniform_(generator=generator)
         # inverse CDF with 1 - u in (0, 1]: sqrt(-2 s^2 log(1 - u)), never log(0)
-        return torch.rand(shape, dtype=dtype, **kw).neg_().log1p_().mul_(-2.0 * s2).sqrt_()
+        return u.neg_().log1p_().mul_(-2.0 * s2).sqrt_()
     if plan.kind == "inverse_nakagami":
         # xi = sqrt(beta / G), G ~ Gamma(alpha, 1); guard the (probability ~0) G = 0
         beta = plan.b / (plan.mean**2 if normalize else 1.0)
         g = _gamma(plan.a, n, dtype, device, generator).clamp_min_(torch.finfo(dtype).tiny)
-        return g.reciprocal_().mul_(beta).sqrt_().view(shape)
-    if plan.kind == "beta":
+        xi = g.reciprocal_().mul_(beta).sqrt_().view(shape)
+    elif plan.kind == "beta":
         ga = _gamma(plan.a, n, dtype, device, generator)
         gb = _gamma(plan.b, n, dtype, device, generator)
         xi = ga.div_(gb.add_(ga)).view(shape)
-        return xi.mul_(1.0 / plan.mean) if normalize else xi
-    xi = noise.sample(shape, generator).to(dtype=dtype, device=device)
-    return xi.mul_(1.0 / plan.mean) if normalize else xi
+        xi = xi.mul_(1.0 / plan.mean) if normalize else xi
+    else:
+        xi = noise.sample(shape, generator).to(dtype=dtype, device=device)
+        xi = xi.mul_(1.0 / plan.mean) if normalize else xi
+    return xi if out is None else out.copy_(xi)
 
 
 def draw_noise(
@@ -283,6 +333,19 @@ def draw_noise(
         )
     xi = _raw_draw(noise, plan, (S,) + shape[1:], normalize, generator, dtype, device)
     return xi.repeat_interleave(N // S, dim=0)
+
+
+def _draw_into(noise: _noise.NoiseDistribution, out: Tensor, *, normalize: bool = True,
+               generator: torch.Generator | None = None) -> Tensor:
+    """:func:`draw_noise` (per example, not shared) written into the contiguous tensor ``out``
+    (its shape, dtype and device): lets a caller fill slices of one buffer without a copy."""
+    plan = _plan(noise)
+    if normalize:
+        _check_normalizable(noise, plan, "draw_noise")
+    if not out.is_contiguous():
+        raise ValueError("out has to be contiguous")
+    return _raw_draw(noise, plan, tuple(out.shape), normalize, generator, out.dtype, out.device,
+                     out=out)
 
 
 def _eval_factor(noise, plan: _Plan, normalize: bool, what: str) -> float:
