@@ -61,6 +61,11 @@ def cases():
     for name, fam, target in fams:
         out.append((f"UnitNoise[{name}] (256,4096) vs nn.Dropout", peer,
                     _fb(sd.nn.UnitNoise(fam), x, grad=g), target))
+    # --- small drop rates (MC dropout's UCI grid): drawn by geometric gaps, not bit by bit
+    for rate in (0.005, 0.05):
+        out.append((f"UnitNoise[bernoulli p={rate}] (256,4096) vs nn.Dropout({rate})",
+                    _fb(nn.Dropout(rate), x, grad=g),
+                    _fb(sd.nn.UnitNoise(N.Bernoulli(1 - rate)), x, grad=g), 0.6))
     # --- noise + Linear(1024, 1024), batch 256
     x = torch.randn(256, 1024, requires_grad=True)
     lin = nn.Linear(1024, 1024)
