@@ -72,6 +72,23 @@ def test_initialisation_is_nn_linear_after_manual_seed():
         assert torch.equal(net.weights[1][k], b.weight.detach().t())
 
 
+def test_keras_initialisation_is_glorot_uniform_with_zero_biases():
+    net = StackedNoisyMLP([3, 40, 2], [Bernoulli(0.9)] * 2, seeds=[5, 9], init="keras")
+    for k, s in enumerate([5, 9]):
+        torch.manual_seed(s)
+        lins = [torch.nn.Linear(3, 40), torch.nn.Linear(40, 2)]
+        for lin in lins:  # built first, then re-initialised in order (as the UCI runner does)
+            torch.nn.init.xavier_uniform_(lin.weight)
+        for i, lin in enumerate(lins):
+            assert torch.equal(net.weights[i][k], lin.weight.detach().t())
+            assert not net.biases[i].any()
+    a = math.sqrt(6 / (3 + 40))  # Keras' glorot_uniform limit
+    w = net.weights[0].detach()
+    assert float(w.abs().max()) <= a and float(w.abs().max()) > 0.9 * a
+    with pytest.raises(ValueError, match="init has to be one of torch, keras"):
+        StackedNoisyMLP([3, 4, 1], [Bernoulli(0.9)], init="glorot")
+
+
 @pytest.mark.parametrize("objective,fn", [("mc", mc_objective), ("marginal_map", marginal_map),
                                           ("tail_adaptive", tail_adaptive)])
 def test_loss_is_the_library_objective_per_model(objective, fn):

@@ -44,9 +44,36 @@ from .objectives import Likelihood, Objective, _check_samples, categorical_log_l
 from .objectives import objective as _objective
 
 __all__ = ["StackedNoisyMLP", "fit_stacked", "stacked_loss", "StackedHistory",
-           "stacked_predictive"]
+           "stacked_predictive", "init_linears_", "INITS"]
 
 _LOG_2PI = math.log(2 * math.pi)
+
+
+#: weight initialisations: ``torch`` (``nn.Linear``'s default) or ``keras`` (Keras' Dense
+#: default, as in MC dropout's published UCI code: Glorot-uniform weights, zero biases)
+INITS = ("torch", "keras")
+
+
+def init_linears_(linears: Sequence[nn.Linear], init: str = "torch") -> None:
+    """Re-initialise freshly built ``nn.Linear`` layers (in order, from the global RNG).
+
+    ``'torch'`` leaves them as built; ``'keras'`` draws the weights Glorot-uniform,
+    ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))`` (``nn.init.xavier_uniform_``), and
+    zeroes the biases, as Keras' ``Dense`` does by default.
+    """
+    init = check_init(init)
+    if init == "keras":
+        with torch.no_grad():
+            for lin in linears:
+                nn.init.xavier_uniform_(lin.weight)
+                if lin.bias is not None:
+                    nn.init.zeros_(lin.bias)
+
+
+def check_init(init) -> str:
+    if init not in INITS:
+        raise ValueError(f"init has to be one of {', '.join(INITS)}, but got {init!r}")
+    return init
 
 
 def _groups(noises: Sequence[NoiseDistribution]) -> list[tuple[NoiseDistribution, int, int]]:
@@ -73,7 +100,10 @@ class StackedNoisyMLP(nn.Module):
         noises: one noise law per model (length ``K``); pass the *same object* for models that
             share a law (consecutive models sharing an object share one draw call).
         seeds: per-model initialisation seeds (default ``0..K-1``): model ``k``'s layers are
-            initialised as ``nn.Linear`` layers built in order after ``torch.manual_seed``.
+            initialised as ``nn.Linear`` layers built in order after ``torch.manual_seed``
+            (then re-initialised by :func:`init_linears_` with ``init``).
+        init: ``'torch'`` (default, ``nn.Linear``'s) or ``'keras'`` (Glorot-uniform weights, zero
+            biases).
         normalize: divide the noise by its mean (default True).
         generator: the noise draws' :class:`torch.Generator`.
 
@@ -82,8 +112,9 @@ class StackedNoisyMLP(nn.Module):
 
     def __init__(self, sizes: Sequence[int], noises: Sequence[NoiseDistribution], *,
                  seeds: Sequence[int] | None = None, normalize: bool = True,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, init: str = "torch"):
         super().__init__()
+        check_init(init)
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ValueError(f"sizes has to be at least two positive widths [d_in, ..., d_out], "
@@ -109,8 +140,9 @@ class StackedNoisyMLP(nn.Module):
         with torch.random.fork_rng(devices=[]):
             for s in seeds:
                 torch.manual_seed(s)
-                for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-                    lin = nn.Linear(a, b)
+                lins = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+                init_linears_(lins, init)
+                for i, lin in enumerate(lins):
                     ws[i].append(lin.weight.detach().t())
                     bs[i].append(lin.bias.detach())
         self.weights = nn.ParameterList(nn.Parameter(torch.stack(w)) for w in ws)  # (K, a, b)

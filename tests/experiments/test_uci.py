@@ -346,12 +346,13 @@ def _noise_off(task: uci.UnitTask) -> uci.UnitTask:
     return replace(task, configs=cfgs)
 
 
-def test_stacked_engine_equals_sequential_without_noise(tmp_path):
+@pytest.mark.parametrize("init", ["torch", "keras"])
+def test_stacked_engine_equals_sequential_without_noise(tmp_path, init):
     """With the noise switched off both engines are deterministic and must agree: the same
     initialisation seeds, shuffling, loss, weight decay, Adam, selection and scoring."""
     make_uci(tmp_path, n=60, n_splits=3)
     data = resolve_data(tmp_path / "toy")
-    s = uci.Settings(epochs_multiplier=0.1, test_samples=3)
+    s = uci.Settings(epochs_multiplier=0.1, test_samples=3, init=init)
     tasks = [_noise_off(t) for t in uci.make_tasks(data, [0, 1, 2], ["bernoulli-mc"], s)]
     stacked = uci.evaluate_stacked(tasks)
     for t, row in zip(tasks, stacked):
@@ -405,3 +406,13 @@ def replace_engine(s, engine):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_init_is_recorded_only_when_not_the_default(tmp_path):
+    """Runs from before ``--init`` existed (torch's initialisation) still resume; a Keras-init
+    run records it, so the two never mix in one OUT."""
+    assert "init" not in uci.Settings().record()
+    assert uci.Settings(init="keras").record()["init"] == "keras"
+    with pytest.raises(ValueError, match="init has to be one of"):
+        uci.run_uci(resolve_data("diabetes"), tmp_path / "o", settings=uci.Settings(init="he"))
+    assert not (tmp_path / "o").exists()

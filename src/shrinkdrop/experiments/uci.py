@@ -96,6 +96,7 @@ class Settings:
     lr: float = 1e-3
     train_eval: str = ""  # filled in by run_uci: the function that trains and evaluates
     engine: str = "stacked"  # training methods: "stacked" (all splits at once) or "sequential"
+    init: str = "torch"  # weights: nn.Linear's default, or "keras" (Glorot uniform, zero biases)
     # ---- MCMC methods (``<family>-mcmc``); None = the default for ``quick`` (mcmc_sizes)
     mcmc_max_rows: int = 1000  # MCMC only where the training split has at most this many rows
     mcmc_warmup: int | None = None  # NUTS warm-up iterations per chain (300; quick 20)
@@ -122,6 +123,8 @@ class Settings:
                 del rec[f.name]
         if rec["engine"] == "sequential":  # runs from before the stacked engine resume
             del rec["engine"]
+        if rec["init"] == "torch":  # runs from before the init option resume
+            del rec["init"]
         return {"protocol": PROTOCOL_VERSION, **rec}
 
 
@@ -364,6 +367,7 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     """Train one configuration on (x_tr, y_tr) and score it on (x_ev, y_ev)."""
     import torch
 
+    from ..ensemble import init_linears_
     from ..objectives import fit, predict, predictive_log_likelihood
 
     try:
@@ -392,6 +396,7 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
             UnitNoise(cfg.noise(), normalize=cfg.normalize, generator=gen),
             torch.nn.Linear(task.n_hidden, d_out),
         )
+        init_linears_([model[1], model[4]], s.init)
     samples = 1 if task.objective == "mc" else s.train_samples
     fit(model, xt, yt, likelihood=likelihood, objective=task.objective, samples=samples,
         tau=tau_s, weight_decay=wd, epochs=task.epochs, batch_size=s.batch_size, lr=s.lr,
@@ -573,7 +578,7 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
     gen = torch.Generator().manual_seed(mseeds[0] + 7)
     d_out = 1 if regression else task.n_classes
     net = StackedNoisyMLP([Xt.shape[2], task.n_hidden, d_out], noises, seeds=mseeds,
-                          normalize=normalize.pop(), generator=gen)
+                          normalize=normalize.pop(), generator=gen, init=s.init)
     data_of = [m[0] for m in models]
     ys = np.array([prep[m[0]][5] for m in models])
     ym = np.array([prep[m[0]][4] for m in models])
@@ -731,6 +736,8 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     if settings.engine not in ENGINES:
         raise ValueError(f"engine has to be one of {', '.join(ENGINES)}, but got "
                          f"{settings.engine!r}")
+    if settings.init not in ("torch", "keras"):
+        raise ValueError(f"init has to be one of torch, keras, but got {settings.init!r}")
     stacked = train_eval is None and settings.engine == "stacked"
     if train_eval is None:
         train_eval = globals()["evaluate_unit"]  # looked up at call time (tests patch it)
@@ -912,6 +919,8 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
                  f"{settings.test_samples} MC samples at validation and test; "
                  f"{settings.train_samples} noise samples per step for marginal_map and "
                  f"tail_adaptive (1 for mc); seed {settings.seed}"
+                 + ("; Keras initialisation (Glorot-uniform weights, zero biases)"
+                    if settings.init == "keras" else "; nn.Linear's initialisation")
                  + ("; QUICK run (reduced grid, epochs and samples: not comparable to the "
                     "references)" if settings.quick else "") + ".")
     if any(str(r["method"]).endswith("-mcmc") for r in rows):
@@ -1081,6 +1090,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "split of a (data set, method) at once as one batched ensemble "
                         "(shrinkdrop.ensemble; default, ~10x faster), 'sequential' one network "
                         "at a time; same protocol and per-model computation")
+    p.add_argument("--init", choices=("torch", "keras"), default="torch",
+                   help="weight initialisation: 'torch' (nn.Linear's default) or 'keras' "
+                        "(Glorot-uniform weights, zero biases: Keras' Dense default, as in MC "
+                        "dropout's published UCI code)")
     p.add_argument("--stack-splits", type=int, default=0,
                    help="stacked engine: at most this many splits per batched run (the unit "
                         "of resume; default 0: all requested splits, divided over --jobs)")
@@ -1113,7 +1126,8 @@ def settings_from_args(args) -> Settings:
                              + f", but got {v:g}")
         mc[name] = v
     return Settings(epochs_multiplier=float(em), test_samples=int(ts), train_samples=int(tr),
-                    quick=q, seed=args.seed, engine=getattr(args, "engine", "stacked"), **mc)
+                    quick=q, seed=args.seed, engine=getattr(args, "engine", "stacked"),
+                    init=getattr(args, "init", "torch"), **mc)
 
 
 def _command(args) -> str:
@@ -1128,6 +1142,8 @@ def _command(args) -> str:
             parts += ["--" + opt.replace("_", "-"), f"{getattr(args, opt):g}"]
     if getattr(args, "engine", "stacked") != "stacked":
         parts += ["--engine", args.engine]
+    if getattr(args, "init", "torch") != "torch":
+        parts += ["--init", args.init]
     if getattr(args, "stack_splits", 0):
         parts += ["--stack-splits", str(args.stack_splits)]
     if args.seed:
