@@ -89,14 +89,65 @@ def table(results: Path, data_root: Path) -> str:
     return "\n".join(lines)
 
 
+def _mc_rows(folder: Path) -> dict[str, dict[int, dict]]:
+    """``{dataset: {split: bernoulli-mc row}}`` of every results.csv under ``folder``."""
+    out: dict[str, dict[int, dict]] = {}
+    for d in sorted(p for p in folder.iterdir() if (p / "results.csv").exists()):
+        with open(d / "results.csv", newline="") as fh:
+            for r in csv.DictReader(fh):
+                if r["method"] == "bernoulli-mc" and not r["note"].startswith("skipped"):
+                    out.setdefault(r["dataset"], {})[int(r["split"])] = r
+    return out
+
+
+def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, str]) -> str:
+    """MC dropout (bernoulli-mc) of two result folders on their common splits, paired, beside
+    the reference: e.g. the same protocol with two weight initialisations."""
+    from scipy import stats
+
+    a_all, b_all = _mc_rows(base), _mc_rows(other)
+    la, lb = labels
+    lines = [f"| data set | splits | LL, {la} | LL, {lb} | Δ LL ({lb} - {la}), paired | p (paired t)"
+             f" | reference LL | Δ LL ({lb} - reference) | RMSE, {la} | RMSE, {lb} | "
+             "reference RMSE |", "|" + "---|" * 11]
+    for name in sorted(set(a_all) & set(b_all)):
+        a, b = a_all[name], b_all[name]
+        splits = sorted(set(a) & set(b))
+        ref_ll, ref_rm = _ref(data_root / name, "test_ll"), _ref(data_root / name, "test_MC_rmse")
+        lla = [float(a[k]["test_ll"]) for k in splits]
+        llb = [float(b[k]["test_ll"]) for k in splits]
+        d = np.subtract(llb, lla)
+        p = float(stats.ttest_1samp(d, 0.0).pvalue) if len(d) > 1 else math.nan
+        r_ll = _mean_se([ref_ll[k] for k in splits]) if ref_ll is not None else (math.nan,) * 2
+        r_rm = _mean_se([ref_rm[k] for k in splits]) if ref_rm is not None else (math.nan,) * 2
+        dr = _mean_se([llb[i] - ref_ll[k] for i, k in enumerate(splits)]) \
+            if ref_ll is not None else (math.nan,) * 2
+        rma = _mean_se([float(a[k]["test_rmse"]) for k in splits])
+        rmb = _mean_se([float(b[k]["test_rmse"]) for k in splits])
+        digits = 4 if r_rm[0] < 0.01 else 3
+        lines.append(f"| {name} | {len(splits)} | {_pm(*_mean_se(lla))} | {_pm(*_mean_se(llb))} |"
+                     f" {_pm(*_mean_se(d))} | {p:.2g} | {_pm(*r_ll)} | {_pm(*dr)} | "
+                     f"{_pm(*rma, digits)} | {_pm(*rmb, digits)} | {_pm(*r_rm, digits)} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, required=True,
                     help="folder of shrinkdrop uci output folders, one per data set")
     ap.add_argument("--data", type=Path, required=True,
                     help="folder of the UCI data sets (for their reference/ files)")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="a second results folder: print MC dropout of both, paired on their "
+                         "common splits, beside the reference (e.g. --init torch vs keras)")
+    ap.add_argument("--labels", default="results,against",
+                    help="names of the two folders in the --against table (comma-separated)")
     args = ap.parse_args()
-    print(table(args.results, args.data))
+    if args.against is not None:
+        labels = tuple(args.labels.split(",", 1)) if "," in args.labels else (args.labels, "")
+        print(paired_table(args.results, args.against, args.data, labels))
+    else:
+        print(table(args.results, args.data))
     return 0
 
 
