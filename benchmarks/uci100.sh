@@ -7,6 +7,8 @@
 #
 # Arguments: DATA_ROOT (the folder of UCI data sets) OUT_ROOT [METHODS] [SPLITS]
 # METHODS defaults to MC dropout and its challengers; SPLITS to all (e.g. 0,1,2 for a subset).
+# STACK=6 (environment) caps the splits per stacked run: the unit of resume (default: all).
+# Measured on kin8nm, same code: 376 s per split in 6-split stacks, 667 s in 3-split stacks.
 # Then: python benchmarks/uci_table.py --results OUT_ROOT --data DATA_ROOT
 set -euo pipefail
 DATA=${1:?usage: uci100.sh DATA_ROOT OUT_ROOT [METHODS] [SPLITS]}
@@ -22,7 +24,7 @@ for d in yacht bostonHousing energy wine-quality-red kin8nm power-plant \
   for m in ${METHODS//,/ }; do
     echo "== $d $m $(date -u +%FT%TZ)"
     "$PY" -m shrinkdrop uci --data "$DATA/$d" --out "$OUT/$d" --methods "$m" --no-progress \
-      ${SPLITS:+--splits "$SPLITS"}
+      ${SPLITS:+--splits "$SPLITS"} ${STACK:+--stack-splits "$STACK"}
   done
 done
 "$PY" benchmarks/uci_table.py --results "$OUT" --data "$DATA"
