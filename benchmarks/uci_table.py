@@ -107,8 +107,8 @@ def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, st
 
     a_all, b_all = _mc_rows(base), _mc_rows(other)
     la, lb = labels
-    lines = [f"| data set | splits | LL, {la} | LL, {lb} | Δ LL ({lb} - {la}), paired | p (paired t)"
-             f" | reference LL | Δ LL ({lb} - reference) | RMSE, {la} | RMSE, {lb} | "
+    lines = [f"| data set | splits | LL, {la} | LL, {lb} | Δ LL ({lb} - {la}), paired | "
+             f"p (paired t) | reference LL | Δ LL ({lb} - reference) | RMSE, {la} | RMSE, {lb} | "
              "reference RMSE |", "|" + "---|" * 11]
     for name in sorted(set(a_all) & set(b_all)):
         a, b = a_all[name], b_all[name]
