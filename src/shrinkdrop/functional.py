@@ -196,7 +196,7 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
 # 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
 _TWO31 = 2147483648
 #: Bernoulli noise with a drop probability at most this is drawn by geometric gaps (CPU only):
-#: measured crossover with the bit path near 0.1 (0.005: 7.8x faster, 0.05: 2.4x, 0.1: 1.1x)
+#: the two paths are close near 0.1 (benchmarks/bench_sampling.py; docs/layers.md)
 _GAP_MAX_DROP = 0.08
 #: extra gaps drawn beyond the expected count, in standard deviations (tests lower it to force
 #: the refill loop)

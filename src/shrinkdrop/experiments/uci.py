@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import UCIData, resolve_data
+from ..ensemble import INITS, check_init, init_linears_
 from ..errors import DataError
 from ..noise import FAMILIES
 from .runner import ResultStore, run_units, write_csv_atomic
@@ -367,7 +368,6 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     """Train one configuration on (x_tr, y_tr) and score it on (x_ev, y_ev)."""
     import torch
 
-    from ..ensemble import init_linears_
     from ..objectives import fit, predict, predictive_log_likelihood
 
     try:
@@ -736,8 +736,7 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     if settings.engine not in ENGINES:
         raise ValueError(f"engine has to be one of {', '.join(ENGINES)}, but got "
                          f"{settings.engine!r}")
-    if settings.init not in ("torch", "keras"):
-        raise ValueError(f"init has to be one of torch, keras, but got {settings.init!r}")
+    check_init(settings.init)
     stacked = train_eval is None and settings.engine == "stacked"
     if train_eval is None:
         train_eval = globals()["evaluate_unit"]  # looked up at call time (tests patch it)
@@ -1090,7 +1089,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "split of a (data set, method) at once as one batched ensemble "
                         "(shrinkdrop.ensemble; default, ~10x faster), 'sequential' one network "
                         "at a time; same protocol and per-model computation")
-    p.add_argument("--init", choices=("torch", "keras"), default="torch",
+    p.add_argument("--init", choices=INITS, default="torch",
                    help="weight initialisation: 'torch' (nn.Linear's default) or 'keras' "
                         "(Glorot-uniform weights, zero biases: Keras' Dense default, as in MC "
                         "dropout's published UCI code)")
