@@ -416,3 +416,17 @@ def test_init_is_recorded_only_when_not_the_default(tmp_path):
     with pytest.raises(ValueError, match="init has to be one of"):
         uci.run_uci(resolve_data("diabetes"), tmp_path / "o", settings=uci.Settings(init="he"))
     assert not (tmp_path / "o").exists()
+
+
+def test_summary_numbers_keep_two_significant_figures_of_the_error():
+    """naval's RMSE (0.0008 +- 0.00005) once printed as "0.001 ± 0.000": the decimals follow the
+    standard error, never fewer than 3."""
+    from shrinkdrop.experiments.uci import _pm
+
+    assert _pm(0.000813, 0.0000487) == "0.000813 ± 0.000049"
+    assert _pm(-2.40912, 0.04981) == "-2.409 ± 0.050"
+    assert _pm(4.4489, 0.0031) == "4.4489 ± 0.0031"
+    assert _pm(-2.892, float("nan")) == "-2.892"
+    assert _pm(0.000813, float("nan")) == "0.00081"
+    assert _pm(float("nan"), 0.1) == "-"
+    assert _pm(1.0, 0.0) == "1.000 ± 0.000"

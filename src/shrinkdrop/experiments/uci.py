@@ -844,9 +844,20 @@ def _mean_se(values) -> tuple[float, float]:
     return float(v.mean()), se
 
 
-def _pm(mean: float, se: float, digits: int = 3) -> str:
+def _decimals(mean: float, se: float) -> int:
+    """Decimals for "mean ± se": at least 3, and enough to show two significant figures of the
+    standard error (of the mean when there is none), so that naval's RMSE of 0.0008 +- 0.00005
+    is not printed as 0.001 ± 0.000."""
+    scale = se if math.isfinite(se) and se > 0 else abs(mean)
+    if not math.isfinite(scale) or scale == 0:
+        return 3
+    return min(8, max(3, 1 - math.floor(math.log10(scale))))
+
+
+def _pm(mean: float, se: float, digits: int | None = None) -> str:
     if not math.isfinite(mean):
         return "-"
+    digits = _decimals(mean, se) if digits is None else digits
     if not math.isfinite(se):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {se:.{digits}f}"
