@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shrinkdrop.experiments.uci import _decimals
+
 
 def _mean_se(v):
     v = np.asarray(v, dtype=float)
@@ -76,7 +78,7 @@ def table(results: Path, data_root: Path) -> str:
         wins += win
         oks += ok
         n += 1
-        digits = 4 if r_rm[0] < 0.01 else 3
+        digits = _decimals(*r_rm)  # RMSE: two significant figures of the SE
         lines.append(
             f"| {name} | {len(splits)} | {'/'.join(epochs)} | {', '.join(methods)} | "
             f"{_pm(*s_ll)} | "
@@ -124,7 +126,7 @@ def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, st
             if ref_ll is not None else (math.nan,) * 2
         rma = _mean_se([float(a[k]["test_rmse"]) for k in splits])
         rmb = _mean_se([float(b[k]["test_rmse"]) for k in splits])
-        digits = 4 if r_rm[0] < 0.01 else 3
+        digits = _decimals(*r_rm)  # RMSE: two significant figures of the SE
         lines.append(f"| {name} | {len(splits)} | {_pm(*_mean_se(lla))} | {_pm(*_mean_se(llb))} |"
                      f" {_pm(*_mean_se(d))} | {p:.2g} | {_pm(*r_ll)} | {_pm(*dr)} | "
                      f"{_pm(*rma, digits)} | {_pm(*rmb, digits)} | {_pm(*r_rm, digits)} |")

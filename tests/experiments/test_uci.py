@@ -430,3 +430,48 @@ def test_summary_numbers_keep_two_significant_figures_of_the_error():
     assert _pm(0.000813, float("nan")) == "0.00081"
     assert _pm(float("nan"), 0.1) == "-"
     assert _pm(1.0, 0.0) == "1.000 ± 0.000"
+
+
+def _load_uci_table():
+    spec = importlib.util.spec_from_file_location(
+        "_uci_table", Path(__file__).resolve().parents[2] / "benchmarks" / "uci_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_uci_table_counts_wins_against_the_reference_on_the_same_splits(tmp_path):
+    """The README's table: selected vs reference on the splits run (not all reference splits),
+    paired differences, a win is a higher mean LL, an RMSE is ok within one reference SE."""
+    ut = _load_uci_table()
+    data, res = tmp_path / "data", tmp_path / "res"
+    ref_ll = {"a": [-1.0, -2.0, -9.0], "b": [1.0, 1.2, 0.0]}
+    ref_rm = {"a": [1.0, 1.2, 5.0], "b": [0.00080, 0.00070, 0.0]}
+    ours = {"a": [(-0.9, -1.0, 1.1), (-1.9, -2.1, 1.5)],  # (selected LL, mc LL, RMSE)
+            "b": [(0.9, 0.9, 0.00081), (1.1, 1.1, 0.00072)]}
+    for name in ours:
+        (data / name / "reference").mkdir(parents=True)
+        np.savetxt(data / name / "reference" / "test_ll_100_xepochs_1_hidden_layers.txt",
+                   ref_ll[name])
+        np.savetxt(data / name / "reference" / "test_MC_rmse_100_xepochs_1_hidden_layers.txt",
+                   ref_rm[name])
+        (res / name).mkdir(parents=True)
+        with open(res / name / "results.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["dataset", "split", "method", "test_rmse",
+                                               "test_ll", "selected", "epochs", "note"])
+            w.writeheader()
+            for k, (sel, mc, rm) in enumerate(ours[name]):
+                w.writerow(dict(dataset=name, split=k, method="gaussian-mc", test_rmse=rm,
+                                test_ll=sel, selected=1, epochs=4000, note=""))
+                w.writerow(dict(dataset=name, split=k, method="bernoulli-mc", test_rmse=rm,
+                                test_ll=mc, selected=0, epochs=4000, note=""))
+    text = ut.table(res, data)
+    a = next(line for line in text.splitlines() if line.startswith("| a |"))
+    b = next(line for line in text.splitlines() if line.startswith("| b |"))
+    # a: selected -1.4 vs reference -1.5 on splits 0, 1 (split 2's -9 must not count)
+    assert "| -1.400 ± 0.500 | -1.550 ± 0.550 | -1.500 ± 0.500 | 0.100 ± 0.000 | yes |" in a
+    assert a.endswith("| 1.300 ± 0.200 | 1.100 ± 0.100 | no |")  # 1.3 > 1.1 + 0.1
+    # b: LL loses by 0.1; RMSE 0.000765 within 0.00075 +- 0.00005, printed with enough decimals
+    assert "| no | 0.000765 ± 0.000045 |" in b and b.endswith("| yes |")
+    assert "Selected beats the reference test LL on 1/2 data sets; RMSE within one reference " \
+           "standard error on 1/2." in text
