@@ -24,21 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shrinkdrop.experiments.uci import _decimals
+from shrinkdrop.experiments.uci import _decimals, _is_skipped, _mean_se, _pm
 
-
-def _mean_se(v):
-    v = np.asarray(v, dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
-
-
-def _pm(m, s, digits=3):
-    if not math.isfinite(m):
-        return "-"
-    return f"{m:.{digits}f} ± {s:.{digits}f}" if math.isfinite(s) else f"{m:.{digits}f}"
+LL_DIGITS = 3  # the table's LL columns keep three decimals (summary.md follows the SE)
 
 
 def _ref(data: Path, stem: str):
@@ -48,17 +36,23 @@ def _ref(data: Path, stem: str):
     return np.loadtxt(files[0], ndmin=1)
 
 
+def _read(results: Path) -> dict[str, list[dict]]:
+    """``{dataset: rows}`` of every ``results/<dataset>/results.csv``, skipped units left out."""
+    out: dict[str, list[dict]] = {}
+    for d in sorted(p for p in results.iterdir() if (p / "results.csv").exists()):
+        with open(d / "results.csv", newline="") as fh:
+            for r in csv.DictReader(fh):
+                if not _is_skipped(r):
+                    out.setdefault(r["dataset"], []).append(r)
+    return out
+
+
 def table(results: Path, data_root: Path) -> str:
     lines = ["| data set | splits | epochs | methods | selected LL | MC dropout (ours) LL | "
              "reference LL | Δ LL, paired | LL win | selected RMSE | MC dropout (ours) RMSE | "
              "reference RMSE | RMSE ok |", "|" + "---|" * 13]
     wins = oks = n = 0
-    for d in sorted(p for p in results.iterdir() if (p / "results.csv").exists()):
-        with open(d / "results.csv", newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if not r["note"].startswith("skipped")]
-        if not rows:
-            continue
-        name = rows[0]["dataset"]
+    for name, rows in _read(results).items():
         ref_ll, ref_rmse = _ref(data_root / name, "test_ll"), _ref(data_root / name, "test_MC_rmse")
         sel = {int(r["split"]): r for r in rows if r["selected"] == "1"}
         mc = {int(r["split"]): r for r in rows if r["method"] == "bernoulli-mc"}
@@ -81,8 +75,8 @@ def table(results: Path, data_root: Path) -> str:
         digits = _decimals(*r_rm)  # RMSE: two significant figures of the SE
         lines.append(
             f"| {name} | {len(splits)} | {'/'.join(epochs)} | {', '.join(methods)} | "
-            f"{_pm(*s_ll)} | "
-            f"{_pm(*b_ll)} | {_pm(*r_ll)} | {_pm(*diff)} | {'yes' if win else 'no'} | "
+            f"{_pm(*s_ll, LL_DIGITS)} | {_pm(*b_ll, LL_DIGITS)} | {_pm(*r_ll, LL_DIGITS)} | "
+            f"{_pm(*diff, LL_DIGITS)} | {'yes' if win else 'no'} | "
             f"{_pm(*s_rm, digits)} | {_pm(*b_rm, digits)} | {_pm(*r_rm, digits)} | "
             f"{'yes' if ok else 'no'} |")
     lines.append("")
@@ -91,23 +85,18 @@ def table(results: Path, data_root: Path) -> str:
     return "\n".join(lines)
 
 
-def _mc_rows(folder: Path) -> dict[str, dict[int, dict]]:
-    """``{dataset: {split: bernoulli-mc row}}`` of every results.csv under ``folder``."""
-    out: dict[str, dict[int, dict]] = {}
-    for d in sorted(p for p in folder.iterdir() if (p / "results.csv").exists()):
-        with open(d / "results.csv", newline="") as fh:
-            for r in csv.DictReader(fh):
-                if r["method"] == "bernoulli-mc" and not r["note"].startswith("skipped"):
-                    out.setdefault(r["dataset"], {})[int(r["split"])] = r
-    return out
-
-
-def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, str]) -> str:
-    """MC dropout (bernoulli-mc) of two result folders on their common splits, paired, beside
-    the reference: e.g. the same protocol with two weight initialisations."""
+def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, str],
+                 methods: tuple[str, str] = ("bernoulli-mc", "bernoulli-mc")) -> str:
+    """Method ``methods[0]`` of folder ``base`` against ``methods[1]`` of folder ``other`` on
+    their common splits, paired, beside the reference: e.g. MC dropout with two weight
+    initialisations (two folders), or two methods of one folder."""
     from scipy import stats
 
-    a_all, b_all = _mc_rows(base), _mc_rows(other)
+    def by_split(folder, method):
+        return {name: {int(r["split"]): r for r in rows if r["method"] == method}
+                for name, rows in _read(folder).items()}
+
+    a_all, b_all = by_split(base, methods[0]), by_split(other, methods[1])
     la, lb = labels
     lines = [f"| data set | splits | LL, {la} | LL, {lb} | Δ LL ({lb} - {la}), paired | "
              f"p (paired t) | reference LL | Δ LL ({lb} - reference) | RMSE, {la} | RMSE, {lb} | "
@@ -115,6 +104,8 @@ def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, st
     for name in sorted(set(a_all) & set(b_all)):
         a, b = a_all[name], b_all[name]
         splits = sorted(set(a) & set(b))
+        if not splits:
+            continue
         ref_ll, ref_rm = _ref(data_root / name, "test_ll"), _ref(data_root / name, "test_MC_rmse")
         lla = [float(a[k]["test_ll"]) for k in splits]
         llb = [float(b[k]["test_ll"]) for k in splits]
@@ -127,8 +118,9 @@ def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, st
         rma = _mean_se([float(a[k]["test_rmse"]) for k in splits])
         rmb = _mean_se([float(b[k]["test_rmse"]) for k in splits])
         digits = _decimals(*r_rm)  # RMSE: two significant figures of the SE
-        lines.append(f"| {name} | {len(splits)} | {_pm(*_mean_se(lla))} | {_pm(*_mean_se(llb))} |"
-                     f" {_pm(*_mean_se(d))} | {p:.2g} | {_pm(*r_ll)} | {_pm(*dr)} | "
+        lines.append(f"| {name} | {len(splits)} | {_pm(*_mean_se(lla), LL_DIGITS)} | "
+                     f"{_pm(*_mean_se(llb), LL_DIGITS)} | {_pm(*_mean_se(d), LL_DIGITS)} | "
+                     f"{p:.2g} | {_pm(*r_ll, LL_DIGITS)} | {_pm(*dr, LL_DIGITS)} | "
                      f"{_pm(*rma, digits)} | {_pm(*rmb, digits)} | {_pm(*r_rm, digits)} |")
     return "\n".join(lines)
 
@@ -143,11 +135,20 @@ def main() -> int:
                     help="a second results folder: print MC dropout of both, paired on their "
                          "common splits, beside the reference (e.g. --init torch vs keras)")
     ap.add_argument("--labels", default="results,against",
-                    help="names of the two folders in the --against table (comma-separated)")
+                    help="names of the two columns in the paired table (comma-separated)")
+    ap.add_argument("--pair", default=None,
+                    help="two methods A,B: a paired table of A (in --results) against B (in "
+                         "--against, default --results), e.g. bernoulli-mc,gaussian-mc")
     args = ap.parse_args()
-    if args.against is not None:
+    if args.against is not None or args.pair is not None:
+        methods = tuple(args.pair.split(",", 1)) if args.pair else ("bernoulli-mc",) * 2
+        if len(methods) != 2:
+            ap.error(f"--pair: expected two methods A,B, got {args.pair!r}")
         labels = tuple(args.labels.split(",", 1)) if "," in args.labels else (args.labels, "")
-        print(paired_table(args.results, args.against, args.data, labels))
+        if args.pair and args.labels == "results,against":
+            labels = methods
+        print(paired_table(args.results, args.against or args.results, args.data, labels,
+                           methods))
     else:
         print(table(args.results, args.data))
     return 0

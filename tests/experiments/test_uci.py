@@ -440,15 +440,9 @@ def _load_uci_table():
     return mod
 
 
-def test_uci_table_counts_wins_against_the_reference_on_the_same_splits(tmp_path):
-    """The README's table: selected vs reference on the splits run (not all reference splits),
-    paired differences, a win is a higher mean LL, an RMSE is ok within one reference SE."""
-    ut = _load_uci_table()
-    data, res = tmp_path / "data", tmp_path / "res"
-    ref_ll = {"a": [-1.0, -2.0, -9.0], "b": [1.0, 1.2, 0.0]}
-    ref_rm = {"a": [1.0, 1.2, 5.0], "b": [0.00080, 0.00070, 0.0]}
-    ours = {"a": [(-0.9, -1.0, 1.1), (-1.9, -2.1, 1.5)],  # (selected LL, mc LL, RMSE)
-            "b": [(0.9, 0.9, 0.00081), (1.1, 1.1, 0.00072)]}
+def _write_table_inputs(data, res, ref_ll, ref_rm, ours):
+    """Reference files under ``data/<name>/reference`` and a results.csv under ``res/<name>``
+    with, per split, a selected gaussian-mc row and an unselected bernoulli-mc row."""
     for name in ours:
         (data / name / "reference").mkdir(parents=True)
         np.savetxt(data / name / "reference" / "test_ll_100_xepochs_1_hidden_layers.txt",
@@ -465,6 +459,18 @@ def test_uci_table_counts_wins_against_the_reference_on_the_same_splits(tmp_path
                                 test_ll=sel, selected=1, epochs=4000, note=""))
                 w.writerow(dict(dataset=name, split=k, method="bernoulli-mc", test_rmse=rm,
                                 test_ll=mc, selected=0, epochs=4000, note=""))
+
+
+def test_uci_table_counts_wins_against_the_reference_on_the_same_splits(tmp_path):
+    """The README's table: selected vs reference on the splits run (not all reference splits),
+    paired differences, a win is a higher mean LL, an RMSE is ok within one reference SE."""
+    ut = _load_uci_table()
+    data, res = tmp_path / "data", tmp_path / "res"
+    ref_ll = {"a": [-1.0, -2.0, -9.0], "b": [1.0, 1.2, 0.0]}
+    ref_rm = {"a": [1.0, 1.2, 5.0], "b": [0.00080, 0.00070, 0.0]}
+    ours = {"a": [(-0.9, -1.0, 1.1), (-1.9, -2.1, 1.5)],  # (selected LL, mc LL, RMSE)
+            "b": [(0.9, 0.9, 0.00081), (1.1, 1.1, 0.00072)]}
+    _write_table_inputs(data, res, ref_ll, ref_rm, ours)
     text = ut.table(res, data)
     a = next(line for line in text.splitlines() if line.startswith("| a |"))
     b = next(line for line in text.splitlines() if line.startswith("| b |"))
@@ -475,3 +481,28 @@ def test_uci_table_counts_wins_against_the_reference_on_the_same_splits(tmp_path
     assert "| no | 0.000765 ± 0.000045 |" in b and b.endswith("| yes |")
     assert "Selected beats the reference test LL on 1/2 data sets; RMSE within one reference " \
            "standard error on 1/2." in text
+
+
+def test_uci_table_pairs_two_methods_with_a_paired_t_test(tmp_path):
+    """``uci_table.py --pair A,B``: B - A per split, mean ± SE and the paired t-test p-value
+    (checked against scipy.stats.ttest_rel), beside the reference on the same splits."""
+    from scipy import stats
+
+    ut = _load_uci_table()
+    data, res = tmp_path / "data", tmp_path / "res"
+    sel = [-0.90, -1.95, -1.40, -1.02]
+    mc = [-1.00, -2.00, -1.50, -1.00]
+    _write_table_inputs(data, res, {"a": [-1.0, -2.0, -1.5, -1.1, -9.0]},
+                        {"a": [1.0, 1.2, 1.1, 1.0, 5.0]},
+                        {"a": [(s, m, 1.0) for s, m in zip(sel, mc)]})
+    text = ut.paired_table(res, res, data, ("mc", "gauss"), ("bernoulli-mc", "gaussian-mc"))
+    row = next(line for line in text.splitlines() if line.startswith("| a |")).split(" | ")
+    d = np.subtract(sel, mc)
+    p = stats.ttest_rel(sel, mc).pvalue
+    assert row[1] == "4"
+    assert row[4] == f"{d.mean():.3f} ± {d.std(ddof=1) / 2:.3f}" == "0.058 ± 0.028"
+    assert row[5] == f"{p:.2g}"
+    assert row[6] == "-1.400 ± 0.227"  # reference on splits 0-3 only (split 4's -9 left out)
+    # the same method on both sides: no difference
+    same = ut.paired_table(res, res, data, ("x", "y"))
+    assert "| 0.000 ± 0.000 |" in same
