@@ -6,17 +6,31 @@ import statistics
 import time
 
 
-def time_pair(peer, ours, reps):
-    """Median seconds of ``peer()`` and ``ours()`` over ``reps`` alternating calls (3 warm-ups)."""
+def time_pair(peer, ours, reps, sync=None):
+    """Median seconds of ``peer()`` and ``ours()`` over ``reps`` alternating calls (3 warm-ups).
+
+    ``sync``: called after each call before the clock stops (``torch.cuda.synchronize`` for CUDA
+    work, whose kernels run asynchronously)."""
+    sync = sync or (lambda: None)
     for _ in range(3):
         peer()
         ours()
+    sync()
     tp, to = [], []
     for _ in range(reps):
         t = time.perf_counter()
         peer()
+        sync()
         tp.append(time.perf_counter() - t)
         t = time.perf_counter()
         ours()
+        sync()
         to.append(time.perf_counter() - t)
     return statistics.median(tp), statistics.median(to)
+
+
+def device_sync(device: str):
+    """The ``sync`` of :func:`time_pair` for a torch device name (None on the CPU)."""
+    import torch
+
+    return torch.cuda.synchronize if torch.device(device).type == "cuda" else None

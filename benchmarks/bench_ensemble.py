@@ -7,7 +7,7 @@ models with Bernoulli noise (MC dropout) and one Adam. One "step" is a forward +
 update of all K models on a minibatch of B rows each. Both are timed in this process,
 alternating (``_timing.time_pair``); the ratio is ours / peer (below 1: faster).
 
-    python benchmarks/bench_ensemble.py [--threads 1] [--reps 20]
+    python benchmarks/bench_ensemble.py [--threads 1] [--reps 20] [--device cuda]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import time_pair  # noqa: E402
+from _timing import device_sync, time_pair  # noqa: E402
 
 from shrinkdrop.ensemble import StackedNoisyMLP, stacked_loss  # noqa: E402
 from shrinkdrop.noise import Bernoulli  # noqa: E402
@@ -49,26 +49,32 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--device", default="cpu", help="torch device of both sides (default cpu)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"threads={args.threads} reps={args.reps}; one step = forward + backward + Adam of all "
-          "K models on B rows each")
+    dev = torch.device(args.device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    print(f"device={args.device} ({name}) threads={args.threads} reps={args.reps}; one step = "
+          "forward + backward + Adam of all K models on B rows each")
     print(f"{'K':>5} {'B':>5} {'d':>4} {'H':>4} {'peer ms':>9} {'ours ms':>9} {'ratio':>7}")
     for K, B, d, H in [(12, 128, 8, 50), (60, 128, 8, 50), (240, 128, 8, 50),
                        (12, 128, 9, 100), (60, 32, 13, 50)]:
         p = 0.05
         models = [torch.nn.Sequential(torch.nn.Dropout(p), torch.nn.Linear(d, H),
                                       torch.nn.ReLU(), torch.nn.Dropout(p),
-                                      torch.nn.Linear(H, 1)).train() for _ in range(K)]
+                                      torch.nn.Linear(H, 1)).train().to(dev)
+                  for _ in range(K)]
         opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in models]
-        X = torch.randn(K, B, d)
-        Y = torch.randn(K, B)
-        net = StackedNoisyMLP([d, H, 1], [Bernoulli(1 - p)] * K).train()
+        X = torch.randn(K, B, d, device=dev)
+        Y = torch.randn(K, B, device=dev)
+        net = StackedNoisyMLP([d, H, 1], [Bernoulli(1 - p)] * K,
+                              generator=torch.Generator(device=dev).manual_seed(0)).to(dev)
+        net.train()
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-        tau = torch.ones(K)
+        tau = torch.ones(K, device=dev)
         tp, to = time_pair(peer_step(models, opts, list(X), list(Y)),
-                           ours_step(net, opt, X, Y, tau), args.reps)
+                           ours_step(net, opt, X, Y, tau), args.reps, device_sync(args.device))
         print(f"{K:>5} {B:>5} {d:>4} {H:>4} {tp * 1e3:>9.2f} {to * 1e3:>9.2f} {to / tp:>7.3f}")
     return 0
 

@@ -1,6 +1,7 @@
-"""Benchmarks of the shrinkdrop layers against their PyTorch peers (CPU, forward + backward).
+"""Benchmarks of the shrinkdrop layers against their PyTorch peers (forward + backward).
 
-Run: ``python benchmarks/bench_layers.py [--reps 30] [--threads 1] [--only NAME]``. Each case
+Run: ``python benchmarks/bench_layers.py [--reps 30] [--threads 1] [--only NAME] [--device D]``
+(device ``cpu`` by default; the targets are CPU targets). Each case
 times the peer and the layer alternately in the same process and prints the medians and the
 ratio (layer / peer) against the issue's target. Threads default to 1 for stable numbers on a
 shared machine (both sides get the same threads). Memory: bytes held for backward (saved tensors)
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import time_pair  # sibling module: benchmarks run as scripts
+from _timing import device_sync, time_pair  # sibling module: benchmarks run as scripts
 from torch import nn
 
 import shrinkdrop as sd
@@ -46,12 +47,14 @@ def _stochastic_depth_row(x, p, training=True):
     return x * noise
 
 
-def cases():
+def cases(device="cpu"):
+    """(name, peer closure, our closure, target) on ``device``."""
     torch.manual_seed(0)
+    dv = dict(device=device)
     out = []
     # --- UnitNoise op alone on (256, 4096)
-    x = torch.randn(256, 4096, requires_grad=True)
-    g = torch.randn(256, 4096)
+    x = torch.randn(256, 4096, **dv, requires_grad=True)
+    g = torch.randn(256, 4096, **dv)
     drop = nn.Dropout(0.1)
     peer = _fb(drop, x, grad=g)
     fams = [("bernoulli", N.Bernoulli(0.9), 0.6), ("gaussian", N.Gaussian(1.0, 0.33), 1.0),
@@ -67,31 +70,31 @@ def cases():
                     _fb(nn.Dropout(rate), x, grad=g),
                     _fb(sd.nn.UnitNoise(N.Bernoulli(1 - rate)), x, grad=g), 0.6))
     # --- noise + Linear(1024, 1024), batch 256
-    x = torch.randn(256, 1024, requires_grad=True)
-    lin = nn.Linear(1024, 1024)
+    x = torch.randn(256, 1024, **dv, requires_grad=True)
+    lin = nn.Linear(1024, 1024).to(device)
     pm = nn.Sequential(nn.Dropout(0.1), lin)
     om = nn.Sequential(sd.nn.UnitNoise(N.Bernoulli(0.9)), lin)
     out.append(("UnitNoise[bernoulli]+Linear(1024) b256 vs Dropout+Linear",
                 _fb(pm, x, lin.parameters()), _fb(om, x, lin.parameters()), 1.02))
     # --- ChannelNoise on (64, 64, 32, 32)
-    x = torch.randn(64, 64, 32, 32, requires_grad=True)
-    g = torch.randn(64, 64, 32, 32)
+    x = torch.randn(64, 64, 32, 32, **dv, requires_grad=True)
+    g = torch.randn(64, 64, 32, 32, **dv)
     out.append(("ChannelNoise[bernoulli] (64,64,32,32) vs nn.Dropout2d",
                 _fb(nn.Dropout2d(0.1), x, grad=g),
                 _fb(sd.nn.ChannelNoise(N.Bernoulli(0.9)), x, grad=g), 1.05))
     # --- NoisyResidual vs row-mode stochastic depth, bias-free Linear(1024) + ReLU
-    x = torch.randn(256, 1024, requires_grad=True)
-    block = nn.Sequential(nn.Linear(1024, 1024, bias=False), nn.ReLU())
+    x = torch.randn(256, 1024, **dv, requires_grad=True)
+    block = nn.Sequential(nn.Linear(1024, 1024, bias=False), nn.ReLU()).to(device)
     res = sd.nn.NoisyResidual(block, layer_noise=N.Bernoulli(0.8))
     out.append(("NoisyResidual[bernoulli] b256 d1024 vs stochastic depth row",
                 _fb(lambda h: h + _stochastic_depth_row(block(h), 0.2), x, block.parameters()),
                 _fb(res, x, block.parameters()), 1.1))
     # --- LSTM seq 35, batch 32, hidden 256 (input 256)
-    x = torch.randn(35, 32, 256, requires_grad=True)
-    ref = nn.LSTM(256, 256)
+    x = torch.randn(35, 32, 256, **dv, requires_grad=True)
+    ref = nn.LSTM(256, 256).to(device)
     dr = nn.Dropout(0.25)
-    tied = sd.nn.NoisyLSTM(256, 256, N.Bernoulli(0.75), tie_gates=True)
-    untied = sd.nn.NoisyLSTM(256, 256, N.Bernoulli(0.75), tie_gates=False)
+    tied = sd.nn.NoisyLSTM(256, 256, N.Bernoulli(0.75), tie_gates=True).to(device)
+    untied = sd.nn.NoisyLSTM(256, 256, N.Bernoulli(0.75), tie_gates=False).to(device)
     tied.load_state_dict(ref.state_dict())
     untied.load_state_dict(ref.state_dict())
     peer = _fb(lambda s: ref(dr(s)), x, ref.parameters())
@@ -100,10 +103,12 @@ def cases():
     out.append(("NoisyLSTM untied (35,32,256) vs nn.LSTM+input dropout", peer,
                 _fb(untied, x, untied.parameters()), 2.0))
     # --- WeightNoiseLinear vs nn.Linear, batch 256, 1024 -> 1024
-    x = torch.randn(256, 1024, requires_grad=True)
-    lin = nn.Linear(1024, 1024)
-    shared = sd.nn.WeightNoiseLinear(1024, 1024, N.Bernoulli(0.5), share_across_batch=True)
-    lrt = sd.nn.WeightNoiseLinear(1024, 1024, N.Gaussian(1.0, 1.0), local_reparameterization=True)
+    x = torch.randn(256, 1024, **dv, requires_grad=True)
+    lin = nn.Linear(1024, 1024).to(device)
+    shared = sd.nn.WeightNoiseLinear(1024, 1024, N.Bernoulli(0.5),
+                                    share_across_batch=True).to(device)
+    lrt = sd.nn.WeightNoiseLinear(1024, 1024, N.Gaussian(1.0, 1.0),
+                                 local_reparameterization=True).to(device)
     out.append(("WeightNoiseLinear shared[bernoulli] vs nn.Linear", _fb(lin, x, lin.parameters()),
                 _fb(shared, x, shared.parameters()), 1.3))
     out.append(("WeightNoiseLinear local reparam[gaussian] vs nn.Linear",
@@ -140,23 +145,27 @@ def main(argv=None):
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default=None, help="substring of the case names to run")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of both sides (default cpu; 'cuda' synchronises per call)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.reps} reps, "
-          "forward + backward, medians")
+    dev = torch.device(args.device)
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, device {args.device} ({where}), "
+          f"{torch.get_num_threads()} thread(s), {args.reps} reps, forward + backward, medians")
     header = f"{'case':<62} {'peer ms':>8} {'ours ms':>8} {'ratio':>6} {'target':>6}  ok"
     print(header)
     print("-" * len(header))
     rows = []
-    for name, peer, ours, target in cases():
+    for name, peer, ours, target in cases(args.device):
         if args.only and args.only not in name:
             continue
-        mp, mo = time_pair(peer, ours, args.reps)
+        mp, mo = time_pair(peer, ours, args.reps, device_sync(args.device))
         r = mo / mp
         rows.append((name, r, target))
         print(f"{name:<62} {mp * 1e3:8.2f} {mo * 1e3:8.2f} {r:6.2f} {target:6.2f}  "
               f"{'yes' if r <= target else 'NO'}", flush=True)
-    if not args.only or "memory" in args.only:
+    if (not args.only or "memory" in args.only) and dev.type == "cpu":
         bp, bo = memory_case()
         r = bo / bp
         print(f"{'memory: UnitNoise[bernoulli] saved+output vs nn.Dropout':<62} "

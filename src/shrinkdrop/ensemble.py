@@ -155,7 +155,8 @@ class StackedNoisyMLP(nn.Module):
     def draw(self, shape: tuple[int, int], dtype=None) -> Tensor:
         """Normalised noise for all models: ``(K, *shape)``, model k's from its own law."""
         n, d = shape
-        out = torch.empty((self.n_models, n, d), dtype=dtype or torch.get_default_dtype())
+        out = torch.empty((self.n_models, n, d), dtype=dtype or torch.get_default_dtype(),
+                          device=self.weights[0].device)
         for nz, a, b in self._groups:  # each law fills its models' slice in place
             F._draw_into(nz, out[a:b], normalize=self.normalize, generator=self.generator)
         return out
@@ -164,7 +165,7 @@ class StackedNoisyMLP(nn.Module):
         if self.normalize:
             return None
         f = [F._eval_factor(nz, F._plan(nz), False, "StackedNoisyMLP") for nz in self.noises]
-        return torch.tensor(f, dtype=dtype).view(-1, 1, 1)
+        return torch.tensor(f, dtype=dtype, device=self.weights[0].device).view(-1, 1, 1)
 
     def forward(self, x: Tensor, noise: bool | None = None) -> Tensor:
         """``(K, N, d_in) -> (K, N, d_out)``; noise in train mode (or ``noise=True``), else the
@@ -259,6 +260,24 @@ def _check_data(X: Tensor, y: Tensor, rows_of: Tensor, K: int):
                          f"0..{X.shape[0] - 1}, but got {rows_of.tolist()}")
 
 
+def _check_device(model: StackedNoisyMLP, X: Tensor, y: Tensor,
+                  generator: torch.Generator | None = None) -> torch.device:
+    """The device of ``X``; the model's parameters, ``y`` and the noise generator have to be
+    there too (a clear error instead of one from deep inside a kernel)."""
+    dev = X.device
+    pdev = model.weights[0].device
+    if pdev != dev:
+        raise ValueError(f"X is on {dev} but the model's parameters are on {pdev}: move one of "
+                         f"them (model.to({str(dev)!r}))")
+    if y.device != dev:
+        raise ValueError(f"y has to be on X's device {dev}, but it is on {y.device}")
+    gen = generator if generator is not None else model.generator
+    if gen is not None and gen.device.type != dev.type:
+        raise ValueError(f"the model's noise generator is on {gen.device} but X is on {dev}: "
+                         f"give StackedNoisyMLP a torch.Generator(device={str(dev)!r})")
+    return dev
+
+
 def _loglik(out: Tensor, y: Tensor, likelihood: Likelihood, tau: Tensor | None) -> Tensor:
     """``out (K, S, B, d_out)``, ``y (K, B[, ...])`` -> ``(K, S, B)``."""
     if likelihood is Likelihood.CATEGORICAL:
@@ -347,11 +366,13 @@ def fit_stacked(
     positive_float("lr", lr)
     rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
     _check_data(X, y, rows_of, K)
+    dev = _check_device(model, X, y)
     tau_t = _precisions(tau, lik, K, X.dtype)
+    tau_t = tau_t.to(dev) if tau_t is not None else None
     wd = _per_model("weight_decay", weight_decay, K)
     if not bool(torch.all(torch.isfinite(wd) & (wd >= 0))):
         raise ValueError(f"weight_decay has to be >= 0 and finite, but got {wd.tolist()}")
-    wd = wd.to(X.dtype).view(-1, 1, 1)
+    wd = wd.to(dtype=X.dtype, device=dev).view(-1, 1, 1)
     seeds = list(range(K)) if seeds is None else [int(s) for s in seeds]
     if len(seeds) != K:
         raise ValueError(f"seeds has to have one seed per model ({K}), but got {len(seeds)}")
@@ -370,12 +391,13 @@ def fit_stacked(
     base = (rows_of * N).view(-1, 1)
     bar = tqdm(range(epochs), disable=not progress, desc=f"{desc}[{obj.value}, K={K}, S={S}]")
     for _ in bar:
-        perm = torch.stack([torch.randperm(N, generator=g) for g in gens])  # (K, N)
-        total = torch.zeros(K, dtype=torch.float64)
+        # the shuffling stays on the CPU generators (the same row order on every device)
+        perm = (torch.stack([torch.randperm(N, generator=g) for g in gens]) + base).to(dev)
+        total = torch.zeros(K, dtype=torch.float64, device=dev)
         for i in range(0, N, batch_size):
-            idx = perm[:, i: i + batch_size]  # (K, B)
+            idx = perm[:, i: i + batch_size]  # (K, B): rows of Xf
             B = idx.shape[1]
-            flat = (idx + base).reshape(-1)
+            flat = idx.reshape(-1)
             xb = Xf.index_select(0, flat).view(K, B, -1)  # (K, B, d)
             yb = yf.index_select(0, flat).view(K, B, *yf.shape[1:])  # (K, B[, ...])
             xs = xb.repeat(1, S, 1) if S > 1 else xb
@@ -436,12 +458,15 @@ def stacked_predictive(
     lik = check_choice("likelihood", likelihood, Likelihood)
     rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
     _check_data(X, y, rows_of, K)
-    xe, ye = X[rows_of], y[rows_of]  # (K, n, d), (K, n)
+    dev = _check_device(model, X, y, generator)
+    xe, ye = X[rows_of.to(dev)], y[rows_of.to(dev)]  # (K, n, d), (K, n)
     n = xe.shape[1]
     tau_t = _precisions(tau, lik, K, X.dtype)
+    tau_t = tau_t.to(dev) if tau_t is not None else None
     if lik is Likelihood.GAUSSIAN:
-        ym = _per_model("y_mean", 0.0 if y_mean is None else y_mean, K).to(X.dtype).view(-1, 1, 1)
-        ys = _per_model("y_std", 1.0 if y_std is None else y_std, K).to(X.dtype).view(-1, 1, 1)
+        fk = dict(dtype=X.dtype, device=dev)
+        ym = _per_model("y_mean", 0.0 if y_mean is None else y_mean, K).to(**fk).view(-1, 1, 1)
+        ys = _per_model("y_std", 1.0 if y_std is None else y_std, K).to(**fk).view(-1, 1, 1)
     width = max(model.sizes)
     # blocks of rows x samples small enough to stay in cache (the passes are memory-bound)
     rows = max(1, min(n, max_elements // (K * width)))
@@ -456,8 +481,8 @@ def stacked_predictive(
         for r0 in range(0, n, rows):
             xr, yr = xe[:, r0: r0 + rows], ye[:, r0: r0 + rows]
             nr = xr.shape[1]
-            run_max = torch.full((K, nr), -math.inf, dtype=torch.float64)
-            run_sum = torch.zeros((K, nr), dtype=torch.float64)
+            run_max = torch.full((K, nr), -math.inf, dtype=torch.float64, device=dev)
+            run_sum = torch.zeros((K, nr), dtype=torch.float64, device=dev)
             mc_sum = None
             done = 0
             while done < S:
@@ -481,7 +506,7 @@ def stacked_predictive(
         try:
             mean_out = model(xe, noise=False)
         except F.EvalNoiseError:  # infinite-mean noise, unnormalised: no weight-scaling rule
-            mean_pred = torch.full(mc_sum.shape, math.nan, dtype=torch.float64)
+            mean_pred = torch.full(mc_sum.shape, math.nan, dtype=torch.float64, device=dev)
         else:
             mean_pred = mean_out * ys + ym if lik is Likelihood.GAUSSIAN else mean_out.softmax(-1)
     finally:

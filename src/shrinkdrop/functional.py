@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -113,7 +114,8 @@ def current_sample_groups() -> int:
 class _Plan(NamedTuple):
     """Python-float description of a scalar noise family (computed once, compile-friendly)."""
 
-    kind: str  # "bernoulli" | "gaussian" | "uniform" | "rayleigh" | "generic"
+    kind: str  # "bernoulli" | "gaussian" | "uniform" | "rayleigh" | "inverse_nakagami" | "beta"
+    #            | "half_cauchy" | "generic" (any other law: its own sample(), moved to the device)
     mean: float  # E[xi] (may be inf or 0)
     a: float = 0.0
     b: float = 0.0
@@ -156,6 +158,8 @@ def _plan(noise: _noise.NoiseDistribution) -> _Plan:
         plan = _Plan("inverse_nakagami", mean, df / 2, df * scale**2 / 2)
     elif isinstance(noise, _noise.Beta):
         plan = _Plan("beta", mean, float(noise.a), float(noise.b))
+    elif isinstance(noise, _noise.HalfCauchy):
+        plan = _Plan("half_cauchy", mean, float(noise.scale))
     else:
         plan = _Plan("generic", mean)
     noise.__dict__[_PLAN_ATTR] = plan
@@ -285,6 +289,12 @@ def _raw_draw(noise, plan: _Plan, shape, normalize: bool, generator, dtype, devi
         ga = _gamma(plan.a, n, dtype, device, generator)
         gb = _gamma(plan.b, n, dtype, device, generator)
         xi = ga.div_(gb.add_(ga)).view(shape)
+        xi = xi.mul_(1.0 / plan.mean) if normalize else xi
+    elif plan.kind == "half_cauchy":
+        # inverse CDF, as HalfCauchy.sample: scale * tan(pi u / 2), drawn on the target device
+        u = torch.rand(shape, dtype=dtype, **kw) if out is None else \
+            out.uniform_(generator=generator)
+        xi = u.mul_(0.5 * math.pi).tan_().mul_(plan.a)
         xi = xi.mul_(1.0 / plan.mean) if normalize else xi
     else:
         xi = noise.sample(shape, generator).to(dtype=dtype, device=device)
@@ -664,6 +674,21 @@ def noisy_conv2d(
 
 
 # ============================================================================= LSTM
+def _quiet_cudnn_rnn(x: Tensor):
+    """On CUDA, cuDNN warns on every call that one layer's weights are not one contiguous
+    chunk (nn.LSTM keeps all layers' weights in one flat buffer); here each layer is its own
+    call, so cuDNN copies that layer's (small) weights per call: a cost measured in
+    benchmarks/bench_layers.py --device cuda, not a defect. The warning is silenced there."""
+    return _ignore_rnn_chunk_warning() if x.is_cuda else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _ignore_rnn_chunk_warning():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="RNN module weights are not part of single")
+        yield
+
+
 def _lstm_recurrence(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor):
     """Run the LSTM recurrence over precomputed input projections ``gx`` (T, N, 4H)."""
     w_hh_t = w_hh.t()
@@ -738,13 +763,16 @@ def noisy_lstm(
         D = inp.shape[-1]
         if not training:
             factor = _eval_factor(noise, plan, normalize, "noisy_lstm")
-            out, h, c = torch._VF.lstm(_scale(inp, factor), (h0[layer:layer + 1],
-                                       c0[layer:layer + 1]), list(params), has_bias, 1, 0.0,
-                                       False, False, False)
+            with _quiet_cudnn_rnn(x):
+                out, h, c = torch._VF.lstm(_scale(inp, factor), (h0[layer:layer + 1],
+                                           c0[layer:layer + 1]), list(params), has_bias, 1,
+                                           0.0, False, False, False)
         elif tie_gates:
             xi = draw_noise(noise, (N, D), **kw)
-            out, h, c = torch._VF.lstm(inp * xi, (h0[layer:layer + 1], c0[layer:layer + 1]),
-                                       list(params), has_bias, 1, 0.0, True, False, False)
+            with _quiet_cudnn_rnn(x):
+                out, h, c = torch._VF.lstm(inp * xi, (h0[layer:layer + 1],
+                                           c0[layer:layer + 1]), list(params), has_bias, 1,
+                                           0.0, True, False, False)
         else:
             H = w_hh.shape[1]
             xi = draw_noise(noise, (N, 4, D), **kw)  # (N or 1, 4, D)

@@ -285,7 +285,7 @@ def log_prior_hp(
     if isinstance(xi, str):
         if xi != "sample":
             raise ValueError(f"xi has to be None, 'sample' or a list of tensors, but got {xi!r}")
-        xis = [noise.sample(_scale_shape(w), generator) for w, noise, _ in pairs]
+        xis = [_sample_scales(noise, _scale_shape(w), generator, w) for w, noise, _ in pairs]
     else:
         xis = list(xi)
         if len(xis) != len(pairs):
@@ -302,6 +302,19 @@ def log_prior_hp(
             )
         total = total + lp.sum()
     return total
+
+
+def _sample_scales(noise, shape, generator, like: torch.Tensor) -> torch.Tensor:
+    """One draw of ARD scales of ``shape`` on ``like``'s device: the law's own ``sample`` (on
+    the device of its parameters, then moved), or, for a generator on another device than the
+    law's parameters (e.g. a CUDA generator and a law built from Python numbers), the
+    functional core's draw on that device."""
+    pdev = noise.mean.device
+    if generator is not None and generator.device.type != pdev.type:
+        from .functional import draw_noise
+        return draw_noise(noise, shape, normalize=False, generator=generator,
+                          dtype=like.dtype, device=generator.device)
+    return noise.sample(shape, generator).to(like.device)
 
 
 def expected_log_prior_hp(model_or_pairs, sigma0) -> torch.Tensor:
@@ -370,6 +383,14 @@ def noise_on(model: nn.Module):
 
 def _sample_groups(S: int):
     return contextlib.nullcontext() if S == 1 else sample_groups(S)
+
+
+def _cuda_devices(model: nn.Module, *tensors: torch.Tensor) -> list[int]:
+    """The CUDA device indices holding ``model``'s parameters or ``tensors``: the generators
+    :func:`fit` forks so that seeding leaves the caller's global RNG state untouched."""
+    devs = {t.device for t in (*model.parameters(), *model.buffers(), *tensors)}
+    return sorted({d.index if d.index is not None else torch.cuda.current_device()
+                   for d in devs if d.type == "cuda"})
 
 
 def sample_outputs(model: nn.Module, x: torch.Tensor, samples: int, *, noise: bool = True):
@@ -612,8 +633,8 @@ def fit(
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=_cuda_devices(model, X)):
+        torch.manual_seed(seed)  # seeds every device's generator: fork those in use
         model.train()
         bar = tqdm(range(epochs), disable=not progress, desc=f"fit[{obj.value}, S={S}]")
         for epoch in bar:
@@ -631,8 +652,8 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
-            history.loss.append(total / N)
+                total = total + loss.detach().double() * len(idx)  # no per-step sync
+            history.loss.append(float(total) / N)
             bar.set_postfix(loss=f"{history.loss[-1]:.4g}")
             if callback is not None and callback(epoch, history, model):
                 break

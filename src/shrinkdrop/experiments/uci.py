@@ -98,6 +98,7 @@ class Settings:
     train_eval: str = ""  # filled in by run_uci: the function that trains and evaluates
     engine: str = "stacked"  # training methods: "stacked" (all splits at once) or "sequential"
     init: str = "torch"  # weights: nn.Linear's default, or "keras" (Glorot uniform, zero biases)
+    device: str = "cpu"  # where training methods run ("cuda", "cuda:1", ...); MCMC runs on CPU
     # ---- MCMC methods (``<family>-mcmc``); None = the default for ``quick`` (mcmc_sizes)
     mcmc_max_rows: int = 1000  # MCMC only where the training split has at most this many rows
     mcmc_warmup: int | None = None  # NUTS warm-up iterations per chain (300; quick 20)
@@ -126,6 +127,8 @@ class Settings:
             del rec["engine"]
         if rec["init"] == "torch":  # runs from before the init option resume
             del rec["init"]
+        if rec["device"] == "cpu":  # runs from before the device option resume
+            del rec["device"]
         return {"protocol": PROTOCOL_VERSION, **rec}
 
 
@@ -385,10 +388,11 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     else:
         yt = torch.as_tensor(y_tr_s, dtype=torch.long)
         d_out, likelihood = task.n_classes, "categorical"
+    dev = torch.device(s.device)
     xt = torch.as_tensor(x_tr_s, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=dev).manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # the initial weights
+        torch.manual_seed(seed)  # the initial weights (built on the CPU, then moved)
         model = torch.nn.Sequential(
             UnitNoise(cfg.noise(), normalize=cfg.normalize, generator=gen),
             torch.nn.Linear(xt.shape[1], task.n_hidden),
@@ -397,24 +401,27 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
             torch.nn.Linear(task.n_hidden, d_out),
         )
         init_linears_([model[1], model[4]], s.init)
+    model.to(dev)
+    xt, yt = xt.to(dev), yt.to(dev)
     samples = 1 if task.objective == "mc" else s.train_samples
     fit(model, xt, yt, likelihood=likelihood, objective=task.objective, samples=samples,
         tau=tau_s, weight_decay=wd, epochs=task.epochs, batch_size=s.batch_size, lr=s.lr,
         seed=seed, progress=False)
-    xe = torch.as_tensor(x_ev_s, dtype=torch.float32)
+    xe = torch.as_tensor(x_ev_s, dtype=torch.float32, device=dev)
     if regression:
-        ye = torch.as_tensor(y_ev, dtype=torch.float32)
+        ye = torch.as_tensor(y_ev, dtype=torch.float32, device=dev)
         ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood,
                                        tau=cfg.tau, y_mean=ym, y_std=ys)
     else:
-        ye = torch.as_tensor(y_ev, dtype=torch.long)
+        ye = torch.as_tensor(y_ev, dtype=torch.long, device=dev)
         ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood)
-    mc = predict(model, xe, s.test_samples, mode="mc", likelihood=likelihood).double().numpy()
+    mc = predict(model, xe, s.test_samples, mode="mc", likelihood=likelihood).double().cpu()
+    mc = mc.numpy()
     mean_pred = None
     if regression:
         mc = mc * ys + ym
         if cfg.normalize:  # weight scaling (Gal's "test_rmse"); unnormalised noise has none
-            mean_pred = predict(model, xe, 1, mode="mean").double().numpy() * ys + ym
+            mean_pred = predict(model, xe, 1, mode="mean").double().cpu().numpy() * ys + ym
     return _scores(ll, y_ev, mc, mean_pred, regression)
 
 
@@ -552,12 +559,13 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
     G = len(tasks)
     prep = [_prepare(x_tr[g], y_tr[g], x_ev[g], y_ev[g], regression) for g in range(G)]
     n = x_tr[0].shape[0]
+    dev = torch.device(s.device)
     ydt = torch.float32 if regression else torch.long
-    Xt = torch.as_tensor(np.stack([p[0] for p in prep]), dtype=torch.float32)
-    Yt = torch.as_tensor(np.stack([p[1] for p in prep]), dtype=ydt)
-    Xe = torch.as_tensor(np.stack([p[2] for p in prep]), dtype=torch.float32)
+    Xt = torch.as_tensor(np.stack([p[0] for p in prep]), dtype=torch.float32, device=dev)
+    Yt = torch.as_tensor(np.stack([p[1] for p in prep]), dtype=ydt, device=dev)
+    Xe = torch.as_tensor(np.stack([p[2] for p in prep]), dtype=torch.float32, device=dev)
     Ye = torch.as_tensor(np.stack([p[3] for p in prep]), dtype=torch.float32 if regression
-                         else torch.long)
+                         else torch.long, device=dev)
     # models ordered by noise law (one shared law object per law: one draw call per law)
     laws: dict[tuple, object] = {}
     models = []  # (group, index in chosen[g], config, seed)
@@ -575,10 +583,10 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
     if len(normalize) != 1:  # pragma: no cover - a method's configs share normalisation
         raise ValueError("a stacked round needs one normalisation for all its configurations")
     mseeds = [m[3] for m in models]
-    gen = torch.Generator().manual_seed(mseeds[0] + 7)
+    gen = torch.Generator(device=dev).manual_seed(mseeds[0] + 7)
     d_out = 1 if regression else task.n_classes
     net = StackedNoisyMLP([Xt.shape[2], task.n_hidden, d_out], noises, seeds=mseeds,
-                          normalize=normalize.pop(), generator=gen, init=s.init)
+                          normalize=normalize.pop(), generator=gen, init=s.init).to(dev)
     data_of = [m[0] for m in models]
     ys = np.array([prep[m[0]][5] for m in models])
     ym = np.array([prep[m[0]][4] for m in models])
@@ -595,9 +603,9 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
                               tau=taus if regression else None, y_mean=ym, y_std=ys)
     out: list[list[dict]] = [[{} for _ in chosen[g]] for g in range(G)]
     for k, (g, i, cfg, _) in enumerate(models):
-        mean_pred = pred["mean_pred"][k].numpy() if regression and cfg.normalize else None
-        out[g][i] = _scores(pred["ll"][k], y_ev[g], pred["mc_mean"][k].numpy(), mean_pred,
-                            regression)
+        mean_pred = pred["mean_pred"][k].cpu().numpy() if regression and cfg.normalize else None
+        out[g][i] = _scores(pred["ll"][k].item(), y_ev[g], pred["mc_mean"][k].cpu().numpy(),
+                            mean_pred, regression)
     return out
 
 
@@ -641,6 +649,27 @@ def evaluate_stacked(tasks) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------
+
+def check_device(device) -> str:
+    """``device`` as given, if torch can run on it here; else a ValueError naming it."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device has to be a torch device such as 'cpu' or 'cuda', but got "
+                         f"{device!r} ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but torch "
+                             f"{torch.__version__} sees no CUDA device here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} was asked for, but there are "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ValueError(f"device has to be 'cpu' or a CUDA device, but got {device!r}")
+    return device
+
 
 def _unit_seed(settings: Settings, dataset: str, split: int, method: str) -> int:
     # zlib.crc32, not hash(): Python salts str hashes per process
@@ -737,6 +766,7 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
         raise ValueError(f"engine has to be one of {', '.join(ENGINES)}, but got "
                          f"{settings.engine!r}")
     check_init(settings.init)
+    check_device(settings.device)
     stacked = train_eval is None and settings.engine == "stacked"
     if train_eval is None:
         train_eval = globals()["evaluate_unit"]  # looked up at call time (tests patch it)
@@ -931,6 +961,7 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
                  f"tail_adaptive (1 for mc); seed {settings.seed}"
                  + ("; Keras initialisation (Glorot-uniform weights, zero biases)"
                     if settings.init == "keras" else "; nn.Linear's initialisation")
+                 + (f"; trained on {settings.device}" if settings.device != "cpu" else "")
                  + ("; QUICK run (reduced grid, epochs and samples: not comparable to the "
                     "references)" if settings.quick else "") + ".")
     if any(str(r["method"]).endswith("-mcmc") for r in rows):
@@ -1104,6 +1135,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight initialisation: 'torch' (nn.Linear's default) or 'keras' "
                         "(Glorot-uniform weights, zero biases: Keras' Dense default, as in MC "
                         "dropout's published UCI code)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device for the training methods: 'cpu' (default), 'cuda', "
+                        "'cuda:1', ... (MCMC methods always run on the CPU; the noise streams "
+                        "differ between devices, so results are recorded with the device)")
     p.add_argument("--stack-splits", type=int, default=0,
                    help="stacked engine: at most this many splits per batched run (the unit "
                         "of resume; default 0: all requested splits, divided over --jobs)")
@@ -1137,7 +1172,8 @@ def settings_from_args(args) -> Settings:
         mc[name] = v
     return Settings(epochs_multiplier=float(em), test_samples=int(ts), train_samples=int(tr),
                     quick=q, seed=args.seed, engine=getattr(args, "engine", "stacked"),
-                    init=getattr(args, "init", "torch"), **mc)
+                    init=getattr(args, "init", "torch"),
+                    device=getattr(args, "device", "cpu"), **mc)
 
 
 def _command(args) -> str:
@@ -1154,6 +1190,8 @@ def _command(args) -> str:
         parts += ["--engine", args.engine]
     if getattr(args, "init", "torch") != "torch":
         parts += ["--init", args.init]
+    if getattr(args, "device", "cpu") != "cpu":
+        parts += ["--device", args.device]
     if getattr(args, "stack_splits", 0):
         parts += ["--stack-splits", str(args.stack_splits)]
     if args.seed:

@@ -48,8 +48,26 @@ def _probe(name, fn, dtype):
     return _PROBES[key]
 
 
+def _broadcast(value, *params):
+    """``broadcast_all(value, *params)`` with the parameters moved to a tensor ``value``'s
+    device first: as torch.distributions' scalar parameters, a prior built on the CPU scores
+    weights where they are (CUDA weights on the GPU) and returns the result there."""
+    if isinstance(value, torch.Tensor):
+        params = [p.to(value.device) for p in params]
+    return broadcast_all(value, *params)
+
+
 def _cdf_by_quadrature(value, scale, name, fn):
-    """``P(w <= value)`` for ``w = scale * xi * z``, ``|xi|`` with log density ``fn``."""
+    """``P(w <= value)`` for ``w = scale * xi * z``, ``|xi|`` with log density ``fn``.
+
+    The quadrature runs on the device of ``scale``; the result is moved to ``value``'s."""
+    where = value.device if isinstance(value, torch.Tensor) else scale.device
+    if isinstance(value, torch.Tensor):
+        value = value.to(scale.device)
+    return _cdf_on_param_device(value, scale, name, fn).to(where)
+
+
+def _cdf_on_param_device(value, scale, name, fn):
     value, scale = broadcast_all(value, scale)
     a = value.abs()
     zero, inf = torch.zeros_like(a), torch.full_like(a, _INF)
@@ -135,7 +153,7 @@ class SpikeAndSlab(_SymmetricPrior):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        value, keep, sigma0 = broadcast_all(value, self.keep, self.sigma0)
+        value, keep, sigma0 = _broadcast(value, self.keep, self.sigma0)
         normal = -0.5 * (value / sigma0) ** 2 - torch.log(sigma0) - _LOG_SQRT_2PI
         slab = torch.log(keep) + normal
         at_zero = torch.logaddexp(torch.log1p(-keep), slab)
@@ -144,7 +162,7 @@ class SpikeAndSlab(_SymmetricPrior):
     def cdf(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        value, keep, sigma0 = broadcast_all(value, self.keep, self.sigma0)
+        value, keep, sigma0 = _broadcast(value, self.keep, self.sigma0)
         step = (value >= 0).to(value.dtype)
         return keep * torch.special.ndtr(value / sigma0) + (1.0 - keep) * step
 
@@ -197,7 +215,7 @@ class VarianceGamma(_SymmetricPrior):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        value, scale = broadcast_all(value, self.scale)
+        value, scale = _broadcast(value, self.scale)
         return log_bessel_k0(value.abs() / scale) - math.log(math.pi) - torch.log(scale)
 
     def cdf(self, value):
@@ -266,7 +284,7 @@ class Horseshoe(_SymmetricPrior):
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
-        value, tau = broadcast_all(value, self.tau)
+        value, tau = _broadcast(value, self.tau)
         u = 0.5 * (value / tau) ** 2
         return log_exp1_scaled(u) - torch.log(tau) - 0.5 * math.log(2.0 * math.pi**3)
 

@@ -155,22 +155,29 @@ class GaussianScaleMixture(Distribution):
         return log_mixture_integral(kind, a, self.sigma0.to(a.dtype), self.abs_log_density,
                                     self.lower.to(a.dtype), self.upper.to(a.dtype), cast, q)
 
+    def _device_of(self, value):
+        """Where the result goes: a tensor value's device (the quadrature itself runs on the
+        device of the prior's parameters)."""
+        return value.device if isinstance(value, torch.Tensor) else self.sigma0.device
+
     def log_prob(self, value):
         if self._validate_args:
             self._validate_sample(value)
+        where = self._device_of(value)
         value = self._as_value(value)
         a = value.abs()
         pole = (a == 0) & self._pole_at_0
         out = self._integral("pdf", torch.where(pole, torch.ones_like(a), a))
-        return torch.where(pole, torch.full_like(out, math.inf), out)
+        return torch.where(pole, torch.full_like(out, math.inf), out).to(where)
 
     def cdf(self, value):
         if self._validate_args:
             self._validate_sample(value)
+        where = self._device_of(value)
         value = self._as_value(value)
         sf = self._integral("sf", value.abs()).exp()  # P(w > |value|)
         out = torch.where(value >= 0, 1.0 - sf, sf)
-        return torch.where(value == 0, torch.full_like(out, 0.5), out)  # symmetric
+        return torch.where(value == 0, torch.full_like(out, 0.5), out).to(where)  # symmetric
 
     def sample(self, sample_shape=_EMPTY, generator=None):
         if self.sampler is None:
