@@ -86,9 +86,14 @@ def _gof_pvalue(family, x):
 # ------------------------------------------------------------------------------- noise draws
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("family", sorted(LAWS))
-def test_draw_noise_on_device_follows_the_law(device, family):
+@pytest.mark.parametrize("source", ["generator", "global"])
+def test_draw_noise_on_device_follows_the_law(device, family, source):
+    """Draws from a generator on the device, and from torch's global generator (on CUDA the
+    gamma-based laws then use torch's native gamma kernel, Bernoulli its bernoulli_ kernel)."""
     law = LAWS[family][0]()
-    x = F.draw_noise(law, (NDRAWS,), normalize=False, generator=_gen(device, 11),
+    gen = _gen(device, 11) if source == "generator" else None
+    torch.manual_seed(11)
+    x = F.draw_noise(law, (NDRAWS,), normalize=False, generator=gen,
                      dtype=torch.float64, device=device)
     assert x.device.type == device and x.dtype == torch.float64 and x.shape == (NDRAWS,)
     assert _gof_pvalue(family, x.cpu()) > ALPHA
@@ -200,12 +205,16 @@ def test_layer_runs_on_device_and_matches_cpu_in_eval(device, case):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_unit_noise_matches_dropout_on_device(device):
+@pytest.mark.parametrize("source", ["generator", "global"])
+def test_unit_noise_matches_dropout_on_device(device, source):
     """Bernoulli UnitNoise and nn.Dropout on the same device: values {0, 1/keep} and the same
-    drop rate (exact binomial tests on 10^6 units at alpha = 1e-4 each)."""
+    drop rate (exact binomial tests on 10^6 units at alpha = 1e-4 each). With torch's global
+    generator on CUDA, UnitNoise runs torch's dropout kernel itself."""
     keep = 0.8
     x = torch.ones(1000, 1000, device=device)
-    ours = sd.nn.UnitNoise(N.Bernoulli(keep), generator=_gen(device, 5)).train()(x)
+    torch.manual_seed(4)
+    gen = _gen(device, 5) if source == "generator" else None
+    ours = sd.nn.UnitNoise(N.Bernoulli(keep), generator=gen).train()(x)
     torch.manual_seed(5)
     peer = nn.Dropout(1 - keep).train()(x)
     for y in (ours, peer):
@@ -217,11 +226,14 @@ def test_unit_noise_matches_dropout_on_device(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_channel_noise_matches_dropout2d_on_device(device):
+@pytest.mark.parametrize("source", ["generator", "global"])
+def test_channel_noise_matches_dropout2d_on_device(device, source):
     """Whole channels dropped, as nn.Dropout2d on the same device; the same rate."""
     keep = 0.7
     x = torch.ones(500, 64, 3, 3, device=device)
-    ours = sd.nn.ChannelNoise(N.Bernoulli(keep), generator=_gen(device, 6)).train()(x)
+    torch.manual_seed(7)
+    gen = _gen(device, 6) if source == "generator" else None
+    ours = sd.nn.ChannelNoise(N.Bernoulli(keep), generator=gen).train()(x)
     torch.manual_seed(6)
     peer = nn.Dropout2d(1 - keep).train()(x)
     for y in (ours, peer):

@@ -177,6 +177,10 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
     Vectorised over the draws with the constants as floats; the few rejected draws (under 5% for
     alpha >= 1) are redrawn recursively. About 2x faster on CPU than ``torch._standard_gamma``.
     """
+    if generator is None and device is not None and torch.device(device).type == "cuda":
+        # torch's native gamma kernel (torch.distributions.Gamma's): one launch and no host
+        # sync, where the rejection loop below syncs on every call (bench_layers --device cuda)
+        return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype, device=device))
     boost = alpha < 1
     a = alpha + 1 if boost else alpha
     d = a - 1.0 / 3.0
@@ -249,6 +253,11 @@ def _raw_draw(noise, plan: _Plan, shape, normalize: bool, generator, dtype, devi
             if out is None:
                 out = torch.empty(shape, dtype=dtype, device=device)
             return _bernoulli_gaps(out, 1.0 - keep, value, generator)
+        if not cpu:  # accelerators: one bernoulli_ kernel beats the bit tricks below
+            if out is None:
+                out = torch.empty(shape, dtype=dtype, device=device)
+            out.bernoulli_(keep, generator=generator)
+            return out.mul_(value) if value != 1.0 else out
         # One 64-bit draw gives two 31-bit uniforms (random_() on int64 fills [0, 2^63)): this is
         # 2-3x cheaper on CPU than bernoulli_ / rand() < keep. keep is resolved to 2^-31.
         bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device)
@@ -382,6 +391,20 @@ def _check_rank(x: Tensor, what: str, min_dim: int, expected: str) -> None:
         )
 
 
+def _torch_dropout_path(x: Tensor, noise, plan: _Plan, normalize: bool, generator,
+                        share_across_batch: bool, what: str) -> bool:
+    """Whether per-example, mean-normalised Bernoulli noise on a CUDA tensor, drawn from torch's
+    global generator, goes through torch's own dropout kernels (the same law: every element
+    0 or ``1 / keep``): on CUDA they are fused and faster than drawing ``xi`` and multiplying
+    (benchmarks/bench_layers.py --device cuda); on the CPU our draws are the faster ones, and
+    torch's dropout takes no generator."""
+    if not (x.is_cuda and plan.kind == "bernoulli" and normalize and generator is None
+            and not share_across_batch):
+        return False
+    _check_normalizable(noise, plan, what)
+    return True
+
+
 def _scale(x: Tensor, factor: float) -> Tensor:
     return x if factor == 1.0 else x * factor
 
@@ -418,6 +441,9 @@ def unit_noise(
         return _scale(x, _eval_factor(noise, plan, normalize, "unit_noise"))
     if plan.kind == "bernoulli" and plan.a == 1.0:
         return x
+    if _torch_dropout_path(x, noise, plan, normalize, generator, share_across_batch,
+                           "unit_noise"):
+        return torch.nn.functional.dropout(x, 1.0 - plan.a, True)
     if share_across_batch:
         shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],) if x.dim() > 1 else x.shape
     else:
@@ -453,6 +479,9 @@ def channel_noise(
     plan = _plan(noise)
     if not training:
         return _scale(x, _eval_factor(noise, plan, normalize, "channel_noise"))
+    if _torch_dropout_path(x, noise, plan, normalize, generator, share_across_batch,
+                           "channel_noise"):
+        return torch.feature_dropout(x, 1.0 - plan.a, True)  # nn.Dropout1d/2d/3d's kernel
     shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
     xi = draw_noise(noise, shape, share_across_batch=share_across_batch, normalize=normalize,
                     generator=generator, dtype=x.dtype, device=x.device)
