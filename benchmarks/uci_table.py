@@ -5,6 +5,7 @@ Reads every ``<results>/<dataset>/results.csv`` written by ``shrinkdrop uci`` an
 Markdown table over the splits that were run (the reference restricted to the same splits):
 
     python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci
+    python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci --by-method
 
 Columns: splits run; methods run (the selection is among them); test LL and MC RMSE (mean ±
 standard error over those splits) of the row selected on validation, of bernoulli-mc (MC
@@ -125,6 +126,39 @@ def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, st
     return "\n".join(lines)
 
 
+def methods_table(results: Path, base: str = "bernoulli-mc") -> str:
+    """Every method of every data set against ``base`` (MC dropout) on their common splits:
+    test LL, the paired difference with its paired t-test, MC RMSE and how often the method
+    was the one selected on validation."""
+    from scipy import stats
+
+    lines = [f"| data set | method | splits | test LL | Δ LL vs {base}, paired | p (paired t) | "
+             "test RMSE | selected |", "|" + "---|" * 8]
+    for name, rows in _read(results).items():
+        by = {}
+        for r in rows:
+            by.setdefault(r["method"], {})[int(r["split"])] = r
+        ref = by.get(base, {})
+        rm_base = [float(r["test_rmse"]) for r in ref.values()]
+        digits = _decimals(*_mean_se(rm_base)) if len(rm_base) > 1 else 3  # MC dropout's SE
+        for m in sorted(by, key=lambda m: (m != base, m)):
+            runs = by[m]
+            splits = sorted(runs)
+            ll = [float(runs[k]["test_ll"]) for k in splits]
+            rm = [float(runs[k]["test_rmse"]) for k in splits]
+            common = [k for k in splits if k in ref]
+            if m != base and len(common) > 1:
+                d = [float(runs[k]["test_ll"]) - float(ref[k]["test_ll"]) for k in common]
+                dd = _pm(*_mean_se(d), LL_DIGITS)
+                p = f"{float(stats.ttest_1samp(d, 0.0).pvalue):.2g}"
+            else:
+                dd, p = "-", "-"
+            sel = sum(runs[k]["selected"] == "1" for k in splits)
+            lines.append(f"| {name} | {m} | {len(splits)} | {_pm(*_mean_se(ll), LL_DIGITS)} | "
+                         f"{dd} | {p} | {_pm(*_mean_se(rm), digits)} | {sel}/{len(splits)} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, required=True,
@@ -139,8 +173,12 @@ def main() -> int:
     ap.add_argument("--pair", default=None,
                     help="two methods A,B: a paired table of A (in --results) against B (in "
                          "--against, default --results), e.g. bernoulli-mc,gaussian-mc")
+    ap.add_argument("--by-method", action="store_true",
+                    help="every method of every data set against bernoulli-mc, paired")
     args = ap.parse_args()
-    if args.against is not None or args.pair is not None:
+    if args.by_method:
+        print(methods_table(args.results))
+    elif args.against is not None or args.pair is not None:
         methods = tuple(args.pair.split(",", 1)) if args.pair else ("bernoulli-mc",) * 2
         if len(methods) != 2:
             ap.error(f"--pair: expected two methods A,B, got {args.pair!r}")

@@ -506,3 +506,25 @@ def test_uci_table_pairs_two_methods_with_a_paired_t_test(tmp_path):
     # the same method on both sides: no difference
     same = ut.paired_table(res, res, data, ("x", "y"))
     assert "| 0.000 ± 0.000 |" in same
+
+
+def test_uci_table_by_method_pairs_every_method_with_mc_dropout(tmp_path):
+    """``uci_table.py --by-method``: per data set and method, mean ± SE test LL, the paired
+    difference to bernoulli-mc with scipy's paired t-test, and the times selected."""
+    from scipy import stats
+
+    ut = _load_uci_table()
+    data, res = tmp_path / "data", tmp_path / "res"
+    sel = [-0.90, -1.95, -1.40, -1.02]
+    mc = [-1.00, -2.00, -1.50, -1.00]
+    _write_table_inputs(data, res, {"a": [-1.0] * 4}, {"a": [1.0] * 4},
+                        {"a": [(s, m, 1.0) for s, m in zip(sel, mc)]})
+    rows = [line.split(" | ") for line in ut.methods_table(res).splitlines()[2:]]
+    assert [r[1] for r in rows] == ["bernoulli-mc", "gaussian-mc"]  # MC dropout first
+    base, gauss = rows
+    assert base[4:6] == ["-", "-"] and base[7] == "0/4 |"
+    d = np.subtract(sel, mc)
+    assert gauss[3] == f"{np.mean(sel):.3f} ± {np.std(sel, ddof=1) / 2:.3f}"
+    assert gauss[4] == f"{d.mean():.3f} ± {d.std(ddof=1) / 2:.3f}"
+    assert gauss[5] == f"{stats.ttest_rel(sel, mc).pvalue:.2g}"
+    assert gauss[7] == "4/4 |"
