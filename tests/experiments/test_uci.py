@@ -528,3 +528,20 @@ def test_uci_table_by_method_pairs_every_method_with_mc_dropout(tmp_path):
     assert gauss[4] == f"{d.mean():.3f} ± {d.std(ddof=1) / 2:.3f}"
     assert gauss[5] == f"{stats.ttest_rel(sel, mc).pvalue:.2g}"
     assert gauss[7] == "4/4 |"
+
+
+def test_summary_names_every_command_run_into_the_folder(tmp_path):
+    """A second command with other --methods adds them to the folder; summary.md names both
+    commands (commands.txt, in order, no repeats when a command is rerun to resume)."""
+    make_uci(tmp_path, n_splits=2)
+    out = tmp_path / "out"
+    _run(tmp_path, out, methods=["bernoulli-mc"], command="shrinkdrop uci A")
+    assert "Command: `shrinkdrop uci A`" in (out / "summary.md").read_text()
+    _run(tmp_path, out, methods=["gaussian-marginal_map"], command="shrinkdrop uci B")
+    _run(tmp_path, out, methods=["bernoulli-mc"], command="shrinkdrop uci A")
+    assert (out / "commands.txt").read_text().splitlines() == ["shrinkdrop uci A",
+                                                               "shrinkdrop uci B"]
+    text = (out / "summary.md").read_text()
+    assert "Commands run into this folder" in text
+    assert text.index("- `shrinkdrop uci B`") < text.index("- `shrinkdrop uci A`")  # last: A
+    assert {r["method"] for r in read_rows(out)} == {"bernoulli-mc", "gaussian-marginal_map"}

@@ -782,13 +782,14 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     store = ResultStore(out, settings.record(), {d.name: d.fingerprint() for d in datasets})
     store.check()
     store.open()
+    commands = _remember_command(out, command)
     todo = [t for t in tasks if not store.done(t.key)]
     by_name = {d.name: d for d in datasets}
 
     def publish():
         rows = select_rows(store.rows(), methods)
         write_csv_atomic(out / "results.csv", rows, COLUMNS)
-        write_summary(out, rows, by_name, settings, command=command)
+        write_summary(out, rows, by_name, settings, command=command, commands=commands)
 
     def record(task: UnitTask, result: dict):
         store.put(task.key, {"dataset": task.dataset, "split": task.split,
@@ -948,8 +949,28 @@ def _skip_lines(skipped: list[dict]) -> list[str]:
             for (m, note), ks in groups.items()]
 
 
+#: every command run into an output folder, one per line, in order (``summary.md`` lists them)
+COMMANDS_FILE = "commands.txt"
+
+
+def _remember_command(out: Path, command: str) -> list[str]:
+    """Append ``command`` to ``OUT/commands.txt`` unless it is there (atomically); return all.
+
+    One folder collects the methods of several commands (a later ``--methods`` adds methods;
+    rerunning a command resumes it), so the summary names every command, not only the last."""
+    from .runner import atomic_write_text
+
+    path = out / COMMANDS_FILE
+    seen = path.read_text().splitlines() if path.exists() else []
+    seen = [c for c in seen if c.strip()]
+    if command and command not in seen:
+        seen.append(command)
+        atomic_write_text(path, "\n".join(seen) + "\n")
+    return seen
+
+
 def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings: Settings,
-                  command: str = "") -> Path:
+                  command: str = "", commands: list[str] | tuple[str, ...] = ()) -> Path:
     """``summary.md`` (and ``section.json`` for the report) from the assembled rows."""
     from .report import Section, write_section
 
@@ -973,8 +994,13 @@ def write_summary(out, rows: list[dict], datasets: dict[str, UCIData], settings:
         section_mcmc = True
     else:
         section_mcmc = False
-    if command:
+    others = [c for c in commands if c != command]
+    if command and not others:
         lines += ["", f"Command: `{command}`"]
+    elif command:
+        lines += ["", f"Commands run into this folder ({COMMANDS_FILE}; each added its methods, "
+                  "rerunning one resumes it; the last one is this summary's):", ""]
+        lines += [f"- `{c}`" for c in others + [command]]
     lines.append("")
     # the time it took: the compute time of every finished unit (a resumed run adds up)
     seconds = float(sum(float(r["seconds"]) for r in rows
