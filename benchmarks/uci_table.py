@@ -6,6 +6,10 @@ Markdown table over the splits that were run (the reference restricted to the sa
 
     python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci
     python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci --by-method
+    python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci \
+        --write README.md        # replaces the lines between <!-- uci-table --> markers
+    python benchmarks/uci_table.py --results results/uci100 --data ../shared/data/uci \
+        --by-method --write docs/uci.md --marker uci-by-method
 
 Columns: splits run; methods run (the selection is among them); test LL and MC RMSE (mean ±
 standard error over those splits) of the row selected on validation, of bernoulli-mc (MC
@@ -159,6 +163,26 @@ def methods_table(results: Path, base: str = "bernoulli-mc") -> str:
     return "\n".join(lines)
 
 
+def write_block(path: Path, marker: str, text: str) -> None:
+    """Replace what lies between the lines ``<!-- marker -->`` and ``<!-- /marker -->`` of
+    ``path`` with ``text`` (written to a temporary file, then renamed: never half-written)."""
+    import os
+    import tempfile
+
+    old = path.read_text()
+    start, end = f"<!-- {marker} -->\n", f"<!-- /{marker} -->"
+    i, j = old.find(start), old.find(end)
+    if i < 0 or j < i:
+        raise SystemExit(f"uci_table.py: --write {path}: expected the lines {start.strip()!r} "
+                         f"and then {end!r} in the file, found "
+                         f"{'neither' if i < 0 and j < 0 else 'only one of them, or out of order'}")
+    new = old[:i + len(start)] + text.rstrip("\n") + "\n" + old[j:]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(new)
+    os.replace(tmp, path)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--results", type=Path, required=True,
@@ -175,9 +199,16 @@ def main() -> int:
                          "--against, default --results), e.g. bernoulli-mc,gaussian-mc")
     ap.add_argument("--by-method", action="store_true",
                     help="every method of every data set against bernoulli-mc, paired")
+    ap.add_argument("--write", type=Path, default=None,
+                    help="instead of printing, put the table into this Markdown file between "
+                         "the lines <!-- MARKER --> and <!-- /MARKER -->")
+    ap.add_argument("--marker", default="uci-table",
+                    help="the marker name for --write (default uci-table)")
     args = ap.parse_args()
+    out = print if args.write is None else (lambda text: write_block(args.write, args.marker,
+                                                                     text))
     if args.by_method:
-        print(methods_table(args.results))
+        out(methods_table(args.results))
     elif args.against is not None or args.pair is not None:
         methods = tuple(args.pair.split(",", 1)) if args.pair else ("bernoulli-mc",) * 2
         if len(methods) != 2:
@@ -185,10 +216,10 @@ def main() -> int:
         labels = tuple(args.labels.split(",", 1)) if "," in args.labels else (args.labels, "")
         if args.pair and args.labels == "results,against":
             labels = methods
-        print(paired_table(args.results, args.against or args.results, args.data, labels,
-                           methods))
+        out(paired_table(args.results, args.against or args.results, args.data, labels,
+                         methods))
     else:
-        print(table(args.results, args.data))
+        out(table(args.results, args.data))
     return 0
 
 

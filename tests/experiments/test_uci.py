@@ -545,3 +545,22 @@ def test_summary_names_every_command_run_into_the_folder(tmp_path):
     assert "Commands run into this folder" in text
     assert text.index("- `shrinkdrop uci B`") < text.index("- `shrinkdrop uci A`")  # last: A
     assert {r["method"] for r in read_rows(out)} == {"bernoulli-mc", "gaussian-marginal_map"}
+
+
+def test_uci_table_write_replaces_only_the_marked_block(tmp_path):
+    """``uci_table.py --write FILE``: the lines between the markers are replaced, the rest of
+    the file kept byte for byte; a file without the markers is an error naming them and is
+    left untouched."""
+    ut = _load_uci_table()
+    doc = tmp_path / "README.md"
+    doc.write_text("head\n<!-- uci-table -->\nold 1\nold 2\n<!-- /uci-table -->\ntail\n")
+    ut.write_block(doc, "uci-table", "| new |\n")
+    assert doc.read_text() == "head\n<!-- uci-table -->\n| new |\n<!-- /uci-table -->\ntail\n"
+    ut.write_block(doc, "uci-table", "| newer |")
+    assert doc.read_text() == "head\n<!-- uci-table -->\n| newer |\n<!-- /uci-table -->\ntail\n"
+    bare = tmp_path / "bare.md"
+    bare.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="<!-- uci-by-method -->"):
+        ut.write_block(bare, "uci-by-method", "x")
+    assert bare.read_text() == "no markers\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "bare.md"]  # no temp
