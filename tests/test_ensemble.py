@@ -17,10 +17,18 @@ import torch
 from scipy import stats
 
 from shrinkdrop import fit
-from shrinkdrop.ensemble import StackedNoisyMLP, fit_stacked, stacked_loss, stacked_predictive
+from shrinkdrop.ensemble import (
+    StackedNoisyMLP,
+    fit_stacked,
+    stacked_fit_tau,
+    stacked_loss,
+    stacked_predictive,
+)
 from shrinkdrop.nn import UnitNoise
 from shrinkdrop.noise import Bernoulli, Beta, Gaussian, HalfCauchy, Rayleigh, Uniform
 from shrinkdrop.objectives import (
+    fit_predictive_precision,
+    fit_predictive_tau,
     gaussian_log_likelihood,
     marginal_map,
     mc_objective,
@@ -176,6 +184,62 @@ def test_predictive_equals_the_library_on_the_model_alone():
         torch.manual_seed(8)
         want = predictive_log_likelihood(net.model(k), X[k], y[k], 20_000, tau=1.0)
         assert float(r["ll"][k]) == pytest.approx(want, abs=0.02)
+
+
+def test_several_precisions_are_scored_on_the_same_draws():
+    """tau of shape (K, J): each column equals a separate call with the generator in the same
+    state (the same draws), and the MC mean does not depend on tau."""
+    g = torch.Generator().manual_seed(9)
+    X, y = torch.randn(2, 25, 3, generator=g), torch.randn(2, 25, generator=g)
+    net = StackedNoisyMLP([3, 6, 1], [Bernoulli(0.8), Gaussian(1.0, 0.3)], seeds=[0, 1])
+    taus = torch.tensor([[0.5, 3.0, 1.0], [2.0, 0.2, 9.0]], dtype=torch.float64)
+    both = stacked_predictive(net, X, y, 40, tau=taus, y_mean=[1.0, -1.0], y_std=[2.0, 0.5],
+                              generator=torch.Generator().manual_seed(1), max_elements=300)
+    assert both["ll"].shape == (2, 3) and both["ll_points"].shape == (2, 3, 25)
+    for j in range(3):
+        one = stacked_predictive(net, X, y, 40, tau=taus[:, j], y_mean=[1.0, -1.0],
+                                 y_std=[2.0, 0.5], generator=torch.Generator().manual_seed(1),
+                                 max_elements=300)
+        torch.testing.assert_close(both["ll_points"][:, j], one["ll_points"])
+        torch.testing.assert_close(both["mc_mean"], one["mc_mean"])
+    with pytest.raises(ValueError, match="tau has to have one row per model"):
+        stacked_predictive(net, X, y, 4, tau=torch.ones(3, 2))
+
+
+def test_stacked_fitted_precision_is_the_library_fit_of_the_same_draws():
+    """stacked_fit_tau == fit_predictive_precision of the squared errors of the same draws (one
+    block: the draws are reproducible); in small row x sample blocks every error is filled
+    (noise off: exact, 1 / mean e per model); with noise it agrees with fit_predictive_tau of
+    the model taken out alone within Monte Carlo error."""
+    g = torch.Generator().manual_seed(10)
+    G, n, d = 2, 40, 3
+    X, y = torch.randn(G, n, d, generator=g), torch.randn(G, n, generator=g) * 2
+    net = StackedNoisyMLP([d, 8, 1], [Bernoulli(0.9), Uniform(0.5, 1.5)], seeds=[0, 1])
+    ym, ys = [0.5, 1.0], [2.0, 3.0]
+    got = stacked_fit_tau(net, X, y, 64, y_mean=ym, y_std=ys,
+                          generator=torch.Generator().manual_seed(2), max_elements=1 << 30)
+    net.generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        out = net.train()(X.repeat(1, 64, 1), noise=True).view(2, 64, n)
+    net.generator = None
+    yhat = out * torch.tensor(ys).view(2, 1, 1) + torch.tensor(ym).view(2, 1, 1)
+    e = (y.unsqueeze(1) - yhat).pow(2).transpose(1, 2)  # (K, n, S)
+    # float32 errors: the optimum is flat, so rounding moves it by ~1e-4 (a misplaced block
+    # or draw moves it by far more)
+    torch.testing.assert_close(got, fit_predictive_precision(e.float()), rtol=1e-3, atol=0)
+    off = StackedNoisyMLP([d, 8, 1], [Bernoulli(1.0)] * 2, seeds=[0, 1])
+    blocked = stacked_fit_tau(off, X, y, 7, max_elements=2 * 8 * 3)  # 3 rows x 1 draw blocks
+    with torch.no_grad():
+        e = (y - off.eval()(X)[..., 0]).pow(2).mean(-1)
+    torch.testing.assert_close(blocked, 1 / e.double(), rtol=1e-5, atol=0)
+    noisy = StackedNoisyMLP([d, 8, 1], [Bernoulli(0.7)] * 2, seeds=[0, 1],
+                            generator=torch.Generator().manual_seed(3))
+    Xb, yb = torch.randn(G, 400, d, generator=g), torch.randn(G, 400, generator=g)
+    got = stacked_fit_tau(noisy, Xb, yb, 2000)
+    for k in range(2):
+        torch.manual_seed(4)
+        want = fit_predictive_tau(noisy.model(k), Xb[k], yb[k], 2000)
+        assert float(got[k]) == pytest.approx(want, rel=0.02)
 
 
 def test_infinite_mean_noise_has_no_weight_scaling_prediction():

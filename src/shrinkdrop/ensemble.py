@@ -44,7 +44,7 @@ from .objectives import Likelihood, Objective, _check_samples, categorical_log_l
 from .objectives import objective as _objective
 
 __all__ = ["StackedNoisyMLP", "fit_stacked", "stacked_loss", "StackedHistory",
-           "stacked_predictive", "init_linears_", "INITS"]
+           "stacked_predictive", "stacked_fit_tau", "init_linears_", "INITS"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -419,6 +419,38 @@ def fit_stacked(
 
 
 @torch.no_grad()
+def _mc_blocks(model: StackedNoisyMLP, xe: Tensor, samples: int, max_elements: int,
+               scale=None):
+    """Noisy outputs of every model in blocks of rows x samples: yields ``(r0, out)`` with
+    ``out (K, s, nr, d_out)`` for rows ``r0 .. r0 + nr - 1`` of ``xe (K, n, d)``, ``samples``
+    draws per row in all (in the target's units when ``scale = (y_mean, y_std)``, each
+    ``(K, 1, 1)``). The blocks are small enough to stay in cache (the passes are memory-bound).
+    """
+    K, n = xe.shape[0], xe.shape[1]
+    width = max(model.sizes)
+    rows = max(1, min(n, max_elements // (K * width)))
+    chunk = max(1, min(samples, max_elements // max(1, K * rows * width)))
+    for r0 in range(0, n, rows):
+        xr = xe[:, r0: r0 + rows]
+        nr = xr.shape[1]
+        done = 0
+        while done < samples:
+            s = min(chunk, samples - done)
+            out = model(xr.repeat(1, s, 1), noise=True).view(K, s, nr, -1)
+            if scale is not None:
+                out = out * scale[1].unsqueeze(1) + scale[0].unsqueeze(1)
+            yield r0, out
+            done += s
+
+
+def _target_scale(y_mean, y_std, K: int, dtype, dev) -> tuple[Tensor, Tensor]:
+    fk = dict(dtype=dtype, device=dev)
+    ym = _per_model("y_mean", 0.0 if y_mean is None else y_mean, K).to(**fk).view(-1, 1, 1)
+    ys = _per_model("y_std", 1.0 if y_std is None else y_std, K).to(**fk).view(-1, 1, 1)
+    return ym, ys
+
+
+@torch.no_grad()
 def stacked_predictive(
     model: StackedNoisyMLP,
     X: Tensor,
@@ -446,7 +478,10 @@ def stacked_predictive(
         samples: noise draws per point (``S``), in blocks of rows x samples of about
             ``max_elements`` hidden activations over all models (default 2^21, 8 MiB in
             float32: measured fastest for 36-72 models; the passes are memory-bound).
-        tau, y_mean, y_std: numbers or one per model (Gaussian only).
+        tau: a number, one per model ``(K,)``, or ``J`` per model ``(K, J)``: then every
+            precision is scored on the *same* draws and ``ll`` is ``(K, J)``, ``ll_points``
+            ``(K, J, n)`` (Gaussian only).
+        y_mean, y_std: numbers or one per model (Gaussian only).
 
     Returns:
         ``{'ll': (K,) mean log-likelihood, 'll_points': (K, n), 'mc_mean': (K, n, d_out) MC mean
@@ -461,56 +496,103 @@ def stacked_predictive(
     dev = _check_device(model, X, y, generator)
     xe, ye = X[rows_of.to(dev)], y[rows_of.to(dev)]  # (K, n, d), (K, n)
     n = xe.shape[1]
-    tau_t = _precisions(tau, lik, K, X.dtype)
-    tau_t = tau_t.to(dev) if tau_t is not None else None
-    if lik is Likelihood.GAUSSIAN:
-        fk = dict(dtype=X.dtype, device=dev)
-        ym = _per_model("y_mean", 0.0 if y_mean is None else y_mean, K).to(**fk).view(-1, 1, 1)
-        ys = _per_model("y_std", 1.0 if y_std is None else y_std, K).to(**fk).view(-1, 1, 1)
-    width = max(model.sizes)
-    # blocks of rows x samples small enough to stay in cache (the passes are memory-bound)
-    rows = max(1, min(n, max_elements // (K * width)))
-    chunk = max(1, min(S, max_elements // max(1, K * rows * width)))
+    multi = lik is Likelihood.GAUSSIAN and torch.as_tensor(tau).ndim == 2
+    if multi:
+        tau_kj = torch.as_tensor(tau, dtype=torch.float64)
+        if tau_kj.shape[0] != K:
+            raise ValueError(f"tau has to have one row per model ({K}), but got shape "
+                             f"{tuple(tau_kj.shape)}")
+        taus = [_precisions(tau_kj[:, j], lik, K, X.dtype).to(dev)
+                for j in range(tau_kj.shape[1])]
+    else:
+        tau_t = _precisions(tau, lik, K, X.dtype)
+        taus = [tau_t.to(dev) if tau_t is not None else None]
+    J = len(taus)
+    scale = _target_scale(y_mean, y_std, K, X.dtype, dev) if lik is Likelihood.GAUSSIAN \
+        else None
     was = model.training
     model.train()
     old_gen = model.generator
     if generator is not None:
         model.generator = generator
     try:
-        ll_parts, mc_parts = [], []
-        for r0 in range(0, n, rows):
-            xr, yr = xe[:, r0: r0 + rows], ye[:, r0: r0 + rows]
-            nr = xr.shape[1]
-            run_max = torch.full((K, nr), -math.inf, dtype=torch.float64, device=dev)
-            run_sum = torch.zeros((K, nr), dtype=torch.float64, device=dev)
-            mc_sum = None
-            done = 0
-            while done < S:
-                s = min(chunk, S - done)
-                out = model(xr.repeat(1, s, 1), noise=True).view(K, s, nr, -1)
-                if lik is Likelihood.GAUSSIAN:  # in the target's units
-                    out = out * ys.unsqueeze(1) + ym.unsqueeze(1)
-                    part = out.sum(1)
-                else:
-                    part = out.softmax(-1).sum(1)
-                lw = _loglik(out, yr, lik, tau_t).double()  # (K, s, nr)
-                m = torch.maximum(run_max, lw.max(1).values)
-                run_sum = run_sum * torch.exp(run_max - m) + torch.exp(lw - m.unsqueeze(1)).sum(1)
-                run_max = m
-                mc_sum = part.double() if mc_sum is None else mc_sum + part.double()
-                done += s
-            ll_parts.append(run_max + run_sum.log() - math.log(S))
-            mc_parts.append(mc_sum)
-        ll_points = torch.cat(ll_parts, 1)
-        mc_sum = torch.cat(mc_parts, 1)
+        run_max = torch.full((J, K, n), -math.inf, dtype=torch.float64, device=dev)
+        run_sum = torch.zeros((J, K, n), dtype=torch.float64, device=dev)
+        mc_sum = None
+        for r0, out in _mc_blocks(model, xe, S, max_elements, scale):
+            nr = out.shape[2]
+            yr = ye[:, r0: r0 + nr]
+            part = (out if lik is Likelihood.GAUSSIAN else out.softmax(-1)).sum(1).double()
+            if mc_sum is None:
+                mc_sum = torch.zeros((K, n, part.shape[-1]), dtype=torch.float64, device=dev)
+            mc_sum[:, r0: r0 + nr] += part
+            for j, t in enumerate(taus):
+                lw = _loglik(out, yr, lik, t).double()  # (K, s, nr)
+                mx, sm = run_max[j, :, r0: r0 + nr], run_sum[j, :, r0: r0 + nr]
+                m = torch.maximum(mx, lw.max(1).values)
+                sm.mul_(torch.exp(mx - m)).add_(torch.exp(lw - m.unsqueeze(1)).sum(1))
+                mx.copy_(m)
+        ll_points = run_max + run_sum.log() - math.log(S)  # (J, K, n)
         try:
             mean_out = model(xe, noise=False)
         except F.EvalNoiseError:  # infinite-mean noise, unnormalised: no weight-scaling rule
             mean_pred = torch.full(mc_sum.shape, math.nan, dtype=torch.float64, device=dev)
         else:
-            mean_pred = mean_out * ys + ym if lik is Likelihood.GAUSSIAN else mean_out.softmax(-1)
+            mean_pred = mean_out * scale[1] + scale[0] if lik is Likelihood.GAUSSIAN \
+                else mean_out.softmax(-1)
     finally:
         model.generator = old_gen
         model.train(was)
-    return {"ll": ll_points.mean(1), "ll_points": ll_points, "mc_mean": mc_sum / S,
+    ll_points = ll_points.transpose(0, 1) if multi else ll_points[0]
+    return {"ll": ll_points.mean(-1), "ll_points": ll_points, "mc_mean": mc_sum / S,
             "mean_pred": mean_pred.double()}
+
+
+@torch.no_grad()
+def stacked_fit_tau(
+    model: StackedNoisyMLP,
+    X: Tensor,
+    y: Tensor,
+    samples: int = 1000,
+    *,
+    data_of: Sequence[int] | Tensor | None = None,
+    y_mean=None,
+    y_std=None,
+    max_elements: int = 2 ** 21,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Per model, the Gaussian precision (target's units) that maximises its MC predictive
+    log-likelihood on its rows ``(X, y)``: :func:`shrinkdrop.objectives.fit_predictive_precision`
+    of the squared errors of ``samples`` noisy passes, as
+    :func:`shrinkdrop.objectives.fit_predictive_tau` does for one network. Give it held-out
+    rows. The errors are kept in float32: ``K x n x samples`` of them. Returns ``(K,)``."""
+    from .objectives import fit_predictive_precision
+
+    K = model.n_models
+    S = _check_samples(samples)
+    rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
+    _check_data(X, y, rows_of, K)
+    dev = _check_device(model, X, y, generator)
+    xe, ye = X[rows_of.to(dev)], y[rows_of.to(dev)]
+    n = xe.shape[1]
+    scale = _target_scale(y_mean, y_std, K, X.dtype, dev)
+    sq = torch.empty((K, n, S), dtype=torch.float32, device=dev)
+    filled = torch.zeros(n, dtype=torch.long)
+    was = model.training
+    model.train()
+    old_gen = model.generator
+    if generator is not None:
+        model.generator = generator
+    try:
+        for r0, out in _mc_blocks(model, xe, S, max_elements, scale):
+            s, nr = out.shape[1], out.shape[2]
+            yy = ye[:, r0: r0 + nr].reshape(K, 1, nr, -1).to(out.dtype)
+            e = (yy - out).pow(2).sum(-1)  # (K, s, nr)
+            f = int(filled[r0])
+            sq[:, r0: r0 + nr, f: f + s] = e.transpose(1, 2)
+            filled[r0: r0 + nr] += s
+    finally:
+        model.generator = old_gen
+        model.train(was)
+    d = model.sizes[-1]
+    return fit_predictive_precision(sq.cpu(), event_size=d)

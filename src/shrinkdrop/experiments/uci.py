@@ -48,7 +48,8 @@ __all__ = [
     "MCMC_FAMILIES", "Settings", "Config", "UnitTask",
     "matched_noise", "method_configs", "make_tasks", "evaluate_unit", "run_uci",
     "select_rows", "write_summary", "COLUMNS", "PROTOCOL_VERSION", "ENGINES",
-    "evaluate_stacked", "make_groups", "run_group",
+    "evaluate_stacked", "make_groups", "run_group", "TAU_METHODS", "TAU_SUFFIX",
+    "TAU_FIT_SAMPLES", "base_method", "fits_tau",
 ]
 
 PROTOCOL_VERSION = "uci-1"
@@ -67,10 +68,21 @@ MCMC_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
 #: not part of ``all`` (each is one MCMC run per grid point: minutes per unit, not seconds)
 MCMC_METHODS: tuple[str, ...] = tuple(f"{f}-mcmc" for f in MCMC_FAMILIES)
 
-#: every method name the runner accepts, in table order
-ALL_METHODS: tuple[str, ...] = METHODS + MCMC_METHODS
+#: ``<method>+tau``: the same training, but the Gaussian likelihood's precision is fitted on the
+#: validation rows (:func:`shrinkdrop.objectives.fit_predictive_precision`) instead of taken
+#: from the grid, and the refit is scored at the fitted value (regression only)
+TAU_SUFFIX = "+tau"
+TAU_METHODS: tuple[str, ...] = tuple(m + TAU_SUFFIX for m in METHODS)
 
-QUICK_METHODS = ("bernoulli-mc", "gaussian-marginal_map")
+#: MC draws per validation row from which ``+tau`` methods fit the precision (the validation
+#: and test log-likelihoods themselves are then computed on ``test_samples`` fresh draws)
+TAU_FIT_SAMPLES = 1000
+
+#: every method name the runner accepts, in table order (each method beside its ``+tau``)
+ALL_METHODS: tuple[str, ...] = tuple(x for m in METHODS for x in (m, m + TAU_SUFFIX)) \
+    + MCMC_METHODS
+
+QUICK_METHODS = ("bernoulli-mc", "bernoulli-mc+tau", "gaussian-marginal_map")
 QUICK_SPLITS = 2
 
 #: half-Cauchy noise cannot be normalised to mean 1; it gets its own scale grid
@@ -185,11 +197,16 @@ class UnitTask:
 
     @property
     def family(self) -> str:
-        return self.method.split("-", 1)[0]
+        return _split_method(self.method)[0]
 
     @property
     def objective(self) -> str:
-        return self.method.split("-", 1)[1]
+        return _split_method(self.method)[1]
+
+    @property
+    def fit_tau(self) -> bool:
+        """``+tau``: the likelihood's precision is fitted on the validation rows."""
+        return fits_tau(self.method)
 
     def __str__(self) -> str:
         return f"{self.dataset} split {self.split} {self.method}"
@@ -292,10 +309,21 @@ def method_configs(method: str, data: UCIData, quick: bool = False) -> tuple[Con
 
 
 def _split_method(method: str) -> tuple[str, str]:
+    """``(family, objective)`` of a method name (``+tau`` dropped)."""
     if method not in ALL_METHODS:
         raise ValueError(f"method has to be one of {', '.join(ALL_METHODS)}, but got "
                          f"{method!r}")
-    return method.split("-", 1)  # type: ignore[return-value]
+    return base_method(method).split("-", 1)  # type: ignore[return-value]
+
+
+def fits_tau(method: str) -> bool:
+    """Whether ``method`` fits the likelihood's precision on the validation rows (``+tau``)."""
+    return method.endswith(TAU_SUFFIX)
+
+
+def base_method(method: str) -> str:
+    """The method without ``+tau``: its training (and its networks: the same seeds)."""
+    return method[: -len(TAU_SUFFIX)] if fits_tau(method) else method
 
 
 # --------------------------------------------------------------------------------------------
@@ -367,11 +395,15 @@ def _best_config(configs, scores) -> tuple:
     return best, best_ll
 
 
-def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: int) -> dict:
-    """Train one configuration on (x_tr, y_tr) and score it on (x_ev, y_ev)."""
+def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: int,
+                   tau: float | str | None = None) -> dict:
+    """Train one configuration on (x_tr, y_tr) and score it on (x_ev, y_ev).
+
+    The log-likelihood is at the configuration's tau, or at ``tau`` when that is a number, or,
+    with ``tau='fit'``, at the precision fitted on (x_ev, y_ev) (then returned as ``'tau'``)."""
     import torch
 
-    from ..objectives import fit, predict, predictive_log_likelihood
+    from ..objectives import fit, fit_predictive_tau, predict, predictive_log_likelihood
 
     try:
         from ..nn import UnitNoise
@@ -408,10 +440,16 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
         tau=tau_s, weight_decay=wd, epochs=task.epochs, batch_size=s.batch_size, lr=s.lr,
         seed=seed, progress=False)
     xe = torch.as_tensor(x_ev_s, dtype=torch.float32, device=dev)
+    ll_tau = cfg.tau
     if regression:
         ye = torch.as_tensor(y_ev, dtype=torch.float32, device=dev)
+        if tau == "fit":
+            ll_tau = fit_predictive_tau(model, xe, ye, min(TAU_FIT_SAMPLES, s.test_samples),
+                                        y_mean=ym, y_std=ys)
+        elif tau is not None:
+            ll_tau = float(tau)
         ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood,
-                                       tau=cfg.tau, y_mean=ym, y_std=ys)
+                                       tau=ll_tau, y_mean=ym, y_std=ys)
     else:
         ye = torch.as_tensor(y_ev, dtype=torch.long, device=dev)
         ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood)
@@ -422,7 +460,7 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
         mc = mc * ys + ym
         if cfg.normalize:  # weight scaling (Gal's "test_rmse"); unnormalised noise has none
             mean_pred = predict(model, xe, 1, mode="mean").double().cpu().numpy() * ys + ym
-    return _scores(ll, y_ev, mc, mean_pred, regression)
+    return {**_scores(ll, y_ev, mc, mean_pred, regression), "tau": ll_tau}
 
 
 def _mcmc_fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev,
@@ -502,6 +540,11 @@ def skip_reason(task: UnitTask) -> str:
     return ""
 
 
+def _label(cfg: Config, fitted_tau: float | None) -> str:
+    """The ``config`` column: the grid point, and the precision fitted for ``+tau`` methods."""
+    return cfg.label() + ("" if fitted_tau is None else f" fitted_tau={fitted_tau:.6g}")
+
+
 def _skipped_row(task: UnitTask) -> dict:
     nan = float("nan")
     return {"config": "", "val_ll": nan, "test_rmse": nan, "test_ll": nan,
@@ -519,16 +562,18 @@ def evaluate_unit(task: UnitTask) -> dict:
         return _skipped_row(task)
     t0 = time.perf_counter()
     score_fn = _mcmc_fit_and_score if task.objective == "mcmc" else _fit_and_score
+    fit = {"tau": "fit"} if task.fit_tau else {}
     n_inner = int(0.8 * task.x_train.shape[0])
     xi, yi = task.x_train[:n_inner], task.y_train[:n_inner]
     xv, yv = task.x_train[n_inner:], task.y_train[n_inner:]
-    scores = [score_fn(cfg, task, xi, yi, xv, yv, seed=task.seed + i)
+    scores = [score_fn(cfg, task, xi, yi, xv, yv, seed=task.seed + i, **fit)
               for i, cfg in enumerate(task.configs)]
     best, best_ll = _best_config(task.configs, scores)
+    tau = scores[task.configs.index(best)]["tau"] if task.fit_tau else None
     test = score_fn(best, task, task.x_train, task.y_train, task.x_test, task.y_test,
-                    seed=task.seed + 10_000)
+                    seed=task.seed + 10_000, **({"tau": tau} if task.fit_tau else {}))
     row = {
-        "config": best.label(), "val_ll": best_ll, "test_rmse": test["rmse"],
+        "config": _label(best, tau), "val_ll": best_ll, "test_rmse": test["rmse"],
         "test_ll": test["ll"], "test_rmse_mean": test["rmse_mean"], "test_error": test["error"],
         "seconds": time.perf_counter() - t0,
     }
@@ -542,16 +587,19 @@ def evaluate_unit(task: UnitTask) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr, x_ev, y_ev,
-                   seeds: list[list[int]], progress: bool, desc: str) -> list[list[dict]]:
+                   seeds: list[list[int]], progress: bool, desc: str,
+                   alt_tau: list[list[float | str | None]] | None = None) -> list[list[dict]]:
     """Train ``chosen[g]`` configurations on data set ``g`` (all at once) and score them.
 
     ``x_tr[g]`` etc. are the raw (unstandardised) rows of group ``g``; returns per group and
     configuration the scores of :func:`_fit_and_score` (``ll``, ``rmse``, ``rmse_mean``,
-    ``error``).
+    ``error``) at the configuration's tau. Where ``alt_tau[g][i]`` is ``'fit'`` (the precision
+    fitted on the evaluation rows, on draws of their own) or a number, the same MC draws are
+    also scored at that precision: ``ll_alt`` and ``tau_alt``.
     """
     import torch
 
-    from ..ensemble import StackedNoisyMLP, fit_stacked, stacked_predictive
+    from ..ensemble import StackedNoisyMLP, fit_stacked, stacked_fit_tau, stacked_predictive
 
     task = tasks[0]
     s = task.settings
@@ -568,18 +616,18 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
                          else torch.long, device=dev)
     # models ordered by noise law (one shared law object per law: one draw call per law)
     laws: dict[tuple, object] = {}
-    models = []  # (group, index in chosen[g], config, seed)
+    models = []  # (group, index in chosen[g], config, seed, alternative tau)
     for g in range(G):
         for i, cfg in enumerate(chosen[g]):
-            models.append((g, i, cfg, seeds[g][i]))
+            models.append((g, i, cfg, seeds[g][i], alt_tau[g][i] if alt_tau else None))
     models.sort(key=lambda m: (m[2].family, m[2].params, m[2].normalize))
     noises = []
-    for _, _, cfg, _ in models:
+    for _, _, cfg, _, _ in models:
         key = (cfg.family, cfg.params)
         if key not in laws:
             laws[key] = cfg.noise()
         noises.append(laws[key])
-    normalize = {cfg.normalize for _, _, cfg, _ in models}
+    normalize = {m[2].normalize for m in models}
     if len(normalize) != 1:  # pragma: no cover - a method's configs share normalisation
         raise ValueError("a stacked round needs one normalisation for all its configurations")
     mseeds = [m[3] for m in models]
@@ -598,14 +646,31 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
                 "categorical", objective=task.objective, samples=samples, tau=tau_s,
                 weight_decay=wd, epochs=task.epochs, batch_size=s.batch_size, lr=s.lr,
                 seeds=mseeds, progress=progress, desc=desc)
+    alt = [m[4] for m in models]
+    tau_arg = taus if regression else None
+    if regression and any(a is not None for a in alt):
+        alt_values = taus.astype(np.float64)
+        if any(a == "fit" for a in alt):  # on draws of its own: the scoring draws stay as they are
+            fitted = stacked_fit_tau(
+                net, Xe, Ye, min(TAU_FIT_SAMPLES, s.test_samples), data_of=data_of, y_mean=ym,
+                y_std=ys, generator=torch.Generator(device=dev).manual_seed(mseeds[0] + 11))
+            alt_values = np.where([a == "fit" for a in alt], fitted.numpy(), alt_values)
+        alt_values = np.array([float(a) if a not in (None, "fit") else v
+                               for a, v in zip(alt, alt_values)])
+        tau_arg = np.stack([taus, alt_values], 1)  # (K, 2): both scored on the same draws
+    elif any(a is not None for a in alt):
+        raise ValueError("a fitted tau needs the Gaussian likelihood (regression)")
     pred = stacked_predictive(net, Xe, Ye, s.test_samples, data_of=data_of,
                               likelihood="gaussian" if regression else "categorical",
-                              tau=taus if regression else None, y_mean=ym, y_std=ys)
+                              tau=tau_arg, y_mean=ym, y_std=ys)
+    ll = pred["ll"]
     out: list[list[dict]] = [[{} for _ in chosen[g]] for g in range(G)]
-    for k, (g, i, cfg, _) in enumerate(models):
+    for k, (g, i, cfg, _, a) in enumerate(models):
         mean_pred = pred["mean_pred"][k].cpu().numpy() if regression and cfg.normalize else None
-        out[g][i] = _scores(pred["ll"][k].item(), y_ev[g], pred["mc_mean"][k].cpu().numpy(),
-                            mean_pred, regression)
+        out[g][i] = _scores(ll[k].reshape(-1)[0].item(), y_ev[g],
+                            pred["mc_mean"][k].cpu().numpy(), mean_pred, regression)
+        if a is not None:
+            out[g][i].update(ll_alt=ll[k, 1].item(), tau_alt=float(tau_arg[k, 1]))
     return out
 
 
@@ -616,34 +681,66 @@ def evaluate_stacked(tasks) -> list[dict]:
     order, loss, weight decay, Adam, scoring; see :mod:`shrinkdrop.ensemble`), with all grid
     points of all the given splits trained as one :class:`~shrinkdrop.ensemble.StackedNoisyMLP`
     and then all refits as another. Only the noise's random stream differs from
-    :func:`evaluate_unit`. Returns one row per task, in order.
+    :func:`evaluate_unit`. A method and its ``+tau`` twin on the same split share their
+    networks (the same seeds): one training, scored at the grid's tau and at the fitted one on
+    the same draws, so the two rows differ by the precision alone (and by the refit, where they
+    choose different grid points). Returns one row per task, in order.
     """
     tasks = list(tasks)
     t0 = time.perf_counter()
-    if len({(t.dataset, t.method, t.x_train.shape[0]) for t in tasks}) != 1:
+    if len({(t.dataset, base_method(t.method), t.x_train.shape[0]) for t in tasks}) != 1:
         raise ValueError("evaluate_stacked needs units of one data set, method and training size")
+    by_split: dict[int, list[UnitTask]] = {}
+    for t in tasks:
+        by_split.setdefault(t.split, []).append(t)
+    if any(len({t.method for t in ts}) != len(ts) for ts in by_split.values()):
+        raise ValueError("evaluate_stacked got the same unit twice")
+    heads = [ts[0] for ts in by_split.values()]  # one training per split
+    fit = [any(t.fit_tau for t in ts) for ts in by_split.values()]
     progress = bool(tasks[0].extra.get("progress", False))
-    label = f"{tasks[0].dataset} {tasks[0].method} splits " + ",".join(str(t.split) for t in tasks)
+    label = (f"{tasks[0].dataset} {'/'.join(sorted({t.method for t in tasks}))} splits "
+             + ",".join(str(k) for k in by_split))
     n_inner = int(0.8 * tasks[0].x_train.shape[0])
-    grid = [list(t.configs) for t in tasks]
+    grid = [list(t.configs) for t in heads]
     scores = _stacked_round(
-        tasks, grid, [t.x_train[:n_inner] for t in tasks], [t.y_train[:n_inner] for t in tasks],
-        [t.x_train[n_inner:] for t in tasks], [t.y_train[n_inner:] for t in tasks],
-        [[t.seed + i for i in range(len(t.configs))] for t in tasks], progress,
-        f"{label}: grid")
-    best = [_best_config(t.configs, sc) for t, sc in zip(tasks, scores)]
+        heads, grid, [t.x_train[:n_inner] for t in heads], [t.y_train[:n_inner] for t in heads],
+        [t.x_train[n_inner:] for t in heads], [t.y_train[n_inner:] for t in heads],
+        [[t.seed + i for i in range(len(t.configs))] for t in heads], progress,
+        f"{label}: grid", alt_tau=[["fit" if f else None] * len(g) for f, g in zip(fit, grid)])
+    # per task: the chosen grid point and, for +tau, its fitted precision
+    best: dict[str, tuple[Config, float, float | None]] = {}
+    for h, sc, ts in zip(heads, scores, by_split.values()):
+        for t in ts:
+            view = [{"ll": r["ll_alt"]} for r in sc] if t.fit_tau else sc
+            cfg, ll = _best_config(h.configs, view)
+            tau = sc[h.configs.index(cfg)]["tau_alt"] if t.fit_tau else None
+            best[t.key] = (cfg, ll, tau)
+    # refits: one network per distinct chosen grid point of a split, scored at each task's tau
+    chosen, alts = [], []
+    for ts in by_split.values():
+        cfgs = list(dict.fromkeys(best[t.key][0] for t in ts))
+        chosen.append(cfgs)
+        alts.append([next((best[t.key][2] for t in ts if t.fit_tau and best[t.key][0] == c),
+                          None) for c in cfgs])
     test = _stacked_round(
-        tasks, [[b] for b, _ in best], [t.x_train for t in tasks], [t.y_train for t in tasks],
-        [t.x_test for t in tasks], [t.y_test for t in tasks], [[t.seed + 10_000] for t in tasks],
-        progress, f"{label}: refit")
+        heads, chosen, [t.x_train for t in heads], [t.y_train for t in heads],
+        [t.x_test for t in heads], [t.y_test for t in heads],
+        [[t.seed + 10_000] * len(c) for t, c in zip(heads, chosen)], progress,
+        f"{label}: refit", alt_tau=alts)
     per = (time.perf_counter() - t0) / len(tasks)
-    rows = []
-    for (b, b_ll), (r,) in zip(best, test):
-        rows.append({"config": b.label(), "val_ll": b_ll, "test_rmse": r["rmse"],
-                     "test_ll": r["ll"], "test_rmse_mean": r["rmse_mean"],
-                     "test_error": r["error"], "seconds": per,
-                     "note": f"stacked engine: {len(tasks)} split(s) trained together"})
-    return rows
+    out = {}
+    for ts, cfgs, res in zip(by_split.values(), chosen, test):
+        for t in ts:
+            cfg, ll, tau = best[t.key]
+            r = res[cfgs.index(cfg)]
+            out[t.key] = {
+                "config": _label(cfg, tau), "val_ll": ll, "test_rmse": r["rmse"],
+                "test_ll": r["ll_alt"] if t.fit_tau else r["ll"],
+                "test_rmse_mean": r["rmse_mean"], "test_error": r["error"], "seconds": per,
+                "note": f"stacked engine: {len(by_split)} split(s) trained together"
+                        + ("; networks shared with " + base_method(t.method)
+                           if t.fit_tau and len(ts) > 1 else "")}
+    return [out[t.key] for t in tasks]
 
 
 # --------------------------------------------------------------------------------------------
@@ -672,9 +769,10 @@ def check_device(device) -> str:
 
 
 def _unit_seed(settings: Settings, dataset: str, split: int, method: str) -> int:
-    # zlib.crc32, not hash(): Python salts str hashes per process
-    return (settings.seed * 1_000_003 + zlib.crc32(f"{dataset}/{split}/{method}".encode())) \
-        % (2 ** 31 - 20_000)
+    # zlib.crc32, not hash(): Python salts str hashes per process. A +tau method has its base
+    # method's seed: the same networks, scored with a fitted precision.
+    key = f"{dataset}/{split}/{base_method(method)}"
+    return (settings.seed * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 31 - 20_000)
 
 
 def make_tasks(datasets: list[UCIData], splits: list[int] | None, methods: list[str],
@@ -746,10 +844,17 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     is written. ``train_eval(task) -> dict`` defaults to :func:`evaluate_unit`; tests inject a
     fast fake. Its qualified name is part of the recorded settings, so results never mix.
     """
-    if methods is None:
-        methods = list(QUICK_METHODS if settings.quick else METHODS)
+    if methods is None:  # the +tau quick method only where every data set is a regression
+        methods = [m for m in (QUICK_METHODS if settings.quick else METHODS)
+                   if not fits_tau(m) or all(d.task == "regression" for d in datasets)]
     for m in methods:
         _split_method(m)
+    tau_methods = [m for m in methods if fits_tau(m)]
+    for d in datasets:
+        if tau_methods and d.task != "regression":
+            raise ValueError(f"methods {', '.join(tau_methods)} fit the Gaussian likelihood's "
+                             f"precision, but data set {d.name} is {d.task}: use "
+                             f"{', '.join(base_method(m) for m in tau_methods)}")
     for name in ("mcmc_max_rows", "mcmc_warmup", "mcmc_samples", "mcmc_chains",
                  "mcmc_tree_depth"):
         v = getattr(settings, name)
@@ -829,22 +934,24 @@ ENGINES = ("stacked", "sequential")
 def make_groups(tasks: list[UnitTask], jobs: int = 1, stack_splits: int = 0,
                 inner_progress: bool = False) -> list[tuple]:
     """Work items for the stacked engine: ``("stacked", units)`` for the training units of one
-    data set, method and split size, at most ``stack_splits`` splits each (0: as many as fit
-    ``jobs`` workers), and ``("unit", (task,))`` for MCMC units."""
+    data set, method (with its ``+tau`` twin: they share their networks) and split size, at
+    most ``stack_splits`` splits each (0: as many as fit ``jobs`` workers), and ``("unit",
+    (task,))`` for MCMC units."""
     out: list[tuple] = []
-    by: dict[tuple, list[UnitTask]] = {}
+    by: dict[tuple, dict[int, list[UnitTask]]] = {}
     for t in tasks:
         if t.objective == "mcmc":
             out.append(("unit", (t,)))
         else:
-            key = (t.dataset, t.method, t.x_train.shape[0], t.x_test.shape[0])
-            by.setdefault(key, []).append(t)
+            key = (t.dataset, base_method(t.method), t.x_train.shape[0], t.x_test.shape[0])
+            by.setdefault(key, {}).setdefault(t.split, []).append(t)
     stacked = []
-    for ts in by.values():
-        size = stack_splits if stack_splits > 0 else math.ceil(len(ts) / max(1, jobs))
-        for i in range(0, len(ts), size):
+    for per_split in by.values():
+        splits = list(per_split.values())
+        size = stack_splits if stack_splits > 0 else math.ceil(len(splits) / max(1, jobs))
+        for i in range(0, len(splits), size):
             chunk = tuple(replace(t, extra={**t.extra, "progress": inner_progress})
-                          for t in ts[i: i + size])
+                          for ts in splits[i: i + size] for t in ts)
             stacked.append(("stacked", chunk))
     return stacked + out
 
@@ -1101,19 +1208,24 @@ def _method_list(text: str) -> list[str]:
             continue
         if t in FAMILIES:  # a family alone means all its training objectives (not mcmc)
             out += [f"{t}-{o}" for o in OBJECTIVES]
+        elif t.endswith(TAU_SUFFIX) and t[: -len(TAU_SUFFIX)] in FAMILIES:
+            out += [f"{t[: -len(TAU_SUFFIX)]}-{o}{TAU_SUFFIX}" for o in OBJECTIVES]
         elif t in ALL_METHODS:
             out.append(t)
         elif t == "all":
             out += list(METHODS)
+        elif t == "all" + TAU_SUFFIX:
+            out += list(TAU_METHODS)
         elif t == "mcmc":
             out += list(MCMC_METHODS)
         else:
             raise argparse.ArgumentTypeError(
                 f"unknown method {t!r}; methods are <family>-<objective> with family in "
-                f"{', '.join(FAMILIES)} and objective in {', '.join(OBJECTIVES)}, or "
-                f"<family>-mcmc for family in {', '.join(MCMC_FAMILIES)} (or a family alone, "
-                "'all' for the training methods, 'mcmc' for the MCMC ones); valid names: "
-                f"{', '.join(ALL_METHODS)}")
+                f"{', '.join(FAMILIES)} and objective in {', '.join(OBJECTIVES)}, the same "
+                f"with {TAU_SUFFIX} (the likelihood's precision fitted on the validation rows), "
+                f"or <family>-mcmc for family in {', '.join(MCMC_FAMILIES)} (or a family alone "
+                f"or <family>{TAU_SUFFIX}, 'all' or 'all{TAU_SUFFIX}' for the training methods, "
+                f"'mcmc' for the MCMC ones); valid names: {', '.join(ALL_METHODS)}")
     return list(dict.fromkeys(out))
 
 
@@ -1126,8 +1238,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated split numbers (default: all; --quick: the first 2)")
     p.add_argument("--methods", type=_method_list, default=None,
                    help="comma-separated <family>-<objective> (e.g. bernoulli-mc = MC dropout), "
+                        "<family>-<objective>+tau (the same networks, the likelihood's precision "
+                        "fitted on the validation rows instead of the tau grid; regression), "
                         "<family>-mcmc (posterior sampling, small data sets only), families "
-                        "alone (their training objectives), 'all' (every training method) or "
+                        "alone (their training objectives; <family>+tau likewise), 'all' "
+                        "(every training method), 'all+tau' or "
                         "'mcmc' (every MCMC method) (default: all; --quick: "
                         + ",".join(QUICK_METHODS) + ")")
     p.add_argument("--epochs-multiplier", type=float, default=None,
