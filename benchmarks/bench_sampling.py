@@ -6,6 +6,9 @@
    (forced by ``_GAP_MAX_DROP = 0``), same process, alternating: ratio gaps / bits.
 2. ``stacked_predictive`` of 36 models x 1475 rows (kin8nm's validation size, 8-50-1 networks,
    MC dropout's four rates) in blocks of 2^21 activations (the default) against one 2^24 block.
+3. The cost of a ``+tau`` method's scoring against its base method's on the same models: the
+   precision fitted on ``samples`` draws (``stacked_fit_tau``) plus ``10 x samples`` draws
+   scored at two taus, against ``10 x samples`` draws at one (the runner's 1000 : 10,000).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import argparse
 import time
 
 import torch
+from _timing import time_pair
 
 from shrinkdrop import functional as F
-from shrinkdrop.ensemble import StackedNoisyMLP, stacked_predictive
+from shrinkdrop.ensemble import StackedNoisyMLP, stacked_fit_tau, stacked_predictive
 from shrinkdrop.noise import Bernoulli
 
 
@@ -63,6 +67,20 @@ def main() -> None:
     print(f"stacked_predictive, {K} models x {n_rows} rows: one 2^24 block "
           f"{times[2 ** 24] * 1e4:.0f} s per 10,000 samples, 2^21 blocks "
           f"{times[2 ** 21] * 1e4:.0f} s; ratio {times[2 ** 21] / times[2 ** 24]:.2f}")
+    data_of = [k % G for k in range(K)]
+    S = 10 * args.samples
+
+    def plain():
+        stacked_predictive(net, X, y, S, data_of=data_of, tau=1.0)
+
+    def fitted():
+        tau = stacked_fit_tau(net, X, y, args.samples, data_of=data_of)
+        stacked_predictive(net, X, y, S, data_of=data_of,
+                           tau=torch.stack([torch.ones(K, dtype=torch.float64), tau], 1))
+
+    t_plain, t_fit = time_pair(plain, fitted, 3)
+    print(f"+tau scoring ({args.samples} draws fitted, {S} scored at 2 taus) against {S} at one: "
+          f"{t_fit:.2f} s vs {t_plain:.2f} s, ratio {t_fit / t_plain:.2f}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from torch import nn
 import shrinkdrop as sd
 import shrinkdrop.noise as N
 from shrinkdrop import functional as F
-from shrinkdrop.ensemble import StackedNoisyMLP, fit_stacked, stacked_predictive
+from shrinkdrop.ensemble import StackedNoisyMLP, fit_stacked, stacked_fit_tau, stacked_predictive
 from shrinkdrop.objectives import (
     expected_log_prior_hp,
     fit,
@@ -361,6 +361,12 @@ def test_stacked_ensemble_on_device(device):
                               y_mean=0.5, y_std=2.0)
     for k in ("ll", "ll_points", "mc_mean", "mean_pred"):
         assert pred[k].device.type == device and torch.isfinite(pred[k]).all(), k
+    tau = stacked_fit_tau(dev, Xd, yd, 200, data_of=[0, 1, 0, 1], y_mean=0.5, y_std=2.0)
+    assert tau.shape == (4,) and torch.all(torch.isfinite(tau) & (tau > 0))
+    both = stacked_predictive(dev, Xd, yd, 300, data_of=[0, 1, 0, 1], y_mean=0.5, y_std=2.0,
+                              tau=torch.stack([torch.full((4,), 10.0, dtype=torch.float64),
+                                               tau], 1))
+    assert both["ll"].shape == (4, 2) and both["ll"].device.type == device
     cpu.load_state_dict({k: v.cpu() for k, v in dev.state_dict().items()})
     with torch.no_grad():
         torch.testing.assert_close(dev(Xd[[0, 1, 0, 1]], noise=False).cpu(),
@@ -399,11 +405,12 @@ def test_uci_runner_on_device(tmp_path, device, engine):
     data = resolve_data("diabetes")
     s = uci.Settings(quick=True, epochs_multiplier=0.05, test_samples=20, engine=engine,
                      device=device)
-    path = uci.run_uci(data, tmp_path, splits=[0], methods=["bernoulli-mc",
+    path = uci.run_uci(data, tmp_path, splits=[0], methods=["bernoulli-mc", "bernoulli-mc+tau",
                        "gaussian-marginal_map"], settings=s, progress=False)
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2 and sum(int(r["selected"]) for r in rows) == 1
+    assert len(rows) == 3 and sum(int(r["selected"]) for r in rows) == 1
+    assert "fitted_tau=" in rows[1]["config"]
     assert all(math.isfinite(float(r["test_ll"])) and float(r["test_rmse"]) > 0 for r in rows)
     recorded = json.loads((tmp_path / "run.json").read_text())["settings"]
     assert recorded.get("device", "cpu") == device and ("device" in recorded) == (device != "cpu")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import math
 import sys
 import zlib
 from pathlib import Path
@@ -396,6 +397,101 @@ def test_stacked_engine_runs_resumes_and_groups(tmp_path):
                     methods=["bernoulli-mc"], progress=False)
     with pytest.raises(ValueError, match="stack_splits"):
         uci.run_uci(data, tmp_path / "o2", settings=s, progress=False, stack_splits=-1)
+
+
+# ------------------------------------------------------------ +tau: the precision fitted
+def test_tau_method_names_and_seeds():
+    assert uci._method_list("all+tau") == list(uci.TAU_METHODS)
+    assert uci._method_list("bernoulli+tau") == [f"bernoulli-{o}+tau" for o in uci.OBJECTIVES]
+    assert uci._method_list("bernoulli-mc,bernoulli-mc+tau") == ["bernoulli-mc",
+                                                                 "bernoulli-mc+tau"]
+    for bad in ("bernoulli-mcmc+tau", "bernoulli-mc+tau+tau"):
+        with pytest.raises(Exception, match="unknown method"):
+            uci._method_list(bad)
+    assert uci.base_method("gaussian-marginal_map+tau") == "gaussian-marginal_map"
+    s = uci.Settings()
+    # the twin has its base method's seed: the same networks
+    assert uci._unit_seed(s, "d", 3, "bernoulli-mc+tau") == uci._unit_seed(s, "d", 3,
+                                                                           "bernoulli-mc")
+    assert uci._unit_seed(s, "d", 3, "gaussian-mc") != uci._unit_seed(s, "d", 3, "bernoulli-mc")
+    i = uci.ALL_METHODS.index("bernoulli-mc")
+    assert uci.ALL_METHODS[i + 1] == "bernoulli-mc+tau"  # tables show the twins side by side
+
+
+def test_tau_refused_for_classification(tmp_path, capsys):
+    with pytest.raises(ValueError, match="precision, but data set iris is classification"):
+        uci.run_uci(resolve_data("iris"), tmp_path / "o", methods=["bernoulli-mc+tau"],
+                    progress=False)
+    assert not (tmp_path / "o").exists()
+    assert main(["uci", "--data", "iris", "--out", str(tmp_path / "o"), "--methods",
+                 "bernoulli+tau", "--no-progress"]) == 2
+    assert "use bernoulli-mc, bernoulli-marginal_map" in capsys.readouterr().err
+
+
+def test_tau_twins_share_one_training(tmp_path, monkeypatch):
+    """A method and its +tau twin on the same splits are one stacked training (grid + refit)
+    whose networks both rows use: where they choose the same grid point, the refit is the same
+    network scored on the same draws, so the MC and weight-scaling RMSEs are identical."""
+    import shrinkdrop.ensemble as E
+
+    calls = []
+    real = E.fit_stacked
+
+    def counting(net, *a, **k):
+        calls.append(net.n_models)
+        return real(net, *a, **k)
+
+    monkeypatch.setattr(E, "fit_stacked", counting)
+    make_uci(tmp_path, n=50, n_splits=2)
+    data = resolve_data(tmp_path / "toy")
+    s = uci.Settings(epochs_multiplier=0.25, test_samples=30, quick=True)
+    methods = ["bernoulli-mc", "bernoulli-mc+tau"]
+    tasks = uci.make_tasks(data, [0, 1], methods, s)
+    groups = uci.make_groups(tasks, stack_splits=1)
+    assert [sorted(t.method for t in g[1]) for g in groups] == [methods, methods]
+    out = tmp_path / "out"
+    uci.run_uci(data, out, settings=s, methods=methods, progress=False)
+    n_grid = len(uci.method_configs("bernoulli-mc", data[0], quick=True))
+    assert calls[0] == 2 * n_grid and len(calls) == 2 and calls[1] <= 4  # one grid, one refit
+    rows = read_rows(out)
+    assert len(rows) == 4 and sum(r["selected"] == "1" for r in rows) == 2
+    for k in ("0", "1"):
+        plain, fitted = (next(r for r in rows if r["split"] == k and r["method"] == m)
+                         for m in methods)
+        tau = float(fitted["config"].split("fitted_tau=")[1])
+        assert tau > 0 and "fitted_tau" not in plain["config"]
+        if fitted["config"].startswith(plain["config"] + " "):
+            assert fitted["test_rmse"] == plain["test_rmse"]
+            assert fitted["test_rmse_mean"] == plain["test_rmse_mean"]
+    assert "bernoulli-mc+tau" in (out / "summary.md").read_text()
+
+
+def test_tau_twin_both_engines_without_noise(tmp_path):
+    """Noise off, every draw is the same: the fitted precision is the exact maximiser of the
+    scored likelihood (so the +tau row's validation LL is at least the grid's, per grid point
+    and after selection), and the sequential and stacked engines agree on it."""
+    make_uci(tmp_path, n=60, n_splits=2)
+    data = resolve_data(tmp_path / "toy")
+    s = uci.Settings(epochs_multiplier=0.1, test_samples=3)
+    tasks = [_noise_off(t) for t in uci.make_tasks(data, [0, 1], ["bernoulli-mc",
+                                                                  "bernoulli-mc+tau"], s)]
+    stacked = uci.evaluate_stacked(tasks)
+    by = {(t.split, t.method): r for t, r in zip(tasks, stacked)}
+    for k in (0, 1):
+        fitted = by[(k, "bernoulli-mc+tau")]
+        assert fitted["val_ll"] >= by[(k, "bernoulli-mc")]["val_ll"] - 1e-9
+        # identical draws: tau = 1 / mse, the Gaussian maximum, log-likelihood -log(2 pi e/tau)/2
+        tau = float(fitted["config"].split("fitted_tau=")[1])
+        assert fitted["val_ll"] == pytest.approx(0.5 * math.log(tau / (2 * math.pi)) - 0.5,
+                                                 abs=1e-4)
+    for t, row in zip(tasks, stacked):
+        seq = uci.evaluate_unit(t)
+        assert row["config"].split(" fitted_tau=")[0] == seq["config"].split(" fitted_tau=")[0]
+        if t.fit_tau:
+            assert float(row["config"].split("=")[-1]) == pytest.approx(
+                float(seq["config"].split("=")[-1]), rel=1e-3)
+        for key in ("val_ll", "test_ll", "test_rmse", "test_rmse_mean"):
+            assert row[key] == pytest.approx(seq[key], rel=1e-3, abs=1e-4), (t.method, key)
 
 
 def replace_engine(s, engine):

@@ -16,10 +16,12 @@ __all__ = ["HELP", "add_arguments", "run", "STEPS"]
 STEPS: list[tuple[str, list[str]]] = [
     ("priors", ["priors", "--quick"]),
     ("gap", ["gap", "--quick"]),
-    # the UCI protocol on built-in data: MC dropout against three relatives, 80 epochs (the
-    # stacked engine trains each method's 12 grid points x 5 splits at once)
+    # the UCI protocol on built-in data: MC dropout against three relatives and against its own
+    # networks with the likelihood's precision fitted on the validation rows (+tau: no extra
+    # training), 80 epochs (the stacked engine trains each method's 12 grid points x 5 splits
+    # at once)
     ("uci", ["uci", "--data", "diabetes", "--splits", "0,1,2,3,4", "--methods",
-             "bernoulli-mc,bernoulli-marginal_map,gaussian-mc,rayleigh-mc",
+             "bernoulli-mc,bernoulli-mc+tau,bernoulli-marginal_map,gaussian-mc,rayleigh-mc",
              "--epochs-multiplier", "2", "--test-samples", "1000", "--no-progress"]),
     ("architectures", ["architectures", "--quick"]),
     ("mcmc", ["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--param", "ep",
