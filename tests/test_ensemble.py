@@ -227,6 +227,17 @@ def test_stacked_fitted_precision_is_the_library_fit_of_the_same_draws():
     # float32 errors: the optimum is flat, so rounding moves it by ~1e-4 (a misplaced block
     # or draw moves it by far more)
     torch.testing.assert_close(got, fit_predictive_precision(e.float()), rtol=1e-3, atol=0)
+    # row subsets (cross-fitting) are fitted from the same draws, each on its own rows
+    even = torch.arange(n) % 2 == 0
+    sub = stacked_fit_tau(net, X, y, 64, y_mean=ym, y_std=ys, rows=[even, torch.tensor([3, 5])],
+                          generator=torch.Generator().manual_seed(2), max_elements=1 << 30)
+    assert sub.shape == (2, 2)
+    torch.testing.assert_close(sub[:, 0], fit_predictive_precision(e[:, even].float()),
+                               rtol=1e-3, atol=0)
+    torch.testing.assert_close(sub[:, 1], fit_predictive_precision(e[:, [3, 5]].float()),
+                               rtol=1e-3, atol=0)
+    with pytest.raises(ValueError, match=r"rows\[0\] has to select at least one of the 40"):
+        stacked_fit_tau(net, X, y, 4, rows=[torch.tensor([40])])
     off = StackedNoisyMLP([d, 8, 1], [Bernoulli(1.0)] * 2, seeds=[0, 1])
     blocked = stacked_fit_tau(off, X, y, 7, max_elements=2 * 8 * 3)  # 3 rows x 1 draw blocks
     with torch.no_grad():

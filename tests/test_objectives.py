@@ -305,6 +305,10 @@ def test_fitted_precision_recovers_the_noise_of_a_known_model():
     resid = y - (f * y_std + y_mean)
     assert tau == pytest.approx(1 / float(resid.pow(2).mean()), rel=1e-5)
     assert tau == pytest.approx(4.0, rel=0.05)
+    halves = O.fit_predictive_tau(model, x, y, samples=2, y_mean=y_mean, y_std=y_std,
+                                  rows=[torch.arange(0, 20_000, 2), torch.arange(1, 20_000, 2)])
+    for h, r in zip(halves, (resid[0::2], resid[1::2])):
+        assert float(h) == pytest.approx(1 / float(r.pow(2).mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("bad,match", [

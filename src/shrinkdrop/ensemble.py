@@ -558,6 +558,7 @@ def stacked_fit_tau(
     data_of: Sequence[int] | Tensor | None = None,
     y_mean=None,
     y_std=None,
+    rows: Sequence | None = None,
     max_elements: int = 2 ** 21,
     generator: torch.Generator | None = None,
 ) -> Tensor:
@@ -565,7 +566,14 @@ def stacked_fit_tau(
     log-likelihood on its rows ``(X, y)``: :func:`shrinkdrop.objectives.fit_predictive_precision`
     of the squared errors of ``samples`` noisy passes, as
     :func:`shrinkdrop.objectives.fit_predictive_tau` does for one network. Give it held-out
-    rows. The errors are kept in float32: ``K x n x samples`` of them. Returns ``(K,)``."""
+    rows. The errors are kept in float32: ``K x n x samples`` of them.
+
+    Args:
+        rows: subsets of the ``n`` rows (index tensors or boolean masks), each fitted on its
+            own from the same draws (e.g. for cross-fitting); default: all rows.
+
+    Returns ``(K,)``, or ``(K, len(rows))`` when ``rows`` is given.
+    """
     from .objectives import fit_predictive_precision
 
     K = model.n_models
@@ -575,6 +583,16 @@ def stacked_fit_tau(
     dev = _check_device(model, X, y, generator)
     xe, ye = X[rows_of.to(dev)], y[rows_of.to(dev)]
     n = xe.shape[1]
+    subsets = None
+    if rows is not None:
+        subsets = []
+        for i, r in enumerate(rows):
+            idx = torch.arange(n)[torch.as_tensor(r)] if torch.as_tensor(r).dtype == torch.bool \
+                else torch.as_tensor(r, dtype=torch.long)
+            if idx.ndim != 1 or idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= n:
+                raise ValueError(f"rows[{i}] has to select at least one of the {n} rows, but "
+                                 f"got {torch.as_tensor(r).tolist()}")
+            subsets.append(idx)
     scale = _target_scale(y_mean, y_std, K, X.dtype, dev)
     sq = torch.empty((K, n, S), dtype=torch.float32, device=dev)
     filled = torch.zeros(n, dtype=torch.long)
@@ -595,4 +613,8 @@ def stacked_fit_tau(
         model.generator = old_gen
         model.train(was)
     d = model.sizes[-1]
-    return fit_predictive_precision(sq.cpu(), event_size=d)
+    sq = sq.cpu()
+    if subsets is None:
+        return fit_predictive_precision(sq, event_size=d)
+    return torch.stack([fit_predictive_precision(sq[:, idx], event_size=d) for idx in subsets],
+                       1)

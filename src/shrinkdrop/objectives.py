@@ -634,12 +634,17 @@ def fit_predictive_precision(
 
 
 def fit_predictive_tau(model: nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int = 1000,
-                       y_mean=None, y_std=None) -> float:
+                       y_mean=None, y_std=None, rows=None):
     """The Gaussian precision (in ``y``'s units) that maximises the MC predictive
     log-likelihood of ``model`` on ``(x, y)``: :func:`fit_predictive_precision` of the squared
     errors of ``samples`` noisy passes (outputs mapped to ``y``'s units by ``out * y_std +
     y_mean``, as in :func:`predictive_log_likelihoods`). Fit it on held-out rows (a validation
-    split), not on the rows the model was trained on, whose errors are too small."""
+    split), not on the rows the model was trained on, whose errors are too small.
+
+    ``rows``: subsets of the rows (index tensors or boolean masks), each fitted on its own from
+    the same draws (e.g. for cross-fitting); then a float64 tensor of ``len(rows)`` precisions
+    is returned instead of a float.
+    """
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y have to have the same number of rows, but got {x.shape[0]} "
                          f"and {y.shape[0]}")
@@ -656,12 +661,15 @@ def fit_predictive_tau(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sampl
         outs = outs + torch.as_tensor(y_mean, dtype=outs.dtype)
     yy = _align_target(outs, y).to(outs.dtype)
     sq = (outs - yy).pow(2)
-    event = sq.ndim - 2
     size = 1
-    if event > 0:
+    if sq.ndim > 2:
         size = int(math.prod(sq.shape[2:]))
         sq = sq.sum(tuple(range(2, sq.ndim)))
-    return float(fit_predictive_precision(sq.transpose(0, 1).double(), event_size=size))
+    sq = sq.transpose(0, 1).double()  # (B, S)
+    if rows is None:
+        return float(fit_predictive_precision(sq, event_size=size))
+    return torch.stack([fit_predictive_precision(sq[torch.as_tensor(r)], event_size=size)
+                        for r in rows])
 
 
 # =============================================================================== training loop

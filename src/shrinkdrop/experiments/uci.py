@@ -395,15 +395,33 @@ def _best_config(configs, scores) -> tuple:
     return best, best_ll
 
 
+def _tau_folds(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two halves of ``n`` validation rows (even and odd positions) over which a ``+tau``
+    method's validation score is cross-fitted: the rows of each half are scored at the
+    precision fitted on the other half, so the score is not flattered by the fit."""
+    if n < 2:
+        raise ValueError(f"a +tau method needs at least 2 validation rows (to cross-fit its "
+                         f"precision), but got {n}")
+    even = np.arange(n) % 2 == 0
+    return even, ~even
+
+
 def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: int,
                    tau: float | str | None = None) -> dict:
     """Train one configuration on (x_tr, y_tr) and score it on (x_ev, y_ev).
 
-    The log-likelihood is at the configuration's tau, or at ``tau`` when that is a number, or,
-    with ``tau='fit'``, at the precision fitted on (x_ev, y_ev) (then returned as ``'tau'``)."""
+    The log-likelihood is at the configuration's tau, or at ``tau`` when that is a number. With
+    ``tau='fit'`` the precision is fitted on (x_ev, y_ev) (returned as ``'tau'``) and ``ll`` is
+    cross-fitted (:func:`_tau_folds`)."""
     import torch
 
-    from ..objectives import fit, fit_predictive_tau, predict, predictive_log_likelihood
+    from ..objectives import (
+        fit,
+        fit_predictive_tau,
+        predict,
+        predictive_log_likelihood,
+        predictive_log_likelihoods,
+    )
 
     try:
         from ..nn import UnitNoise
@@ -443,13 +461,23 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     ll_tau = cfg.tau
     if regression:
         ye = torch.as_tensor(y_ev, dtype=torch.float32, device=dev)
+
+        def ll_points(t):
+            return predictive_log_likelihoods(model, xe, ye, s.test_samples,
+                                              likelihood=likelihood, tau=t, y_mean=ym,
+                                              y_std=ys).double().cpu().numpy()
+
         if tau == "fit":
-            ll_tau = fit_predictive_tau(model, xe, ye, min(TAU_FIT_SAMPLES, s.test_samples),
-                                        y_mean=ym, y_std=ys)
-        elif tau is not None:
-            ll_tau = float(tau)
-        ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood,
-                                       tau=ll_tau, y_mean=ym, y_std=ys)
+            even, odd = _tau_folds(len(y_ev))
+            t_all, t_even, t_odd = fit_predictive_tau(
+                model, xe, ye, min(TAU_FIT_SAMPLES, s.test_samples), y_mean=ym, y_std=ys,
+                rows=[torch.ones(len(y_ev), dtype=torch.bool), torch.as_tensor(even),
+                      torch.as_tensor(odd)]).tolist()
+            ll_tau = t_all
+            ll = float(np.where(even, ll_points(t_odd), ll_points(t_even)).mean())
+        else:
+            ll_tau = cfg.tau if tau is None else float(tau)
+            ll = float(ll_points(ll_tau).mean())
     else:
         ye = torch.as_tensor(y_ev, dtype=torch.long, device=dev)
         ll = predictive_log_likelihood(model, xe, ye, s.test_samples, likelihood=likelihood)
@@ -647,29 +675,41 @@ def _stacked_round(tasks: list[UnitTask], chosen: list[list[Config]], x_tr, y_tr
                 weight_decay=wd, epochs=task.epochs, batch_size=s.batch_size, lr=s.lr,
                 seeds=mseeds, progress=progress, desc=desc)
     alt = [m[4] for m in models]
+    fit = np.array([a == "fit" for a in alt])
     tau_arg = taus if regression else None
+    if any(a is not None for a in alt) and not regression:
+        raise ValueError("a fitted tau needs the Gaussian likelihood (regression)")
     if regression and any(a is not None for a in alt):
-        alt_values = taus.astype(np.float64)
-        if any(a == "fit" for a in alt):  # on draws of its own: the scoring draws stay as they are
+        # columns: the grid's tau, the alternative (given, or fitted on all evaluation rows),
+        # and for cross-fitting the taus fitted on the even and on the odd rows
+        cols = np.repeat(taus.astype(np.float64)[:, None], 4 if fit.any() else 2, 1)
+        for k, a in enumerate(alt):
+            if a not in (None, "fit"):
+                cols[k, 1] = float(a)
+        if fit.any():  # on draws of its own: the scoring draws stay as they are
+            even, odd = _tau_folds(Xe.shape[1])
             fitted = stacked_fit_tau(
                 net, Xe, Ye, min(TAU_FIT_SAMPLES, s.test_samples), data_of=data_of, y_mean=ym,
-                y_std=ys, generator=torch.Generator(device=dev).manual_seed(mseeds[0] + 11))
-            alt_values = np.where([a == "fit" for a in alt], fitted.numpy(), alt_values)
-        alt_values = np.array([float(a) if a not in (None, "fit") else v
-                               for a, v in zip(alt, alt_values)])
-        tau_arg = np.stack([taus, alt_values], 1)  # (K, 2): both scored on the same draws
-    elif any(a is not None for a in alt):
-        raise ValueError("a fitted tau needs the Gaussian likelihood (regression)")
+                y_std=ys, rows=[torch.ones(len(even), dtype=torch.bool),
+                                torch.as_tensor(even), torch.as_tensor(odd)],
+                generator=torch.Generator(device=dev).manual_seed(mseeds[0] + 11)).numpy()
+            cols[fit, 1:] = fitted[fit]
+        tau_arg = cols  # every column scored on the same draws
     pred = stacked_predictive(net, Xe, Ye, s.test_samples, data_of=data_of,
                               likelihood="gaussian" if regression else "categorical",
                               tau=tau_arg, y_mean=ym, y_std=ys)
-    ll = pred["ll"]
+    multi = tau_arg is not None and np.ndim(tau_arg) == 2
+    ll = pred["ll"].cpu()
+    pts = pred["ll_points"].cpu().numpy() if multi else None
     out: list[list[dict]] = [[{} for _ in chosen[g]] for g in range(G)]
     for k, (g, i, cfg, _, a) in enumerate(models):
         mean_pred = pred["mean_pred"][k].cpu().numpy() if regression and cfg.normalize else None
-        out[g][i] = _scores(ll[k].reshape(-1)[0].item(), y_ev[g],
+        out[g][i] = _scores(ll[k, 0].item() if multi else ll[k].item(), y_ev[g],
                             pred["mc_mean"][k].cpu().numpy(), mean_pred, regression)
-        if a is not None:
+        if a == "fit":  # each half of the rows at the tau fitted on the other half
+            cross = np.where(even, pts[k, 3], pts[k, 2]).mean()
+            out[g][i].update(ll_alt=float(cross), tau_alt=float(tau_arg[k, 1]))
+        elif a is not None:
             out[g][i].update(ll_alt=ll[k, 1].item(), tau_alt=float(tau_arg[k, 1]))
     return out
 
@@ -1047,9 +1087,11 @@ TAU_TEXT = (
     "Methods with +tau: the same networks as the method without it (the same seeds and "
     "training), but the Gaussian likelihood's precision tau is not taken from the grid: per grid "
     "point it is the value that maximises the MC predictive log-likelihood of the validation "
-    f"rows (fitted on {TAU_FIT_SAMPLES} draws, scored on fresh ones), the grid point is chosen "
-    "at its fitted tau, and the refit is scored on the test rows at the tau fitted on "
-    "validation. The grid's tau still sets the weight decay.")
+    f"rows (fitted on {TAU_FIT_SAMPLES} draws). Its validation score (which picks the grid point "
+    "and takes part in the selection across methods) is cross-fitted on fresh draws: the even "
+    "rows at the tau fitted on the odd ones and vice versa, so the fit does not flatter it. The "
+    "refit is scored on the test rows at the tau fitted on all validation rows. The grid's tau "
+    "still sets the weight decay.")
 
 
 def _is_skipped(row: dict) -> bool:
