@@ -29,6 +29,7 @@ With the noise switched off (every law a point mass) a stacked fit reproduces se
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -419,6 +420,21 @@ def fit_stacked(
 
 
 @torch.no_grad()
+@contextlib.contextmanager
+def _noisy(model: StackedNoisyMLP, generator: torch.Generator | None):
+    """The model in train mode (noise on), drawing from ``generator`` when one is given; both
+    restored after."""
+    was, old_gen = model.training, model.generator
+    model.train()
+    if generator is not None:
+        model.generator = generator
+    try:
+        yield model
+    finally:
+        model.generator = old_gen
+        model.train(was)
+
+
 def _mc_blocks(model: StackedNoisyMLP, xe: Tensor, samples: int, max_elements: int,
                scale=None):
     """Noisy outputs of every model in blocks of rows x samples: yields ``(r0, out)`` with
@@ -510,12 +526,7 @@ def stacked_predictive(
     J = len(taus)
     scale = _target_scale(y_mean, y_std, K, X.dtype, dev) if lik is Likelihood.GAUSSIAN \
         else None
-    was = model.training
-    model.train()
-    old_gen = model.generator
-    if generator is not None:
-        model.generator = generator
-    try:
+    with _noisy(model, generator):
         run_max = torch.full((J, K, n), -math.inf, dtype=torch.float64, device=dev)
         run_sum = torch.zeros((J, K, n), dtype=torch.float64, device=dev)
         mc_sum = None
@@ -540,9 +551,6 @@ def stacked_predictive(
         else:
             mean_pred = mean_out * scale[1] + scale[0] if lik is Likelihood.GAUSSIAN \
                 else mean_out.softmax(-1)
-    finally:
-        model.generator = old_gen
-        model.train(was)
     ll_points = ll_points.transpose(0, 1) if multi else ll_points[0]
     return {"ll": ll_points.mean(-1), "ll_points": ll_points, "mc_mean": mc_sum / S,
             "mean_pred": mean_pred.double()}
@@ -596,12 +604,7 @@ def stacked_fit_tau(
     scale = _target_scale(y_mean, y_std, K, X.dtype, dev)
     sq = torch.empty((K, n, S), dtype=torch.float32, device=dev)
     filled = torch.zeros(n, dtype=torch.long)
-    was = model.training
-    model.train()
-    old_gen = model.generator
-    if generator is not None:
-        model.generator = generator
-    try:
+    with _noisy(model, generator):
         for r0, out in _mc_blocks(model, xe, S, max_elements, scale):
             s, nr = out.shape[1], out.shape[2]
             yy = ye[:, r0: r0 + nr].reshape(K, 1, nr, -1).to(out.dtype)
@@ -609,9 +612,6 @@ def stacked_fit_tau(
             f = int(filled[r0])
             sq[:, r0: r0 + nr, f: f + s] = e.transpose(1, 2)
             filled[r0: r0 + nr] += s
-    finally:
-        model.generator = old_gen
-        model.train(was)
     d = model.sizes[-1]
     sq = sq.cpu()
     if subsets is None:

@@ -510,10 +510,16 @@ def predictive_log_likelihoods(
 
     Shape: ``(N, ...) -> (N,)``.
     """
+    ll_fn = log_likelihood(likelihood, tau)
+    return marginal_map(ll_fn(_mc_outputs(model, x, y, samples, y_mean, y_std), y))
+
+
+def _mc_outputs(model, x, y, samples, y_mean, y_std) -> torch.Tensor:
+    """``samples`` noisy outputs ``(S, B, ...)`` without gradients, mapped to ``y``'s units by
+    ``out * y_std + y_mean`` (each optional); ``x`` and ``y`` checked to have the same rows."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y have to have the same number of rows, but got {x.shape[0]} "
                          f"and {y.shape[0]}")
-    ll_fn = log_likelihood(likelihood, tau)
     was_training = model.training
     model.eval()
     try:
@@ -525,7 +531,7 @@ def predictive_log_likelihoods(
         outs = outs * torch.as_tensor(y_std, dtype=outs.dtype)
     if y_mean is not None:
         outs = outs + torch.as_tensor(y_mean, dtype=outs.dtype)
-    return marginal_map(ll_fn(outs, y))
+    return outs
 
 
 def predictive_log_likelihood(model, x, y, samples=32, likelihood="gaussian", tau=None,
@@ -645,20 +651,7 @@ def fit_predictive_tau(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sampl
     the same draws (e.g. for cross-fitting); then a float64 tensor of ``len(rows)`` precisions
     is returned instead of a float.
     """
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y have to have the same number of rows, but got {x.shape[0]} "
-                         f"and {y.shape[0]}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            outs = sample_outputs(model, x, samples)  # (S, B, ...)
-    finally:
-        model.train(was_training)
-    if y_std is not None:
-        outs = outs * torch.as_tensor(y_std, dtype=outs.dtype)
-    if y_mean is not None:
-        outs = outs + torch.as_tensor(y_mean, dtype=outs.dtype)
+    outs = _mc_outputs(model, x, y, samples, y_mean, y_std)  # (S, B, ...)
     yy = _align_target(outs, y).to(outs.dtype)
     sq = (outs - yy).pow(2)
     size = 1
