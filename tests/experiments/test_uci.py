@@ -585,7 +585,27 @@ def test_uci_table_counts_wins_against_the_reference_on_the_same_splits(tmp_path
     # b: LL loses by 0.1; RMSE 0.000765 within 0.00075 +- 0.00005, printed with enough decimals
     assert "| no | 0.000765 ± 0.000045 |" in b and b.endswith("| yes |")
     assert "Selected beats the reference test LL on 1/2 data sets; RMSE within one reference " \
-           "standard error on 1/2." in text
+           "standard error on 1/2 (" in text
+
+
+def test_uci_table_counts_sets_not_run_or_partial_as_not_met(tmp_path):
+    """A data set of the data root without results is a 'not run' row; one run on fewer than
+    its standard splits (data/n_splits.txt) is shown as partial; neither counts as met, so the
+    count is always out of every data set (here 1/3, where a and c alone would say 2/2)."""
+    ut = _load_uci_table()
+    data, res = tmp_path / "data", tmp_path / "res"
+    ours = {"a": [(-0.9, -1.0, 1.0), (-1.9, -2.1, 1.0)], "c": [(0.0, 0.0, 1.0)]}
+    _write_table_inputs(data, res, {"a": [-1.0, -2.0], "c": [-1.0, -1.0]},
+                        {"a": [1.0, 1.0], "c": [1.0, 1.0]}, ours)
+    for name, n_splits in (("a", 2), ("c", 2), ("d", 20)):
+        (data / name / "data").mkdir(parents=True)
+        (data / name / "data" / "n_splits.txt").write_text(f"{n_splits}\n")
+    text = ut.table(res, data)
+    rows = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["a"].split(" | ")[1] == "2" and "| yes |" in rows["a"]
+    assert rows["c"].split(" | ")[1] == "1 of 2 (partial)" and "| yes |" not in rows["c"]
+    assert "not run" in rows["d"] and rows["d"].endswith("| no |")
+    assert "on 1/3 data sets; RMSE within one reference standard error on 1/3 (" in text
 
 
 def test_uci_table_pairs_two_methods_with_a_paired_t_test(tmp_path):
