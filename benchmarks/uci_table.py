@@ -133,7 +133,7 @@ def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, st
         lla = [float(a[k]["test_ll"]) for k in splits]
         llb = [float(b[k]["test_ll"]) for k in splits]
         d = np.subtract(llb, lla)
-        p = float(stats.ttest_1samp(d, 0.0).pvalue) if len(d) > 1 else math.nan
+        p = f"{float(stats.ttest_1samp(d, 0.0).pvalue):.2g}" if len(d) > 1 else "-"  # one split
         r_ll = _mean_se([ref_ll[k] for k in splits]) if ref_ll is not None else (math.nan,) * 2
         r_rm = _mean_se([ref_rm[k] for k in splits]) if ref_rm is not None else (math.nan,) * 2
         dr = _mean_se([llb[i] - ref_ll[k] for i, k in enumerate(splits)]) \
@@ -143,7 +143,7 @@ def paired_table(base: Path, other: Path, data_root: Path, labels: tuple[str, st
         digits = _decimals(*r_rm)  # RMSE: two significant figures of the SE
         lines.append(f"| {name} | {len(splits)} | {_pm(*_mean_se(lla), LL_DIGITS)} | "
                      f"{_pm(*_mean_se(llb), LL_DIGITS)} | {_pm(*_mean_se(d), LL_DIGITS)} | "
-                     f"{p:.2g} | {_pm(*r_ll, LL_DIGITS)} | {_pm(*dr, LL_DIGITS)} | "
+                     f"{p} | {_pm(*r_ll, LL_DIGITS)} | {_pm(*dr, LL_DIGITS)} | "
                      f"{_pm(*rma, digits)} | {_pm(*rmb, digits)} | {_pm(*r_rm, digits)} |")
     return "\n".join(lines)
 
