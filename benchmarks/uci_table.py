@@ -43,8 +43,10 @@ def _ref(data: Path, stem: str):
 
 def _standard_splits(data: Path) -> int | None:
     """The data set's number of standard splits (``data/n_splits.txt``), None if not stated."""
+    from shrinkdrop.data import _read_scalar  # the loader's own reader and its errors
+
     f = data / "data" / "n_splits.txt"
-    return int(np.loadtxt(f)) if f.exists() else None
+    return int(_read_scalar(f, "posint")) if f.exists() else None
 
 
 def _read(results: Path) -> dict[str, list[dict]]:
