@@ -22,6 +22,7 @@ VERBS: dict[str, str] = {
     "uci": "uci",
     "gap": "gap",
     "mcmc": "mcmc",
+    "relevance": "relevance",
 }
 
 

@@ -38,3 +38,6 @@ __all__ = [
     "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
     "gibbs_bernoulli",
 ]
+from .svi import SVIResult, SVISite, fit_svi, given_scales, scale_sites  # noqa: E402
+
+__all__ += ["SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites"]
