@@ -339,8 +339,9 @@ def run(args) -> int:
         _plot(out, names, is_real, rels)
         atomic_write_text(out / "summary.json", json.dumps(_jsonable(s), indent=1))
         _section(args, out, s)
+        gibbs = f", Gibbs {s['gibbs']['auc']:.3f}" if "gibbs" in s else ""
         print(f"relevance {d['name']}: VI auc={svi['auc']:.3f} (ARDRegression "
-              f"{ard['auc']:.3f}{', Gibbs %.3f' % s['gibbs']['auc'] if 'gibbs' in s else ''}); "
+              f"{ard['auc']:.3f}{gibbs}); "
               f"test LL VI {svi['test_ll']:.3f}"
               + (f", MC dropout {mc_ll:.3f}" if mc_ll is not None else "")
               + f" ({s['seconds']:.0f} s) -> {out / 'summary.json'}", file=sys.stderr)

@@ -489,6 +489,89 @@ def _softplus_inv(x: float) -> float:
     return x + math.log(-math.expm1(-x))
 
 
+@dataclass
+class _State:
+    """What one ELBO evaluation needs (see :func:`fit_svi`)."""
+
+    model: nn.Module
+    sites: list[SVISite]
+    q_scales: nn.ModuleDict
+    mu: dict[str, Tensor]
+    rho: dict[str, Tensor]
+    points: dict[str, Tensor]
+    log_prec: Tensor | None
+    precision: float | None
+    sigma0: float
+    owners: dict[str, Tensor]
+    n_units: int
+    bern: list[str]
+    likelihood: str
+    scales: dict[str, Tensor]
+
+    def current(self) -> dict[str, Tensor]:
+        return self.scales
+
+    def q(self, name: str):
+        return self.q_scales[name.replace(".", "__")]
+
+    def loglik(self, scales, theta, xb, yb, prec, scale) -> Tensor:
+        """``scale * sum_n log p(y_n | x_n, theta, scales)`` (one forward pass)."""
+        self.scales = scales
+        out = functional_call(self.model, theta, (xb,))
+        return _loglik(out, yb, self.likelihood, prec).sum() * scale
+
+
+def _weight_kl(st: _State, sd: dict[str, Tensor], probs: Tensor | None) -> Tensor:
+    """``E_q(xi) KL(q(v | xi) || p(v))``: paired entries cost their KL with probability
+    ``pi_r`` (``q(v_r | xi_r = 0)`` is the prior: spike-and-slab pairing), the rest always."""
+    dtype = next(iter(sd.values())).dtype if sd else torch.float64
+    kl = torch.zeros((), dtype=dtype)
+    for k, m in st.mu.items():
+        kl_e = (math.log(st.sigma0) - torch.log(sd[k]) + (m**2 + sd[k] ** 2)
+                / (2 * st.sigma0**2) - 0.5)
+        own = st.owners.get(k)
+        if own is None or probs is None:
+            kl = kl + kl_e.sum()
+            continue
+        paired = own >= 0
+        per_unit = torch.zeros(st.n_units, dtype=dtype).index_add(0, own[paired], kl_e[paired])
+        kl = kl + kl_e[~paired].sum() + (probs * per_unit).sum()
+    return kl
+
+
+def _step_loss(st: _State, xb: Tensor, yb: Tensor, scale: float, frozen: bool, g
+               ) -> tuple[Tensor, Tensor]:
+    """``(-(ELBO + local-expectation surrogate), ELBO)`` for one minibatch, one draw."""
+    dtype = xb.dtype
+    sd = {k: torch.nn.functional.softplus(r) for k, r in st.rho.items()}
+    theta = dict(st.points)
+    for k, m in st.mu.items():
+        theta[k] = m + sd[k] * torch.randn(m.shape, generator=g, dtype=dtype)
+    prec = st.log_prec.exp() if st.log_prec is not None else st.precision
+    xi, kl_cont = {}, torch.zeros((), dtype=dtype)
+    for s in st.sites:
+        if s.bernoulli:
+            xi[s.name] = st.q(s.name).draws(1, g)[0]
+        else:
+            xi[s.name], klc = st.q(s.name).rsample(g)
+            kl_cont = kl_cont + klc
+    ell = st.loglik(xi, theta, xb, yb, prec, scale)
+    surrogate = torch.zeros((), dtype=dtype)
+    probs = None
+    if st.bern:
+        probs = torch.cat([st.q(b).probs.reshape(-1) for b in st.bern])
+        if not frozen:
+            theta_d = {k: v.detach() for k, v in theta.items()}
+            prec_d = prec.detach() if isinstance(prec, Tensor) else prec
+            deltas = local_expectation_grad(
+                lambda sc: st.loglik(sc, theta_d, xb, yb, prec_d, scale),
+                {k: v.detach() for k, v in xi.items()}, st.bern)
+            surrogate = sum(((st.q(b).probs * deltas[b]).sum() for b in st.bern), surrogate)
+    kl_b = sum((st.q(b).kl() for b in st.bern), torch.zeros((), dtype=dtype))
+    elbo = ell - _weight_kl(st, sd, probs) - kl_cont - kl_b
+    return -(elbo + surrogate), elbo.detach()
+
+
 def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussian",
             precision: float | None = None, sigma0: float = 1.0, epochs: int = 2000,
             lr: float = 1e-2, batch_size: int | None = None, init_inclusion: float = 0.9,
@@ -582,81 +665,29 @@ def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussi
 
     from tqdm.auto import tqdm
 
+    state = _State(model, sites, q_scales, mu, rho, points, log_prec, precision, float(sigma0),
+                   owners, n_units, bern, likelihood, {})
     bar = tqdm(range(epochs), desc="svi", disable=not progress, leave=False)
-    for epoch in bar:
-        frozen = epoch < warm_epochs
-        for p in q_params:
-            p.requires_grad_(not frozen)
-        perm = torch.randperm(n, generator=g) if B < n else None
-        for start in range(0, n, B):
-            idx = perm[start:start + B] if perm is not None else None
-            xb = X if idx is None else X[idx]
-            yb = y if idx is None else y[idx]
-            scale = n / xb.shape[0]
-            sd = {k: torch.nn.functional.softplus(r) for k, r in rho.items()}
-            theta = dict(points)
-            for k in mu:
-                theta[k] = mu[k] + sd[k] * torch.randn(mu[k].shape, generator=g, dtype=dtype)
-            prec = (log_prec.exp() if log_prec is not None else precision)
-            xi, kl_cont = {}, torch.zeros((), dtype=dtype)
-            for s in sites:
-                q = q_scales[s.name.replace(".", "__")]
-                if s.bernoulli:
-                    xi[s.name] = q.draws(1, g)[0]
-                else:
-                    xi[s.name], klc = q.rsample(g)
-                    kl_cont = kl_cont + klc
-            cur = {}
-            with given_scales(model, lambda: cur):
-                def loglik(scales, _theta=theta, _xb=xb, _yb=yb, _prec=prec):
-                    cur.clear()
-                    cur.update(scales)
-                    out = functional_call(model, _theta, (_xb,))
-                    return _loglik(out, _yb, likelihood, _prec).sum() * scale
-                ell = loglik(xi)
-                surrogate = torch.zeros((), dtype=dtype)
-                if bern and not frozen:
-                    fixed = {k: v.detach() for k, v in xi.items()}
-                    theta_d = {k: v.detach() for k, v in theta.items()}
-                    prec_d = prec.detach() if isinstance(prec, Tensor) else prec
-
-                    def loglik_d(scales):
-                        return loglik(scales, theta_d, xb, yb, prec_d)
-
-                    deltas = local_expectation_grad(loglik_d, fixed, bern)
-                    for name in bern:
-                        q = q_scales[name.replace(".", "__")]
-                        surrogate = surrogate + (q.probs * deltas[name]).sum()
-            kl_w, probs = torch.zeros((), dtype=dtype), None
-            if bern:
-                probs = torch.cat([q_scales[b.replace(".", "__")].probs.reshape(-1)
-                                   for b in bern])
-            for k in mu:
-                kl_e = (math.log(sigma0) - torch.log(sd[k])
-                        + (mu[k] ** 2 + sd[k] ** 2) / (2 * sigma0**2) - 0.5)
-                own = owners.get(k)
-                if own is None or probs is None:
-                    kl_w = kl_w + kl_e.sum()
-                    continue
-                paired = own >= 0
-                per_unit = torch.zeros(n_units, dtype=dtype).index_add(
-                    0, own[paired], kl_e[paired])
-                # spike-and-slab pairing: q(v_r | xi_r = 0) is the prior, so v_r's KL is paid
-                # with probability pi_r only
-                kl_w = kl_w + kl_e[~paired].sum() + (probs * per_unit).sum()
-            kl_b = sum((q.kl() for q in q_scales.values() if isinstance(q, _BernoulliQ)),
-                       torch.zeros((), dtype=dtype))
-            elbo = ell - kl_w - kl_cont - kl_b
-            loss = -(elbo + surrogate) / n
-            if not torch.isfinite(loss):
-                raise SVIError("the ELBO became non-finite; lower lr or check the data scale "
-                               "(standardize X and a regression y)")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        history.append(float(elbo.detach()))
-        if progress:
-            bar.set_postfix(elbo=f"{history[-1]:.1f}")
+    with given_scales(model, state.current):
+        for epoch in bar:
+            frozen = epoch < warm_epochs
+            for p in q_params:
+                p.requires_grad_(not frozen)
+            perm = torch.randperm(n, generator=g) if B < n else None
+            for start in range(0, n, B):
+                idx = perm[start:start + B] if perm is not None else None
+                xb = X if idx is None else X[idx]
+                yb = y if idx is None else y[idx]
+                loss, elbo = _step_loss(state, xb, yb, n / xb.shape[0], frozen, g)
+                if not torch.isfinite(loss):
+                    raise SVIError("the ELBO became non-finite; lower lr or check the data "
+                                   "scale (standardize X and a regression y)")
+                opt.zero_grad()
+                (loss / n).backward()
+                opt.step()
+            history.append(float(elbo))
+            if progress:
+                bar.set_postfix(elbo=f"{history[-1]:.1f}")
     for p in q_params:
         p.requires_grad_(True)
     sd = {k: torch.nn.functional.softplus(r).detach() for k, r in rho.items()}
