@@ -333,34 +333,41 @@ def local_expectation_grad(loglik: Callable[[dict[str, Tensor]], Tensor],
     return out
 
 
-def slab_owners(model: nn.Module, sites: list[SVISite], X: Tensor,
-                params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+def slab_owners(model: nn.Module, sites: list[SVISite], X: Tensor, probes: int = 3
+                ) -> dict[str, Tensor]:
     """Which Bernoulli unit each weight entry is paired with (``-1``: none).
 
     Entry ``w`` is paired with unit ``r`` when switching ``xi_r`` off makes the output's gradient
     in ``w`` exactly zero although it is not zero with every unit on: ``w`` then acts only
     through unit ``r`` (the weights leaving an input unit for ARD, a filter for tied filters, a
-    block's first layer for ADD). Units are numbered across the Bernoulli sites in order. An
-    entry paired with several units keeps the first.
+    block's first layer for ADD). Checked at the model's parameters and at ``probes`` random
+    ones (standard normal), on ``X`` and a random projection of the output, so that a hidden unit
+    that happens to be dead at one point does not hide its weights. Units are numbered across
+    the Bernoulli sites in order; an entry paired with several units keeps the first.
     """
-    params = params if params is not None else {k: p.detach() for k, p in model.named_parameters()}
-    weights = {k: v for k, v in params.items() if v.dim() >= 2}
     g = torch.Generator().manual_seed(12345)
+    own = {k: p.detach() for k, p in model.named_parameters()}
+    points = [own] + [{k: torch.randn(p.shape, generator=g, dtype=p.dtype) for k, p in
+                       own.items()} for _ in range(probes)]
+    weights = [k for k, v in own.items() if v.dim() >= 2]
     ones = {s.name: torch.ones(s.shape, dtype=X.dtype) for s in sites}
 
-    def grads(scales):
-        theta = {k: (v.detach().clone().requires_grad_() if k in weights else v.detach())
+    def grads(scales, params):
+        theta = {k: (v.clone().requires_grad_() if k in weights else v)
                  for k, v in params.items()}
         with given_scales(model, scales):
             out = functional_call(model, theta, (X,))
         proj = torch.randn(out.shape, generator=g, dtype=out.dtype)
         gs = torch.autograd.grad((out * proj).sum(), [theta[k] for k in weights],
                                  allow_unused=True)
-        return {k: (torch.zeros_like(weights[k]) if gr is None else gr)
+        return {k: (torch.zeros_like(own[k]) if gr is None else gr)
                 for k, gr in zip(weights, gs)}
 
-    base = grads(ones)
-    owners = {k: torch.full(v.shape, -1, dtype=torch.long) for k, v in weights.items()}
+    live = {k: torch.zeros(own[k].shape, dtype=torch.bool) for k in weights}
+    for params in points:
+        for k, gr in grads(ones, params).items():
+            live[k] |= gr != 0
+    owners = {k: torch.full(own[k].shape, -1, dtype=torch.long) for k in weights}
     unit = 0
     for s in sites:
         if not s.bernoulli:
@@ -370,10 +377,12 @@ def slab_owners(model: nn.Module, sites: list[SVISite], X: Tensor,
             x = torch.ones(s.units, dtype=X.dtype)
             x[r] = 0
             off[s.name] = x.reshape(s.shape)
-            gr = grads(off)
+            dead = {k: live[k] & (owners[k] < 0) for k in weights}
+            for params in points:
+                for k, gr in grads(off, params).items():
+                    dead[k] &= gr == 0
             for k in weights:
-                hit = (gr[k] == 0) & (base[k] != 0) & (owners[k] < 0)
-                owners[k][hit] = unit
+                owners[k][dead[k]] = unit
             unit += 1
     return owners
 
