@@ -23,6 +23,7 @@ VERBS: dict[str, str] = {
     "gap": "gap",
     "mcmc": "mcmc",
     "relevance": "relevance",
+    "prune": "prune",
 }
 
 

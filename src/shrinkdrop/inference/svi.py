@@ -548,6 +548,20 @@ def _weight_kl(st: _State, sd: dict[str, Tensor], probs: Tensor | None) -> Tenso
     return kl
 
 
+def _precondition_slabs(st: _State) -> None:
+    """Divide the gradient of each paired slab entry by its unit's ``pi_r``: the natural-
+    gradient scaling of a mixture component, so that ``q(v_r | xi_r = 1)`` keeps following
+    ``E[l | xi_r = 1] - KL_r`` however small ``pi_r`` has become (otherwise a unit switched off
+    early keeps the weights it had then, and its ``pi_r`` never sees what its slab could do)."""
+    with torch.no_grad():
+        probs = torch.cat([st.q(b).probs.reshape(-1) for b in st.bern]).clamp_min(1e-3)
+        for k, own in st.owners.items():
+            paired = own >= 0
+            for t in (st.mu[k], st.rho[k]):
+                if t.grad is not None:
+                    t.grad[paired] /= probs[own[paired]]
+
+
 def _step_loss(st: _State, xb: Tensor, yb: Tensor, scale: float, frozen: bool, g
                ) -> tuple[Tensor, Tensor]:
     """``(-(ELBO + local-expectation surrogate), ELBO)`` for one minibatch, one draw."""
@@ -584,7 +598,7 @@ def _step_loss(st: _State, xb: Tensor, yb: Tensor, scale: float, frozen: bool, g
 def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussian",
             precision: float | None = None, sigma0: float = 1.0, epochs: int = 2000,
             lr: float = 1e-2, batch_size: int | None = None, init_inclusion: float = 0.9,
-            init_sd: float = 0.1, warmup: float = 0.25, seed: int = 0,
+            init_sd: float = 0.1, warmup: float = 0.25, precondition: bool = True, seed: int = 0,
             progress: bool = True) -> SVIResult:
     """Structured VI over the scales (and mean-field VI over the weights) of ``model``.
 
@@ -605,6 +619,8 @@ def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussi
             ``q(v)`` (and the precision) adapt: without it, units whose weights are still random
             are switched off before the data could speak, and a switched-off unit's weights get
             no likelihood gradient (a local optimum of the ELBO).
+        precondition: scale the gradient of each unit's paired weights by ``1 / pi_r``
+            (``q(v_r | xi_r = 1)`` is then fitted whatever ``pi_r`` is; default True).
         seed: seeds the draws (weights, scales, minibatches).
         progress: show a tqdm bar.
     """
@@ -693,6 +709,8 @@ def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussi
                                    "scale (standardize X and a regression y)")
                 opt.zero_grad()
                 (loss / n).backward()
+                if precondition and bern:
+                    _precondition_slabs(state)
                 opt.step()
             history.append(float(elbo))
             if progress:

@@ -1,0 +1,269 @@
+"""``shrinkdrop prune``: which residual blocks (ADD) and conv channels the data switched off.
+
+Structured VI (:func:`shrinkdrop.inference.fit_svi`) with spike-and-slab scales:
+
+* ``--what depth``: a residual MLP ``Linear -> ReLU -> blocks x NoisyResidual(Linear(bias=False)
+  -> ReLU, layer_noise=Bernoulli) -> Linear`` with ``--blocks`` blocks, against the same net with
+  half the blocks trained the same way (does the data need the extra depth?). Blocks with
+  posterior ``p(on) < --threshold`` are removed (their scale set to 0, which for a bias-free
+  ReLU block is removing it: ``h + block(0) = h``) and the pruned net is scored again.
+* ``--what channels``: a CNN on scikit-learn's digits, ``Conv2d(1, C, 3) -> ChannelNoise(
+  Bernoulli) -> ReLU -> MaxPool -> Linear``: one scale per channel (tied filters, SpatialDropout's
+  prior); channels with ``p(on) < --threshold`` are removed and the accuracy compared.
+
+Each seed uses its own train/test split (split = seed) and initialisation; the summary gives
+means and standard errors over seeds and the paired differences (pruned - full).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .runner import atomic_write_text, write_csv_atomic
+
+HELP = ("Which residual blocks (ADD) and conv channels the data switched off: structured VI, "
+        "pruned vs full test log-likelihood / accuracy over seeds")
+
+__all__ = ["HELP", "add_arguments", "run", "depth_model", "channel_model"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--what", required=True, choices=("depth", "channels"))
+    p.add_argument("--data", default="diabetes",
+                   help="depth: built-in regression set or UCI-layout directory (default "
+                   "diabetes); channels always uses scikit-learn's digits")
+    p.add_argument("--blocks", type=int, default=4, help="residual blocks (depth; default 4)")
+    p.add_argument("--width", type=int, default=32, help="residual width (depth; default 32)")
+    p.add_argument("--channels", type=int, default=16, help="conv channels (default 16)")
+    p.add_argument("--keep", type=float, default=0.5, help="Bernoulli prior p(on) (0.5)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="remove a block / channel when its p(on) is below this (the median "
+                   "probability model: 0.5)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="VI epochs (default: depth 3000 full batch, channels 150 of batch 256)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds = splits (default 5)")
+    p.add_argument("--test-samples", type=int, default=1000)
+    p.add_argument("--quick", action="store_true",
+                   help="demo size: 2 seeds, a third of the epochs, 300 test samples")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def depth_model(d_in: int, width: int, blocks: int, law) -> nn.Sequential:
+    """Residual MLP with one ADD scale per block (bias-free ReLU blocks: ``tau = 0`` removes)."""
+    import shrinkdrop as sd
+
+    layers: list[nn.Module] = [nn.Linear(d_in, width), nn.ReLU()]
+    for _ in range(blocks):
+        layers.append(sd.nn.NoisyResidual(
+            nn.Sequential(nn.Linear(width, width, bias=False), nn.ReLU()), layer_noise=law,
+            normalize=False))
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)
+
+
+def channel_model(channels: int, law, classes: int = 10) -> nn.Sequential:
+    """8x8 digits CNN with one tied-filters scale per channel."""
+    import shrinkdrop as sd
+
+    return nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, channels, 3, padding=1),
+                         sd.nn.ChannelNoise(law, normalize=False), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(channels * 16, classes))
+
+
+def _mean_se(v) -> tuple[float, float]:
+    v = np.asarray(v, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+
+
+def _pm(v, digits=3) -> str:
+    m, s = _mean_se(v)
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _digits_split(seed: int):
+    from ..data import load_builtin
+
+    data = load_builtin("digits")
+    sp = data.splits[seed % data.n_splits]
+    X = torch.tensor(np.asarray(data.features) / 16.0)
+    y = torch.tensor(np.asarray(data.target)).long()
+    return X[sp.train], y[sp.train], X[sp.test], y[sp.test]
+
+
+def _scores(fit, X, y, samples, seed, off=None) -> dict:
+    out = fit.sample_outputs(X, samples, seed=seed, off=off)
+    if fit.likelihood == "categorical":
+        lp = torch.log_softmax(out, -1)
+        ll = torch.logsumexp(lp.gather(-1, y.expand(out.shape[0], -1)[..., None])[..., 0], 0)
+        acc = (lp.exp().mean(0).argmax(-1) == y).double().mean()
+        return {"ll": float((ll - math.log(samples)).mean()), "accuracy": float(acc)}
+    return {}
+
+
+def _depth_seed(args, data, law, seed: int) -> dict:
+    from .. import inference as inf
+    from .relevance import prepare
+
+    d = prepare(data, seed % data.n_splits, 0, seed)
+    rows = {}
+    for label, blocks in (("full", args.blocks), ("shallow", args.blocks // 2)):
+        torch.manual_seed(seed)
+        model = depth_model(d["X"].shape[1], args.width, blocks, law).double()
+        fit = inf.fit_svi(model, d["X"], d["y"], epochs=args.epochs, seed=seed,
+                          progress=not args.no_progress)
+        ll = fit.log_likelihood(d["Xte"], d["yte"], args.test_samples, y_scale=d["y_scale"],
+                                seed=seed).mean()
+        rows[label] = {"ll": float(ll), "fit": fit}
+    fit = rows["full"]["fit"]
+    p_on = [float(v) for k, v in fit.inclusion().items()]
+    off = {k: v < args.threshold for k, v in fit.inclusion().items()}
+    pruned = fit.log_likelihood(d["Xte"], d["yte"], args.test_samples, y_scale=d["y_scale"],
+                                seed=seed, off=off).mean()
+    return {"seed": seed, "ll_full": rows["full"]["ll"], "ll_shallow": rows["shallow"]["ll"],
+            "ll_pruned": float(pruned), "p_on": p_on,
+            "removed": int(sum(bool(v) for v in off.values()))}
+
+
+def _channel_seed(args, law, seed: int) -> dict:
+    from .. import inference as inf
+
+    X, y, Xte, yte = _digits_split(seed)
+    torch.manual_seed(seed)
+    model = channel_model(args.channels, law).double()
+    fit = inf.fit_svi(model, X, y, likelihood="categorical", epochs=args.epochs, batch_size=256,
+                      seed=seed, progress=not args.no_progress)
+    p_on = fit.inclusion()["2.tau"]
+    off = {"2.tau": p_on < args.threshold}
+    full = _scores(fit, Xte, yte, args.test_samples, seed)
+    pruned = _scores(fit, Xte, yte, args.test_samples, seed, off=off)
+    return {"seed": seed, "acc_full": full["accuracy"], "acc_pruned": pruned["accuracy"],
+            "ll_full": full["ll"], "ll_pruned": pruned["ll"], "p_on": p_on.tolist(),
+            "removed": int(off["2.tau"].sum())}
+
+
+def _summary(args, rows: list[dict]) -> dict:
+    s = {"what": args.what, "seeds": len(rows), "threshold": args.threshold,
+         "keep": args.keep, "epochs": args.epochs, "rows": rows}
+    full = [r["ll_full"] for r in rows]
+    diff = [r["ll_pruned"] - r["ll_full"] for r in rows]
+    s["ll_full"], s["ll_pruned"] = _mean_se(full), _mean_se([r["ll_pruned"] for r in rows])
+    s["ll_pruned_minus_full"] = _mean_se(diff)
+    s["removed"] = _mean_se([r["removed"] for r in rows])
+    se_full = s["ll_full"][1]
+    s["pruned_within_one_se"] = bool(np.mean(diff) >= -se_full) if math.isfinite(
+        se_full) else None
+    if args.what == "depth":
+        s["blocks"], s["width"], s["data"] = args.blocks, args.width, args.data_name
+        sh = [r["ll_shallow"] for r in rows]
+        s["ll_shallow"] = _mean_se(sh)
+        s["ll_shallow_minus_full"] = _mean_se([a - b for a, b in zip(sh, full)])
+        s["shallow_fits_as_well"] = bool(np.mean(sh) >= np.mean(full) - se_full) if math.isfinite(
+            se_full) else None
+    else:
+        s["channels"] = args.channels
+        s["acc_full"] = _mean_se([r["acc_full"] for r in rows])
+        s["acc_pruned"] = _mean_se([r["acc_pruned"] for r in rows])
+        s["acc_pruned_minus_full"] = _mean_se([r["acc_pruned"] - r["acc_full"] for r in rows])
+    return s
+
+
+def _section(args, out: Path, s: dict, seconds: float) -> None:
+    from .report import Section, write_section
+
+    cmd = (["shrinkdrop"] + sys.argv[1:]) if sys.argv[1:2] == ["prune"] else [
+        "shrinkdrop", "prune", "--what", args.what] + (["--quick"] if args.quick else []) + [
+        "--out", str(out)]
+    rows = s["rows"]
+    if args.what == "depth":
+        sec = Section(title=f"Depth the data switched off: ADD on a {s['blocks']}-block "
+                      f"residual MLP ({s['data']})", command=" ".join(cmd), seconds=seconds)
+        sec.p(f"Structured VI with a Bernoulli({args.keep}) scale per residual block; blocks "
+              f"with p(on) < {args.threshold} removed. 'Shallow': {s['blocks'] // 2} blocks, "
+              f"trained the same way. Mean ± SE over {len(rows)} seeds (split = seed).")
+        sec.table(["net", "test LL"], [
+            [f"full ({s['blocks']} blocks)", _pm([r["ll_full"] for r in rows])],
+            [f"shallow ({s['blocks'] // 2} blocks)", _pm([r["ll_shallow"] for r in rows])],
+            ["pruned (blocks with p(on) < threshold removed)",
+             _pm([r["ll_pruned"] for r in rows])],
+            ["pruned - full (paired)", _pm([r["ll_pruned"] - r["ll_full"] for r in rows])]])
+        sec.table(["seed", "p(on) per block", "removed"],
+                  [[r["seed"], " ".join(f"{p:.2f}" for p in r["p_on"]), r["removed"]]
+                   for r in rows])
+    else:
+        sec = Section(title=f"Channels the data switched off: tied filters on a "
+                      f"{s['channels']}-channel CNN (digits)", command=" ".join(cmd),
+                      seconds=seconds)
+        sec.p(f"Structured VI with a Bernoulli({args.keep}) scale per channel (tied filters); "
+              f"channels with p(on) < {args.threshold} removed. Mean ± SE over {len(rows)} "
+              "seeds (split = seed).")
+        sec.table(["net", "accuracy", "test LL"], [
+            ["full", _pm([r["acc_full"] for r in rows]), _pm([r["ll_full"] for r in rows])],
+            ["pruned", _pm([r["acc_pruned"] for r in rows]),
+             _pm([r["ll_pruned"] for r in rows])],
+            ["pruned - full (paired)", _pm([r["acc_pruned"] - r["acc_full"] for r in rows]),
+             _pm([r["ll_pruned"] - r["ll_full"] for r in rows])]])
+        sec.table(["seed", "channels removed", "of"],
+                  [[r["seed"], r["removed"], s["channels"]] for r in rows])
+    write_section(out, sec)
+
+
+def run(args) -> int:
+    from .. import noise
+    from ..data import resolve_data
+
+    for name in ("blocks", "width", "channels", "seeds", "test_samples"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
+                             f"{getattr(args, name)}")
+    if args.what == "depth" and args.blocks < 2:
+        raise ValueError(f"--blocks has to be >= 2 (the shallow net has half), but got "
+                         f"{args.blocks}")
+    if not 0 < args.keep < 1:
+        raise ValueError(f"--keep has to be in (0, 1), but got {args.keep}")
+    if not 0 < args.threshold < 1:
+        raise ValueError(f"--threshold has to be in (0, 1), but got {args.threshold}")
+    if args.epochs is None:
+        args.epochs = 3000 if args.what == "depth" else 150
+    if args.quick:
+        args.seeds = min(args.seeds, 2)
+        args.epochs = max(1, args.epochs // 3)
+        args.test_samples = min(args.test_samples, 300)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    law = noise.Bernoulli(args.keep)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    t0 = time.perf_counter()
+    try:
+        rows = []
+        data = resolve_data(args.data)[0] if args.what == "depth" else None
+        args.data_name = data.name if data is not None else "digits"
+        for seed in range(args.seeds):
+            r = (_depth_seed(args, data, law, seed) if args.what == "depth"
+                 else _channel_seed(args, law, seed))
+            rows.append(r)
+            print(f"prune {args.what} seed {seed}: removed {r['removed']}, LL full "
+                  f"{r['ll_full']:.3f} pruned {r['ll_pruned']:.3f}", file=sys.stderr)
+        s = _summary(args, rows)
+        seconds = time.perf_counter() - t0
+        s["seconds"] = seconds
+        cols = [k for k in rows[0] if k != "p_on"]
+        write_csv_atomic(out / "seeds.csv", rows, cols)
+        atomic_write_text(out / "summary.json", json.dumps(s, indent=1))
+        _section(args, out, s, seconds)
+        print(f"prune {args.what}: removed {s['removed'][0]:.1f} on average; pruned - full "
+              f"test LL {s['ll_pruned_minus_full'][0]:+.3f} ± {s['ll_pruned_minus_full'][1]:.3f}"
+              f" ({seconds:.0f} s) -> {out / 'summary.json'}", file=sys.stderr)
+    finally:
+        torch.set_default_dtype(prev)
+    return 0

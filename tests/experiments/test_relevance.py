@@ -1,0 +1,89 @@
+"""``shrinkdrop relevance`` and ``shrinkdrop prune``: end to end at toy sizes, and their errors."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from shrinkdrop.cli import main
+from shrinkdrop.data import load_builtin
+from shrinkdrop.experiments.relevance import prepare
+
+TINY = ["--epochs", "60", "--restarts", "1", "--gibbs-warmup", "4", "--gibbs-samples", "4",
+        "--gibbs-chains", "1", "--epochs-multiplier", "0.5", "--test-samples", "40",
+        "--no-progress"]
+
+
+def test_relevance_writes_table_auc_plot_and_baselines(tmp_path):
+    out = tmp_path / "rel"
+    assert main(["relevance", "--data", "diabetes", "--noise-features", "4", *TINY,
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    for key in ("svi", "ard", "gibbs"):
+        assert 0.0 <= s[key]["auc"] <= 1.0 and np.isfinite(s[key]["test_ll"])
+    assert set(s["mc_dropout"]) >= {"bernoulli-mc", "bernoulli-mc+tau"}
+    assert set(s["targets"]) == {"AUC >= 0.95", "AUC >= ARDRegression's",
+                                 "test LL >= MC dropout's"}
+    with (out / "relevance.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 14 and sum(r["real"] == "True" for r in rows) == 10
+    assert (out / "relevance.png").stat().st_size > 1000
+    assert json.loads((out / "section.json").read_text())["title"].startswith("Relevance")
+
+
+def test_relevance_continuous_prior_skips_gibbs(tmp_path):
+    out = tmp_path / "hc"
+    assert main(["relevance", "--data", "diabetes", "--noise-features", "3", "--noise",
+                 "half_cauchy", "--no-mc-dropout", *TINY, "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert "gibbs" not in s and s["svi"]["what"] == "1 - E[kappa]"
+    assert s["targets"]["test LL >= MC dropout's"] is None
+
+
+def test_prepare_appends_noise_columns_standardized_on_train_rows():
+    d = prepare(load_builtin("diabetes"), 2, 5, seed=0)
+    assert d["X"].shape[1] == 15 and d["is_real"].sum() == 10
+    assert np.allclose(d["X"].mean(0).numpy(), 0, atol=1e-12)
+    assert d["Xte"].shape[0] + d["X"].shape[0] == 442
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--noise-features", "0"], "--noise-features has to be >= 1"),
+    (["--keep", "1.5"], "--keep has to be in"),
+    (["--restarts", "0"], "--restarts has to be >= 1"),
+    (["--split", "99"], "--split has to be in"),
+])
+def test_relevance_errors_name_the_argument(tmp_path, capsys, argv, msg):
+    assert main(["relevance", "--data", "diabetes", *argv, "--out", str(tmp_path)]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_relevance_refuses_classification(tmp_path, capsys):
+    assert main(["relevance", "--data", "iris", "--out", str(tmp_path)]) == 2
+    assert "needs a regression data set" in capsys.readouterr().err
+
+
+def test_prune_depth_and_channels(tmp_path):
+    out = tmp_path / "d"
+    assert main(["prune", "--what", "depth", "--blocks", "2", "--width", "8", "--epochs", "40",
+                 "--seeds", "2", "--test-samples", "30", "--no-progress",
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert len(s["rows"]) == 2 and len(s["rows"][0]["p_on"]) == 2
+    assert {"ll_full", "ll_pruned", "ll_shallow", "pruned_within_one_se"} <= set(s)
+    out = tmp_path / "c"
+    assert main(["prune", "--what", "channels", "--channels", "4", "--epochs", "2",
+                 "--seeds", "2", "--test-samples", "20", "--no-progress",
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert 0 <= s["removed"][0] <= 4 and 0 < s["acc_full"][0] <= 1
+    assert (out / "seeds.csv").exists() and (out / "section.json").exists()
+
+
+def test_prune_errors(tmp_path, capsys):
+    assert main(["prune", "--what", "depth", "--blocks", "1", "--out", str(tmp_path)]) == 2
+    assert "--blocks has to be >= 2" in capsys.readouterr().err
+    assert main(["prune", "--what", "channels", "--threshold", "0", "--out",
+                 str(tmp_path)]) == 2
+    assert "--threshold has to be in (0, 1)" in capsys.readouterr().err
