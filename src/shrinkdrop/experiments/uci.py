@@ -953,8 +953,9 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
         client = None
         if executor == "dask":  # connect (and check the device there) before writing anything
             client = stack.enter_context(dask_client(scheduler, n_workers=jobs or 1))
+            slots = cluster_slots(client)  # a scheduler without workers: an error, not a hang
             if jobs is None:
-                jobs = cluster_slots(client)
+                jobs = slots
             if settings.device != "cpu":
                 client.run(check_device, settings.device)
         return _run_store(store, out, tasks, datasets, methods, settings, train_eval, stacked,
