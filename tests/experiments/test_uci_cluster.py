@@ -75,8 +75,11 @@ def test_dask_executor_equals_local(tmp_path, cluster, capsys):
     assert main(["uci", "--data", "diabetes", "--out", str(tmp_path / "dask"), *TINY,
                  "--executor", "dask", "--scheduler", cluster.scheduler_address]) == 0
     t_dask = time.perf_counter() - t0
+    # without --jobs the splits are divided over the cluster's worker threads: 2 here
+    assert main(["uci", "--data", "diabetes", "--out", str(tmp_path / "slots"), *TINY[:-2],
+                 "--executor", "dask", "--scheduler", cluster.scheduler_address]) == 0
     local, dask = _parts(tmp_path / "local"), _parts(tmp_path / "dask")
-    assert len(local) == 9 and local == dask
+    assert len(local) == 9 and local == dask and _parts(tmp_path / "slots") == local
     assert _csv_without_seconds(tmp_path / "local") == _csv_without_seconds(tmp_path / "dask")
     assert sum(r["selected"] == "1" for r in read_rows(tmp_path / "dask")) == 3
     assert "--executor dask --scheduler tcp://127.0.0.1:" in \
