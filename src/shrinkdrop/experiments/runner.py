@@ -8,6 +8,10 @@ results; a rerun into the same ``OUT`` with different settings raises :class:`Ru
 instead of mixing results. Tables assembled from the parts (``results.csv``) are replaced
 atomically too.
 
+Work items run in this process, in local worker processes (``jobs > 1``), or on a Dask
+cluster (``client=``, :func:`dask_client`; the optional ``cluster`` extra): the results come back
+to this process, which writes every result file, so workers need no access to ``OUT``.
+
 Nothing here knows about networks or data: it runs ``fn(task)`` for picklable tasks.
 """
 
@@ -19,8 +23,10 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -28,6 +34,12 @@ from ..errors import ShrinkdropError
 
 __all__ = [
     "RunMismatchError",
+    "MissingExtraError",
+    "ClusterError",
+    "EXECUTORS",
+    "CLUSTER_EXTRA",
+    "dask_client",
+    "cluster_slots",
     "atomic_write_text",
     "write_csv_atomic",
     "ResultStore",
@@ -37,6 +49,22 @@ __all__ = [
 
 class RunMismatchError(ShrinkdropError):
     """``OUT`` holds results of a run with different settings."""
+
+
+class MissingExtraError(ShrinkdropError):
+    """An optional feature was asked for whose extra dependencies are not installed."""
+
+
+class ClusterError(ShrinkdropError):
+    """The Dask scheduler cannot be reached, or has no workers."""
+
+
+#: where work items run: ``local`` (this process, or ``jobs`` local processes) or ``dask`` (a
+#: Dask distributed cluster)
+EXECUTORS = ("local", "dask")
+
+#: the optional dependency group that brings Dask's distributed scheduler
+CLUSTER_EXTRA = "cluster"
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -174,15 +202,125 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"the dask executor needs Dask's distributed scheduler, which is not installed "
+            f"({exc}); install the {CLUSTER_EXTRA!r} extra: pip install "
+            f"'shrinkdrop[{CLUSTER_EXTRA}]' (on the driver and on every worker machine)"
+        ) from None
+    return distributed
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, *, n_workers: int = 1,
+                timeout: float = 30.0) -> Iterator:
+    """A :class:`distributed.Client` for the duration of the ``with`` block.
+
+    Args:
+        scheduler: address of a running Dask scheduler (``tcp://host:8786``). None starts a
+            local cluster of ``n_workers`` worker processes (one thread each) listening on
+            127.0.0.1 only, and closes it afterwards.
+        n_workers: worker processes of the local cluster (ignored with ``scheduler``).
+        timeout: seconds to wait for the scheduler to answer.
+
+    Raises:
+        MissingExtraError: ``distributed`` is not installed (names the extra to install).
+        ClusterError: the scheduler does not answer within ``timeout``.
+    """
+    distributed = _import_distributed()
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"n_workers has to be an integer >= 1, but got {n_workers!r}")
+    cluster = None
+    if scheduler is None:
+        # loopback only; the HTTP server (no dashboard without bokeh) on a free loopback port
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address="127.0.0.1:0")
+        address = cluster.scheduler_address
+    else:
+        if not isinstance(scheduler, str) or not scheduler.strip():
+            raise ValueError(f"scheduler has to be an address like 'tcp://host:8786', but got "
+                             f"{scheduler!r}")
+        address = scheduler.strip()
+    try:
+        try:
+            client = distributed.Client(address, timeout=timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ClusterError(
+                f"could not reach the Dask scheduler at {address!r} within {timeout:g} s "
+                f"({type(exc).__name__}: {exc}); start one with 'dask scheduler' and workers "
+                f"with 'dask worker {address}' (docs/uci.md)") from None
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def cluster_slots(client, *, wait_s: float = 10.0) -> int:
+    """Worker threads of the cluster behind ``client`` (waits up to ``wait_s`` for a worker)."""
+    import time
+
+    t_end = time.monotonic() + wait_s
+    while True:
+        workers = client.scheduler_info().get("workers", {})
+        slots = sum(int(w.get("nthreads", 1)) for w in workers.values())
+        if slots or time.monotonic() > t_end:
+            break
+        time.sleep(0.2)
+    if not slots:
+        raise ClusterError(f"the Dask scheduler at {client.scheduler.address} has no workers "
+                           f"(waited {wait_s:g} s); start some with 'dask worker "
+                           f"{client.scheduler.address}'")
+    return slots
+
+
+def _on_worker(fn: Callable, task):
+    """What a Dask worker runs: ``fn(task)`` with one torch thread, as a local worker does."""
+    _init_worker()
+    return fn(task)
+
+
+def _run_dask(fn, tasks, client, on_result, bar, describe) -> None:
+    distributed = _import_distributed()
+    run_id = uuid.uuid4().hex[:8]
+    pending = {}
+    try:
+        # pure=False: every submission runs (no result cache); readable, unique keys
+        for i, task in enumerate(tasks):
+            f = client.submit(_on_worker, fn, task, pure=False, key=f"unit-{i}-{run_id}")
+            pending[f] = task
+        bar.set_postfix_str(f"on {len(client.scheduler_info().get('workers', {}))} dask "
+                            "worker(s)")
+        for f in distributed.as_completed(list(pending)):
+            task = pending.pop(f)
+            result = f.result()  # the task's own exception, re-raised here
+            f.release()
+            if on_result is not None:
+                on_result(task, result)
+            bar.set_postfix_str(f"finished {describe(task)}")
+            bar.update(1)
+    finally:
+        if pending:  # an exception or Ctrl-C: nothing more is started; running ones discarded
+            client.cancel(list(pending))
+
+
 def run_units(fn: Callable, tasks: Sequence, *, jobs: int = 1,
               on_result: Callable | None = None, progress: bool = True,
-              describe: Callable = str, desc: str = "units") -> None:
+              describe: Callable = str, desc: str = "units", client=None) -> None:
     """Run ``fn(task)`` for every task; ``on_result(task, result)`` in this process as each ends.
 
     ``jobs > 1`` uses a :class:`~concurrent.futures.ProcessPoolExecutor` with the ``spawn``
     context (workers run ``torch.set_num_threads(1)``); ``fn`` and the tasks must be picklable.
-    The first exception (or Ctrl-C) cancels the tasks not yet started and is re-raised; results
-    already handed to ``on_result`` stay.
+    ``client`` (a :class:`distributed.Client`, see :func:`dask_client`) submits every task to
+    its cluster instead (``jobs`` is then ignored; each task runs with one torch thread, and
+    its result comes back here). The first exception (or Ctrl-C) cancels the tasks not yet
+    started and is re-raised; results already handed to ``on_result`` stay.
     """
     from tqdm.auto import tqdm
 
@@ -191,6 +329,10 @@ def run_units(fn: Callable, tasks: Sequence, *, jobs: int = 1,
     bar = tqdm(total=len(tasks), desc=desc, disable=not progress or not tasks, unit="unit",
                dynamic_ncols=True)
     try:
+        if client is not None:
+            if tasks:
+                _run_dask(fn, tasks, client, on_result, bar, describe)
+            return
         if jobs == 1:
             for task in tasks:
                 bar.set_postfix_str(f"running {describe(task)}")

@@ -29,6 +29,7 @@ import re
 import shlex
 import time
 import zlib
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -38,7 +39,14 @@ from ..data import UCIData, resolve_data
 from ..ensemble import INITS, check_init, init_linears_
 from ..errors import DataError
 from ..noise import FAMILIES
-from .runner import ResultStore, run_units, write_csv_atomic
+from .runner import (
+    EXECUTORS,
+    ResultStore,
+    cluster_slots,
+    dask_client,
+    run_units,
+    write_csv_atomic,
+)
 
 HELP = ("Run the UCI benchmark protocol (MC dropout's grid search and refit) for every noise "
         "family and objective; writes results.csv and summary.md.")
@@ -875,14 +883,22 @@ def select_rows(rows: list[dict], methods_order: list[str] | None = None) -> lis
 
 
 def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
-            methods: list[str] | None = None, settings: Settings = Settings(), jobs: int = 1,
-            train_eval=None, progress: bool = True, command: str = "",
-            stack_splits: int = 0) -> Path:
+            methods: list[str] | None = None, settings: Settings = Settings(),
+            jobs: int | None = None, train_eval=None, progress: bool = True, command: str = "",
+            stack_splits: int = 0, executor: str = "local", scheduler: str | None = None,
+            ) -> Path:
     """Run the protocol; returns the path of ``results.csv``.
 
     Everything is validated (data, splits, methods, ``OUT``'s previous settings) before anything
     is written. ``train_eval(task) -> dict`` defaults to :func:`evaluate_unit`; tests inject a
     fast fake. Its qualified name is part of the recorded settings, so results never mix.
+
+    ``executor="local"`` runs the work items here (``jobs`` processes; None: 1).
+    ``executor="dask"`` submits them to the Dask scheduler at ``scheduler`` (None: a local
+    cluster of ``jobs`` processes on 127.0.0.1); the tasks carry their data arrays, results
+    come back here and are written here. ``jobs`` also sets how the stacked engine groups
+    splits (see :func:`make_groups`); for ``dask`` it defaults to the cluster's worker
+    threads. The same ``jobs`` and ``stack_splits`` give the same numbers on either executor.
     """
     if methods is None:  # the +tau quick method only where every data set is a regression
         methods = [m for m in (QUICK_METHODS if settings.quick else METHODS)
@@ -903,15 +919,22 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
             raise ValueError(f"{name} has to be an integer >= {low}, but got {v!r}")
     if not settings.mcmc_sigma0 > 0:
         raise ValueError(f"mcmc_sigma0 has to be positive, but got {settings.mcmc_sigma0}")
-    if jobs < 1:
-        raise ValueError(f"jobs has to be at least 1, but got {jobs}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs has to be an integer >= 1, but got {jobs!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor has to be one of {', '.join(EXECUTORS)}, but got "
+                         f"{executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise ValueError(f"a scheduler address ({scheduler!r}) is only used by the dask "
+                         f"executor, but executor is {executor!r}")
     if isinstance(stack_splits, bool) or not isinstance(stack_splits, int) or stack_splits < 0:
         raise ValueError(f"stack_splits has to be an integer >= 0, but got {stack_splits!r}")
     if settings.engine not in ENGINES:
         raise ValueError(f"engine has to be one of {', '.join(ENGINES)}, but got "
                          f"{settings.engine!r}")
     check_init(settings.init)
-    check_device(settings.device)
+    if executor == "local":
+        check_device(settings.device)
     stacked = train_eval is None and settings.engine == "stacked"
     if train_eval is None:
         train_eval = globals()["evaluate_unit"]  # looked up at call time (tests patch it)
@@ -926,6 +949,21 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     out = Path(out)
     store = ResultStore(out, settings.record(), {d.name: d.fingerprint() for d in datasets})
     store.check()
+    with ExitStack() as stack:
+        client = None
+        if executor == "dask":  # connect (and check the device there) before writing anything
+            client = stack.enter_context(dask_client(scheduler, n_workers=jobs or 1))
+            slots = cluster_slots(client)  # a scheduler without workers: an error, not a hang
+            if jobs is None:
+                jobs = slots
+            if settings.device != "cpu":
+                client.run(check_device, settings.device)
+        return _run_store(store, out, tasks, datasets, methods, settings, train_eval, stacked,
+                          jobs or 1, progress, command, stack_splits, client)
+
+
+def _run_store(store, out, tasks, datasets, methods, settings, train_eval, stacked, jobs,
+               progress, command, stack_splits, client) -> Path:
     store.open()
     commands = _remember_command(out, command)
     todo = [t for t in tasks if not store.done(t.key)]
@@ -951,9 +989,10 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     runnable = [t for t in todo if not t.skip]
     if not stacked:
         run_units(train_eval, runnable, jobs=jobs, on_result=on_result, progress=progress,
-                  desc="uci")
+                  desc="uci", client=client)
     else:
-        groups = make_groups(runnable, jobs, stack_splits, inner_progress=progress and jobs == 1)
+        groups = make_groups(runnable, jobs, stack_splits,
+                             inner_progress=progress and jobs == 1 and client is None)
 
         def on_group(group: tuple, result: list[dict]):
             for t, r in zip(group[1], result):
@@ -961,7 +1000,7 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
             publish()
 
         run_units(run_group, groups, jobs=jobs, on_result=on_group, progress=progress,
-                  describe=_describe_group, desc="uci")
+                  describe=_describe_group, desc="uci", client=client)
     publish()
     return out / "results.csv"
 
@@ -1339,7 +1378,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stacked engine: at most this many splits per batched run (the unit "
                         "of resume; default 0: all requested splits, divided over --jobs)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="parallel worker processes (default 1); with --executor dask: the "
+                        "local cluster's worker processes, and in any case how many groups "
+                        "the stacked engine divides the splits into (default: the cluster's "
+                        "worker threads)")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="where work items run: 'local' (this machine, --jobs processes; "
+                        "default) or 'dask' (a Dask distributed cluster: --scheduler, or a "
+                        "local cluster on 127.0.0.1; needs the 'cluster' extra: pip install "
+                        "'shrinkdrop[cluster]'); results are written here either way")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="with --executor dask: the address of a running Dask scheduler, e.g. "
+                        "tcp://host:8786 (default: start a local cluster of --jobs processes)")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 2 splits, 2 methods, reduced grid, few epochs and samples")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -1392,8 +1443,12 @@ def _command(args) -> str:
         parts += ["--stack-splits", str(args.stack_splits)]
     if args.seed:
         parts += ["--seed", str(args.seed)]
-    if args.jobs != 1:
+    if args.jobs is not None and args.jobs != 1:
         parts += ["--jobs", str(args.jobs)]
+    if getattr(args, "executor", "local") != "local":
+        parts += ["--executor", args.executor]
+    if getattr(args, "scheduler", None) is not None:
+        parts += ["--scheduler", args.scheduler]
     if args.quick:
         parts.append("--quick")
     return " ".join(shlex.quote(p) for p in parts)
@@ -1401,13 +1456,18 @@ def _command(args) -> str:
 
 def run(args) -> int:
     settings = settings_from_args(args)
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs has to be at least 1, but got {args.jobs}")
+    executor = getattr(args, "executor", "local")
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is not None and executor != "dask":
+        raise ValueError(f"--scheduler {scheduler} needs --executor dask")
     datasets = resolve_data(args.data)
     t0 = time.perf_counter()
     path = run_uci(datasets, args.out, splits=args.splits, methods=args.methods,
                    settings=settings, jobs=args.jobs, progress=not args.no_progress,
-                   command=_command(args), stack_splits=getattr(args, "stack_splits", 0))
+                   command=_command(args), stack_splits=getattr(args, "stack_splits", 0),
+                   executor=executor, scheduler=scheduler)
     print(f"[uci] wrote {path} and {Path(args.out) / 'summary.md'} in "
           f"{time.perf_counter() - t0:.1f} s")
     return 0
