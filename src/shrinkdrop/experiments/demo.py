@@ -26,6 +26,12 @@ STEPS: list[tuple[str, list[str]]] = [
     ("architectures", ["architectures", "--quick"]),
     ("mcmc", ["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--param", "ep",
               "--quick"]),
+    # what the data switched off, without MCMC: structured VI read-outs of input units (vs
+    # scikit-learn's ARDRegression and Gibbs), residual blocks (ADD) and conv channels
+    ("relevance", ["relevance", "--data", "diabetes", "--noise-features", "20", "--quick",
+                   "--no-progress"]),
+    ("prune-depth", ["prune", "--what", "depth", "--quick", "--no-progress"]),
+    ("prune-channels", ["prune", "--what", "channels", "--quick", "--no-progress"]),
 ]
 
 INTRO = (
