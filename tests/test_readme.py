@@ -20,6 +20,9 @@ def test_readme_tour_runs():
     assert torch.isfinite(ns["mean"]).all()
     assert len(ns["report"].replaced) == 1
     assert ns["per_model_ll"].shape == (6,) and torch.isfinite(ns["per_model_ll"]).all()
+    incl = ns["svi"].inclusion()["0.xi"]
+    assert incl.shape == (10,) and ((incl >= 0) & (incl <= 1)).all()
+    assert torch.isfinite(ns["ll_pruned"]).all()
 
 
 def test_public_api():
