@@ -410,6 +410,9 @@ def _train_backward(model: StackedNoisyMLP, saved, g: Tensor, grads: Sequence[Te
     us, ms = saved
     L = len(model.weights)
     K, n = g.shape[0], g.shape[1]
+    if L == 2 and model.sizes[-1] == 1:
+        _one_hidden_one_output_backward(model, us, ms[1], g, grads)
+        L = 0
     for i in reversed(range(L)):
         w, u = model.weights[i], us[i]
         gw, gb = grads[i], grads[L + i]
@@ -424,6 +427,25 @@ def _train_backward(model: StackedNoisyMLP, saved, g: Tensor, grads: Sequence[Te
     if wd is not None:
         for w, gw in zip(model.weights, grads):
             gw.addcmul_(wd, w)
+
+
+def _one_hidden_one_output_backward(model: StackedNoisyMLP, us, m: Tensor, g: Tensor,
+                                    grads: Sequence[Tensor]) -> None:
+    """:func:`_train_backward` of the UCI network (one hidden layer, one output) without a
+    pass over the hidden units: with ``g (K, n, 1)`` and ``w = W_1 (K, H, 1)``, ``dz_0 = g w^T
+    m``, so ``dW_0 = u_0^T dz_0 = ((g u_0)^T m) w^T`` and ``db_0 = (g^T m) w^T``: one
+    ``(K, d + 1, n) x (K, n, H)`` product of the small ``[g u_0, g]`` with ``m``, its
+    ``(K, d + 1, H)`` result scaled by ``w``, instead of forming the ``(K, n, H)`` ``dz_0``
+    (two passes over it) and reducing it."""
+    u0, u1 = us
+    K, n, d = u0.shape
+    w = model.weights[1].reshape(K, 1, -1)
+    torch.bmm(g.view(K, 1, n), u1, out=grads[1].view(K, 1, -1))  # dW_1 = u_1^T g
+    torch.sum(g, 1, keepdim=True, out=grads[3])  # db_1
+    a = torch.cat([u0 * g, g], 2)  # (K, n, d + 1)
+    r = torch.bmm(a.transpose(1, 2), m)  # (K, d + 1, H)
+    torch.mul(r[:, :d], w, out=grads[0])
+    torch.mul(r[:, d:], w, out=grads[2])
 
 
 class _Head:
