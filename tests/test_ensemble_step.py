@@ -69,8 +69,8 @@ def test_manual_step_is_not_autograd_by_accident():
     fit_stacked(ref, X, y, tau=1.0, epochs=2, step="autograd", progress=False)
     orig = E._train_forward
 
-    def no_mask(model, x):
-        out, (us, ms) = orig(model, x)
+    def no_mask(model, x, xis):
+        out, (us, ms) = orig(model, x, xis)
         return out, (us, [None] + [torch.ones_like(m) for m in ms[1:]])
 
     E._train_forward = no_mask

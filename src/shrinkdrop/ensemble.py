@@ -379,17 +379,53 @@ class _FlatAdam:
             q.data = q.data.clone()
 
 
-def _train_forward(model: StackedNoisyMLP, x: Tensor):
-    """The noisy forward pass of :meth:`StackedNoisyMLP.forward` (the same draws in the same
-    order), keeping what :func:`_train_backward` needs: per layer its noisy input ``u_i``, and
-    for hidden layers ``m_i = xi_i 1[z_{i-1} > 0]`` (the noise where the ReLU lets through), so
-    that ``u_i = relu(z_{i-1}) xi_i = z_{i-1} m_i``: two passes over the hidden units, and the
-    backward pass multiplies by ``m_i`` once."""
+class _NoisePool:
+    """Training noise for several steps per draw call: per layer a block ``(K, R, d_i)`` drawn by
+    :meth:`StackedNoisyMLP.draw` (each model from its own law, one call per law), handed out
+    ``n`` fresh rows at a time. The draws are iid, so a step's noise is a fresh iid sample of
+    the same law whichever rows of a block it gets; a block's unused tail is dropped. ``R``
+    holds about ``max_elements`` values over all layers and models, and at least one step's
+    rows: at the UCI shapes (K = 36, 8 + 50 units) a block lasts ~8 steps, so the per-call
+    cost of the samplers (most of a step at these sizes) is paid once per ~8 steps."""
+
+    def __init__(self, model: StackedNoisyMLP, rows: int, max_elements: int = 2 ** 21):
+        self.model = model
+        width = sum(model.sizes[:-1]) * model.n_models
+        self.R = max(int(rows), max_elements // max(1, width))
+        self.blocks: list[Tensor] = []
+        self.pos = self.R
+
+    def take(self, n: int, dtype) -> list[Tensor]:
+        """Noise for ``n`` rows: per layer ``(K, n, d_i)`` (views of the blocks)."""
+        if self.pos + n > self.R:
+            self.blocks = [self.model.draw((self.R, d), dtype) for d in self.model.sizes[:-1]]
+            self.pos = 0
+        a, self.pos = self.pos, self.pos + n
+        return [blk[:, a: self.pos] for blk in self.blocks]
+
+
+def _autograd_forward(model: StackedNoisyMLP, x: Tensor, xis: Sequence[Tensor]) -> Tensor:
+    """:meth:`StackedNoisyMLP.forward` with the noise given, through autograd: the reference of
+    :func:`_train_forward` and :func:`_train_backward`."""
+    h = x
+    last = len(model.weights) - 1
+    for i, (w, b, xi) in enumerate(zip(model.weights, model.biases, xis)):
+        h = _affine(h * xi, w, b)
+        if i < last:
+            h = torch.relu(h)
+    return h
+
+
+def _train_forward(model: StackedNoisyMLP, x: Tensor, xis: Sequence[Tensor]):
+    """The noisy forward pass with the noise ``xis`` (per layer ``(K, n, d_i)``; the first is
+    overwritten), keeping what :func:`_train_backward` needs: per layer its noisy input
+    ``u_i``, and for hidden layers ``m_i = xi_i 1[z_{i-1} > 0]`` (the noise where the ReLU lets
+    through), so that ``u_i = relu(z_{i-1}) xi_i = z_{i-1} m_i``: two passes over the hidden
+    units, and the backward pass multiplies by ``m_i`` once."""
     us, ms = [], []
     z = x
-    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
-        xi = model.draw((z.shape[1], z.shape[2]), z.dtype)
-        if i == 0:  # no gradient flows into the inputs: the draw's buffer becomes u
+    for i, (w, b, xi) in enumerate(zip(model.weights, model.biases, xis)):
+        if i == 0:  # no gradient flows into the inputs: the noise's buffer becomes u
             m, u = None, xi.mul_(z)
         else:
             m = torch.ops.aten.threshold_backward(xi, z, 0.0)  # xi where z > 0, else 0
@@ -575,6 +611,7 @@ def fit_stacked(
     base = (rows_of * N).view(-1, 1)
     bar = tqdm(range(epochs), disable=not progress, desc=f"{desc}[{obj.value}, K={K}, S={S}]")
     params = list(model.weights) + list(model.biases)
+    pool = _NoisePool(model, S * min(batch_size, N))
     if step == "manual":
         adam = _FlatAdam(params, lr)
         wd_g = wd if decay else None
@@ -597,7 +634,7 @@ def fit_stacked(
                         xb, yb = Xp[:, i: i + batch_size], yp[:, i: i + batch_size]
                         B = xb.shape[1]
                         xs = xb.repeat(1, S, 1) if S > 1 else xb
-                        out, saved = _train_forward(model, xs)
+                        out, saved = _train_forward(model, xs, pool.take(S * B, X.dtype))
                         g = head(out, yb)
                         if decay:  # sum_W ||W_k||^2 x rows, for the epoch's loss
                             for w in model.weights:
@@ -618,7 +655,8 @@ def fit_stacked(
                     xb = Xf.index_select(0, flat).view(K, B, -1)  # (K, B, d)
                     yb = yf.index_select(0, flat).view(K, B, *yf.shape[1:])  # (K, B[, ...])
                     xs = xb.repeat(1, S, 1) if S > 1 else xb
-                    out = model(xs).view(K, S, B, -1)
+                    out = _autograd_forward(model, xs, pool.take(S * B, X.dtype))
+                    out = out.view(K, S, B, -1)
                     per = stacked_loss(out, yb, likelihood=lik, tau=tau_t, objective=obj,
                                        beta=beta, weight_decay=wd.view(-1) if decay else None,
                                        weights=model.weights)

@@ -44,7 +44,8 @@ HELP = ("Run the UCI benchmark protocol (MC dropout's grid search and refit) for
         "family and objective; writes results.csv and summary.md.")
 
 __all__ = [
-    "HELP", "add_arguments", "run", "METHODS", "OBJECTIVES", "MCMC_METHODS", "ALL_METHODS",
+    "HELP", "add_arguments", "run", "METHODS", "DEFAULT_METHODS", "OBJECTIVES", "MCMC_METHODS",
+    "ALL_METHODS",
     "MCMC_FAMILIES", "Settings", "Config", "UnitTask",
     "matched_noise", "method_configs", "make_tasks", "evaluate_unit", "run_uci",
     "select_rows", "write_summary", "COLUMNS", "PROTOCOL_VERSION", "ENGINES",
@@ -81,6 +82,12 @@ TAU_FIT_SAMPLES = 1000
 #: every method name the runner accepts, in table order (each method beside its ``+tau``)
 ALL_METHODS: tuple[str, ...] = tuple(x for m in METHODS for x in (m, m + TAU_SUFFIX)) \
     + MCMC_METHODS
+
+#: the methods run when none are asked for: MC dropout and its ``+tau`` twin (one training
+#: shared by the two; the pair of the README's table). Every training method (``all``, 21) is
+#: far too slow for a first run: the 14 ``marginal_map`` / ``tail_adaptive`` methods train on
+#: 5 draws per row, and each method is one stacked training (docs/uci.md, "Default methods")
+DEFAULT_METHODS = ("bernoulli-mc", "bernoulli-mc+tau")
 
 QUICK_METHODS = ("bernoulli-mc", "bernoulli-mc+tau", "gaussian-marginal_map")
 QUICK_SPLITS = 2
@@ -885,7 +892,7 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     fast fake. Its qualified name is part of the recorded settings, so results never mix.
     """
     if methods is None:  # the +tau quick method only where every data set is a regression
-        methods = [m for m in (QUICK_METHODS if settings.quick else METHODS)
+        methods = [m for m in (QUICK_METHODS if settings.quick else DEFAULT_METHODS)
                    if not fits_tau(m) or all(d.task == "regression" for d in datasets)]
     for m in methods:
         _split_method(m)
@@ -1298,8 +1305,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "<family>-mcmc (posterior sampling, small data sets only), families "
                         "alone (their training objectives; <family>+tau likewise), 'all' "
                         "(every training method), 'all+tau' or "
-                        "'mcmc' (every MCMC method) (default: all; --quick: "
-                        + ",".join(QUICK_METHODS) + ")")
+                        "'mcmc' (every MCMC method). Default: " + ",".join(DEFAULT_METHODS)
+                        + " (MC dropout and its +tau twin: one shared training; about a minute "
+                        "per split of a 1,000-row set on one core, where 'all' takes over an "
+                        "hour: its marginal_map and tail_adaptive methods train on 5 draws per "
+                        "row; docs/uci.md); --quick: " + ",".join(QUICK_METHODS))
     p.add_argument("--epochs-multiplier", type=float, default=None,
                    help="epochs = n_epochs.txt x this (default 100, the reference files' "
                         "'100_xepochs'; --quick: 0.25)")
