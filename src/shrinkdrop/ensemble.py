@@ -25,6 +25,11 @@ Equivalence with training each network alone (tested in ``tests/test_ensemble.py
 
 With the noise switched off (every law a point mass) a stacked fit reproduces separate
 :func:`shrinkdrop.fit` runs to float rounding; with noise, the same laws.
+
+A training step (``fit_stacked(step='manual')``, the default) runs a hand-written forward and
+backward pass of the MLP and Adam on one flat buffer, with the noise drawn in blocks for several
+steps (:class:`_NoisePool`); ``step='autograd'`` is the reference it is tested against (the same
+weights to float rounding, noise on). See docs/uci.md, "The training step".
 """
 
 from __future__ import annotations
@@ -93,8 +98,8 @@ def _affine(u: Tensor, w: Tensor, b: Tensor) -> Tensor:
 
     With one output (``c = 1``, regression) the product is taken as ``(K, 1, a) x (K, a, n)``:
     a batched matrix-vector product with one output column takes MKL's slow path (5-7x the
-    time of the same product with one output *row* at K = 36, n = 128, a = 50; measured in
-    ``benchmarks/bench_ensemble.py``'s notes, docs/uci.md)."""
+    time of the same product with one output *row* at K = 36, n = 128, a = 50, one thread;
+    docs/uci.md, "The training step")."""
     if w.shape[2] == 1:
         K, n = u.shape[0], u.shape[1]
         return torch.baddbmm(b, w.reshape(K, 1, -1), u.transpose(1, 2)).view(K, n, 1)
