@@ -1308,7 +1308,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "'mcmc' (every MCMC method). Default: " + ",".join(DEFAULT_METHODS)
                         + " (MC dropout and its +tau twin: one shared training; 3 splits of "
                         "energy, 768 rows, take under a minute on one core, of wine-quality-red, "
-                        "1599 rows, two; 'all' takes about 50 minutes on energy's 3 splits: "
+                        "1599 rows, about two; 'all' takes about 50 minutes on energy's 3 splits: "
                         "each of its 21 methods trains on its own, the marginal_map and "
                         "tail_adaptive ones on 5 draws per row; docs/uci.md); --quick: "
                         + ",".join(QUICK_METHODS))
