@@ -34,3 +34,21 @@ def device_sync(device: str):
     import torch
 
     return torch.cuda.synchronize if torch.device(device).type == "cuda" else None
+
+
+def time_all(fns, reps, sync=None):
+    """Median seconds of each of ``fns`` over ``reps`` rounds, each round calling every function
+    once in turn (3 warm-up rounds): :func:`time_pair` for any number of sides."""
+    sync = sync or (lambda: None)
+    for _ in range(3):
+        for f in fns:
+            f()
+    sync()
+    times = [[] for _ in fns]
+    for _ in range(reps):
+        for f, ts in zip(fns, times):
+            t = time.perf_counter()
+            f()
+            sync()
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]

@@ -25,6 +25,11 @@ Equivalence with training each network alone (tested in ``tests/test_ensemble.py
 
 With the noise switched off (every law a point mass) a stacked fit reproduces separate
 :func:`shrinkdrop.fit` runs to float rounding; with noise, the same laws.
+
+A training step (``fit_stacked(step='manual')``, the default) runs a hand-written forward and
+backward pass of the MLP and Adam on one flat buffer, with the noise drawn in blocks for several
+steps (:class:`_NoisePool`); ``step='autograd'`` is the reference it is tested against (the same
+weights to float rounding, noise on). See docs/uci.md, "The training step".
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from .objectives import Likelihood, Objective, _check_samples, categorical_log_l
 from .objectives import objective as _objective
 
 __all__ = ["StackedNoisyMLP", "fit_stacked", "stacked_loss", "StackedHistory",
-           "stacked_predictive", "stacked_fit_tau", "init_linears_", "INITS"]
+           "stacked_predictive", "stacked_fit_tau", "init_linears_", "INITS", "STEPS"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -86,6 +91,19 @@ def _groups(noises: Sequence[NoiseDistribution]) -> list[tuple[NoiseDistribution
         else:
             out.append((nz, k, k + 1))
     return out
+
+
+def _affine(u: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """``u @ w + b`` for every model: ``(K, n, a) x (K, a, c) + (K, 1, c) -> (K, n, c)``.
+
+    With one output (``c = 1``, regression) the product is taken as ``(K, 1, a) x (K, a, n)``:
+    a batched matrix-vector product with one output column takes MKL's slow path (5-7x the
+    time of the same product with one output *row* at K = 36, n = 128, a = 50, one thread;
+    docs/uci.md, "The training step")."""
+    if w.shape[2] == 1:
+        K, n = u.shape[0], u.shape[1]
+        return torch.baddbmm(b, w.reshape(K, 1, -1), u.transpose(1, 2)).view(K, n, 1)
+    return torch.baddbmm(b, u, w)
 
 
 class StackedNoisyMLP(nn.Module):
@@ -185,7 +203,7 @@ class StackedNoisyMLP(nn.Module):
                 h = xi.mul_(h) if inplace else h * xi
             elif factor is not None:
                 h = h * factor
-            h = torch.baddbmm(b, h, w)
+            h = _affine(h, w, b)
             if i < last:
                 h = h.relu_() if inplace else torch.relu(h)
         return h
@@ -316,6 +334,206 @@ def stacked_loss(out: Tensor, y: Tensor, *, likelihood="gaussian", tau=None, obj
     return per
 
 
+#: how :func:`fit_stacked` computes a training step: ``manual`` (the default) runs the
+#: hand-written forward and backward pass of the MLP (:func:`_train_forward`,
+#: :func:`_train_backward`) and Adam on one flat buffer (:class:`_FlatAdam`); ``autograd`` runs
+#: the network through autograd and ``torch.optim.Adam`` (the reference the manual step is
+#: tested against: ``tests/test_ensemble_step.py``). Both draw the same noise in the same
+#: order, so they agree to float rounding.
+STEPS = ("manual", "autograd")
+
+
+class _FlatAdam:
+    """``torch.optim.Adam``'s default update on the CPU (its single-tensor path; no weight decay,
+    amsgrad or maximize), op for op, on one flat tensor holding every parameter.
+
+    The parameters of ``params`` are re-pointed to views of one buffer (and their gradients
+    are views of another), so a step is 7 kernels instead of 7 per parameter tensor;
+    :meth:`release` gives each parameter its own storage again. Adam is elementwise, so this
+    is Adam on each tensor: bit-identical to ``torch.optim.Adam`` (tested).
+    """
+
+    def __init__(self, params: Sequence[Tensor], lr: float, betas=(0.9, 0.999),
+                 eps: float = 1e-8):
+        self.params = list(params)
+        self.flat = torch.cat([q.detach().reshape(-1) for q in self.params])
+        self.grad = torch.zeros_like(self.flat)
+        self.grads = []
+        o = 0
+        for q in self.params:
+            n = q.numel()
+            q.data = self.flat[o: o + n].view(q.shape)
+            self.grads.append(self.grad[o: o + n].view(q.shape))
+            o += n
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+
+    def step(self) -> None:
+        self.t += 1
+        beta1, beta2 = self.betas
+        g = self.grad
+        self.exp_avg.lerp_(g, 1 - beta1)
+        self.exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        step_size = self.lr / (1 - beta1 ** self.t)
+        denom = (self.exp_avg_sq.sqrt() / (1 - beta2 ** self.t) ** 0.5).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denom, value=-step_size)
+
+    def release(self) -> None:
+        for q in self.params:
+            q.data = q.data.clone()
+
+
+class _NoisePool:
+    """Training noise for several steps per draw call: per layer a block ``(K, R, d_i)`` drawn by
+    :meth:`StackedNoisyMLP.draw` (each model from its own law, one call per law), handed out
+    ``n`` fresh rows at a time. The draws are iid, so a step's noise is a fresh iid sample of
+    the same law whichever rows of a block it gets; a block's unused tail is dropped. ``R``
+    holds about ``max_elements`` values over all layers and models, and at least one step's
+    rows: at the UCI shapes (K = 36, 8 + 50 units) a block lasts ~8 steps, so the per-call
+    cost of the samplers (most of a step at these sizes) is paid once per ~8 steps."""
+
+    def __init__(self, model: StackedNoisyMLP, rows: int, max_elements: int = 2 ** 21):
+        self.model = model
+        width = sum(model.sizes[:-1]) * model.n_models
+        self.R = max(int(rows), max_elements // max(1, width))
+        self.blocks: list[Tensor] = []
+        self.pos = self.R
+
+    def take(self, n: int, dtype) -> list[Tensor]:
+        """Noise for ``n`` rows: per layer ``(K, n, d_i)`` (views of the blocks)."""
+        if self.pos + n > self.R:
+            self.blocks = [self.model.draw((self.R, d), dtype) for d in self.model.sizes[:-1]]
+            self.pos = 0
+        a, self.pos = self.pos, self.pos + n
+        return [blk[:, a: self.pos] for blk in self.blocks]
+
+
+def _autograd_forward(model: StackedNoisyMLP, x: Tensor, xis: Sequence[Tensor]) -> Tensor:
+    """:meth:`StackedNoisyMLP.forward` with the noise given, through autograd: the reference of
+    :func:`_train_forward` and :func:`_train_backward`."""
+    h = x
+    last = len(model.weights) - 1
+    for i, (w, b, xi) in enumerate(zip(model.weights, model.biases, xis)):
+        h = _affine(h * xi, w, b)
+        if i < last:
+            h = torch.relu(h)
+    return h
+
+
+def _train_forward(model: StackedNoisyMLP, x: Tensor, xis: Sequence[Tensor]):
+    """The noisy forward pass with the noise ``xis`` (per layer ``(K, n, d_i)``; the first is
+    overwritten), keeping what :func:`_train_backward` needs: per layer its noisy input
+    ``u_i``, and for hidden layers ``m_i = xi_i 1[z_{i-1} > 0]`` (the noise where the ReLU lets
+    through), so that ``u_i = relu(z_{i-1}) xi_i = z_{i-1} m_i``: two passes over the hidden
+    units, and the backward pass multiplies by ``m_i`` once."""
+    us, ms = [], []
+    z = x
+    for i, (w, b, xi) in enumerate(zip(model.weights, model.biases, xis)):
+        if i == 0:  # no gradient flows into the inputs: the noise's buffer becomes u
+            m, u = None, xi.mul_(z)
+        else:
+            m = torch.ops.aten.threshold_backward(xi, z, 0.0)  # xi where z > 0, else 0
+            u = z * m
+        us.append(u)
+        ms.append(m)
+        z = _affine(u, w, b)
+    return z, (us, ms)
+
+
+def _train_backward(model: StackedNoisyMLP, saved, g: Tensor, grads: Sequence[Tensor],
+                    wd: Tensor | None) -> None:
+    """Gradients of the summed loss with respect to every weight and bias, written into
+    ``grads`` (``[dW_0, ..., dW_L, db_0, ..., db_L]``), given ``g = dloss / d out``
+    ``(K, n, d_out)``: for ``z_i = u_i W_i + b_i`` with ``u_i = relu(z_{i-1}) xi_i``,
+    ``dW_i = u_i^T g_i``, ``db_i = sum_n g_i`` and ``g_{i-1} = (g_i W_i^T) xi_i 1[z_{i-1} >
+    0]``; weight decay adds ``wd_k W``."""
+    us, ms = saved
+    L = len(model.weights)
+    K, n = g.shape[0], g.shape[1]
+    if L == 2 and model.sizes[-1] == 1:
+        _one_hidden_one_output_backward(model, us, ms[1], g, grads)
+        L = 0
+    for i in reversed(range(L)):
+        w, u = model.weights[i], us[i]
+        gw, gb = grads[i], grads[L + i]
+        if w.shape[2] == 1:  # one output: (K, 1, n) x (K, n, a), the fast shape (_affine)
+            torch.bmm(g.view(K, 1, n), u, out=gw.view(K, 1, -1))
+        else:
+            torch.bmm(u.transpose(1, 2), g, out=gw)
+        torch.sum(g, 1, keepdim=True, out=gb)
+        if i > 0:
+            gu = g * w.reshape(K, 1, -1) if w.shape[2] == 1 else torch.bmm(g, w.transpose(1, 2))
+            g = gu.mul_(ms[i])
+    if wd is not None:
+        for w, gw in zip(model.weights, grads):
+            gw.addcmul_(wd, w)
+
+
+def _one_hidden_one_output_backward(model: StackedNoisyMLP, us, m: Tensor, g: Tensor,
+                                    grads: Sequence[Tensor]) -> None:
+    """:func:`_train_backward` of the UCI network (one hidden layer, one output) without a
+    pass over the hidden units: with ``g (K, n, 1)`` and ``w = W_1 (K, H, 1)``, ``dz_0 = g w^T
+    m``, so ``dW_0 = u_0^T dz_0 = ((g u_0)^T m) w^T`` and ``db_0 = (g^T m) w^T``: one
+    ``(K, d + 1, n) x (K, n, H)`` product of the small ``[g u_0, g]`` with ``m``, its
+    ``(K, d + 1, H)`` result scaled by ``w``, instead of forming the ``(K, n, H)`` ``dz_0``
+    (two passes over it) and reducing it."""
+    u0, u1 = us
+    K, n, d = u0.shape
+    w = model.weights[1].reshape(K, 1, -1)
+    torch.bmm(g.view(K, 1, n), u1, out=grads[1].view(K, 1, -1))  # dW_1 = u_1^T g
+    torch.sum(g, 1, keepdim=True, out=grads[3])  # db_1
+    a = torch.cat([u0 * g, g], 2)  # (K, n, d + 1)
+    r = torch.bmm(a.transpose(1, 2), m)  # (K, d + 1, H)
+    torch.mul(r[:, :d], w, out=grads[0])
+    torch.mul(r[:, d:], w, out=grads[2])
+
+
+class _Head:
+    """The data term of :func:`stacked_loss` (no weight decay) for a training run: per step the
+    gradient with respect to ``out (K, S B, d_out)``, summing the per-model loss x rows over
+    the epoch in ``total`` (float64). Gaussian MC in closed form, ``dloss_k / d out = tau_k
+    (out - y) / (S B)`` (the per-step loss is affine in the summed squared errors, so only
+    those are summed); otherwise by autograd through :func:`stacked_loss` alone (the MLP
+    itself never enters autograd)."""
+
+    def __init__(self, lik: Likelihood, obj: Objective, tau: Tensor | None, beta: float, S: int,
+                 K: int, dtype, device):
+        self.lik, self.obj, self.tau, self.beta, self.S = lik, obj, tau, beta, S
+        self.closed = lik is Likelihood.GAUSSIAN and obj is Objective.MC
+        self.total = torch.zeros(K, dtype=torch.float64, device=device)
+        if self.closed:
+            self.t = tau.to(dtype).view(-1, 1, 1, 1)
+            self.scale: dict[int, Tensor] = {}
+
+    def __call__(self, out: Tensor, yb: Tensor) -> Tensor:
+        K, n = out.shape[0], out.shape[1]
+        S, B = self.S, n // self.S
+        if self.closed:
+            r = out.view(K, S, B, -1) - yb.reshape(K, 1, B, -1).to(out.dtype)
+            self.total += r.pow(2).sum((1, 2, 3))  # / S and the constants: in epoch_loss
+            if B not in self.scale:
+                self.scale[B] = self.t / (S * B)
+            return r.mul_(self.scale[B]).view(K, n, -1)
+        o = out.view(K, S, B, -1).detach().requires_grad_()
+        with torch.enable_grad():
+            per = stacked_loss(o, yb, likelihood=self.lik, tau=self.tau, objective=self.obj,
+                               beta=self.beta)
+            (g,) = torch.autograd.grad(per.sum(), o)
+        self.total += per.detach().double() * B
+        return g.reshape(K, n, -1).contiguous()
+
+    def epoch_loss(self, N: int, d_out: int) -> Tensor:
+        """The epoch's mean per-model data loss ``(K,)``; resets the sum."""
+        if self.closed:
+            t = self.tau.double()
+            loss = 0.5 * t * self.total / (self.S * N) - d_out * (0.5 * t.log() - 0.5 * _LOG_2PI)
+        else:
+            loss = self.total / N
+        self.total = torch.zeros_like(self.total)
+        return loss
+
+
 def fit_stacked(
     model: StackedNoisyMLP,
     X: Tensor,
@@ -334,6 +552,7 @@ def fit_stacked(
     beta: float = -1.0,
     progress: bool = True,
     desc: str = "fit_stacked",
+    step: str = "manual",
 ) -> StackedHistory:
     """Train every model of ``model`` with Adam as :func:`shrinkdrop.fit` would, all at once.
 
@@ -351,6 +570,10 @@ def fit_stacked(
         seeds: per-model shuffling seeds (default ``0..K-1``): model k visits its rows in the
             order of ``torch.randperm(N, generator=torch.Generator().manual_seed(seeds[k]))``.
         progress: a tqdm bar over epochs.
+        step: ``'manual'`` (default: hand-written forward and backward pass, Adam on one flat
+            buffer; several times faster) or ``'autograd'`` (autograd and
+            ``torch.optim.Adam``): the same draws and the same updates to float rounding
+            (:data:`STEPS`).
 
     Returns:
         :class:`StackedHistory`; the model is left in eval mode.
@@ -365,6 +588,8 @@ def fit_stacked(
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} has to be a positive integer, but got {v!r}")
     positive_float("lr", lr)
+    if step not in STEPS:
+        raise ValueError(f"step has to be one of {', '.join(STEPS)}, but got {step!r}")
     rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
     _check_data(X, y, rows_of, K)
     dev = _check_device(model, X, y)
@@ -380,7 +605,6 @@ def fit_stacked(
 
     N = X.shape[1]
     gens = [torch.Generator().manual_seed(s) for s in seeds]
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = StackedHistory()
     decay = bool(torch.any(wd > 0))
     from tqdm.auto import tqdm
@@ -391,28 +615,67 @@ def fit_stacked(
     yf = y.reshape(X.shape[0] * N, *y.shape[2:])
     base = (rows_of * N).view(-1, 1)
     bar = tqdm(range(epochs), disable=not progress, desc=f"{desc}[{obj.value}, K={K}, S={S}]")
-    for _ in bar:
-        # the shuffling stays on the CPU generators (the same row order on every device)
-        perm = (torch.stack([torch.randperm(N, generator=g) for g in gens]) + base).to(dev)
-        total = torch.zeros(K, dtype=torch.float64, device=dev)
-        for i in range(0, N, batch_size):
-            idx = perm[:, i: i + batch_size]  # (K, B): rows of Xf
-            B = idx.shape[1]
-            flat = idx.reshape(-1)
-            xb = Xf.index_select(0, flat).view(K, B, -1)  # (K, B, d)
-            yb = yf.index_select(0, flat).view(K, B, *yf.shape[1:])  # (K, B[, ...])
-            xs = xb.repeat(1, S, 1) if S > 1 else xb
-            out = model(xs).view(K, S, B, -1)
-            per = stacked_loss(out, yb, likelihood=lik, tau=tau_t, objective=obj, beta=beta,
-                               weight_decay=wd.view(-1) if decay else None,
-                               weights=model.weights)
-            opt.zero_grad(set_to_none=True)
-            per.sum().backward()
-            opt.step()
-            total += per.detach().double() * B
-        history.loss.append((total / N).tolist())
-        if progress:
-            bar.set_postfix(loss=f"{float((total / N).mean()):.4g}")
+    params = list(model.weights) + list(model.biases)
+    pool = _NoisePool(model, S * min(batch_size, N))
+    if step == "manual":
+        adam = _FlatAdam(params, lr)
+        wd_g = wd if decay else None
+        wd_v = wd.view(-1)
+        head = _Head(lik, obj, tau_t, beta, S, K, X.dtype, dev)
+        wsq = torch.zeros(K, dtype=torch.float64, device=dev)
+    else:
+        opt = torch.optim.Adam(params, lr=lr)
+    try:
+        for _ in bar:
+            # the shuffling stays on the CPU generators (the same row order on every device)
+            perm = (torch.stack([torch.randperm(N, generator=g) for g in gens]) + base).to(dev)
+            if step == "manual":
+                with torch.no_grad():
+                    # the epoch's rows in visiting order, once; minibatches are views of it
+                    flat = perm.reshape(-1)
+                    Xp = Xf.index_select(0, flat).view(K, N, -1)
+                    yp = yf.index_select(0, flat).view(K, N, *yf.shape[1:])
+                    for i in range(0, N, batch_size):
+                        xb, yb = Xp[:, i: i + batch_size], yp[:, i: i + batch_size]
+                        B = xb.shape[1]
+                        xs = xb.repeat(1, S, 1) if S > 1 else xb
+                        out, saved = _train_forward(model, xs, pool.take(S * B, X.dtype))
+                        g = head(out, yb)
+                        if decay:  # sum_W ||W_k||^2 x rows, for the epoch's loss
+                            for w in model.weights:
+                                w2 = w.view(K, -1)
+                                wsq.add_(torch.linalg.vecdot(w2, w2), alpha=B)
+                        _train_backward(model, saved, g, adam.grads, wd_g)
+                        adam.step()
+                mean = head.epoch_loss(N, model.sizes[-1])
+                if decay:
+                    mean = mean + 0.5 * wd_v.double() * wsq / N
+                    wsq.zero_()
+            else:
+                total = torch.zeros(K, dtype=torch.float64, device=dev)
+                for i in range(0, N, batch_size):
+                    idx = perm[:, i: i + batch_size]  # (K, B): rows of Xf
+                    B = idx.shape[1]
+                    flat = idx.reshape(-1)
+                    xb = Xf.index_select(0, flat).view(K, B, -1)  # (K, B, d)
+                    yb = yf.index_select(0, flat).view(K, B, *yf.shape[1:])  # (K, B[, ...])
+                    xs = xb.repeat(1, S, 1) if S > 1 else xb
+                    out = _autograd_forward(model, xs, pool.take(S * B, X.dtype))
+                    out = out.view(K, S, B, -1)
+                    per = stacked_loss(out, yb, likelihood=lik, tau=tau_t, objective=obj,
+                                       beta=beta, weight_decay=wd.view(-1) if decay else None,
+                                       weights=model.weights)
+                    opt.zero_grad(set_to_none=True)
+                    per.sum().backward()
+                    opt.step()
+                    total += per.detach().double() * B
+                mean = total / N
+            history.loss.append(mean.tolist())
+            if progress:
+                bar.set_postfix(loss=f"{float(mean.mean()):.4g}")
+    finally:
+        if step == "manual":
+            adam.release()
     bar.close()
     history.seconds = time.perf_counter() - start
     model.eval()

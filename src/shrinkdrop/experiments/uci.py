@@ -52,7 +52,8 @@ HELP = ("Run the UCI benchmark protocol (MC dropout's grid search and refit) for
         "family and objective; writes results.csv and summary.md.")
 
 __all__ = [
-    "HELP", "add_arguments", "run", "METHODS", "OBJECTIVES", "MCMC_METHODS", "ALL_METHODS",
+    "HELP", "add_arguments", "run", "METHODS", "DEFAULT_METHODS", "OBJECTIVES", "MCMC_METHODS",
+    "ALL_METHODS",
     "MCMC_FAMILIES", "Settings", "Config", "UnitTask",
     "matched_noise", "method_configs", "make_tasks", "evaluate_unit", "run_uci",
     "select_rows", "write_summary", "COLUMNS", "PROTOCOL_VERSION", "ENGINES",
@@ -89,6 +90,12 @@ TAU_FIT_SAMPLES = 1000
 #: every method name the runner accepts, in table order (each method beside its ``+tau``)
 ALL_METHODS: tuple[str, ...] = tuple(x for m in METHODS for x in (m, m + TAU_SUFFIX)) \
     + MCMC_METHODS
+
+#: the methods run when none are asked for: MC dropout and its ``+tau`` twin (one training
+#: shared by the two; the pair of the README's table). Every training method (``all``, 21) is
+#: far too slow for a first run: each method is a stacked training of its own, the 14
+#: ``marginal_map`` / ``tail_adaptive`` ones on 5 draws per row (docs/uci.md, "Methods")
+DEFAULT_METHODS = ("bernoulli-mc", "bernoulli-mc+tau")
 
 QUICK_METHODS = ("bernoulli-mc", "bernoulli-mc+tau", "gaussian-marginal_map")
 QUICK_SPLITS = 2
@@ -901,7 +908,7 @@ def run_uci(datasets: list[UCIData], out, *, splits: list[int] | None = None,
     threads. The same ``jobs`` and ``stack_splits`` give the same numbers on either executor.
     """
     if methods is None:  # the +tau quick method only where every data set is a regression
-        methods = [m for m in (QUICK_METHODS if settings.quick else METHODS)
+        methods = [m for m in (QUICK_METHODS if settings.quick else DEFAULT_METHODS)
                    if not fits_tau(m) or all(d.task == "regression" for d in datasets)]
     for m in methods:
         _split_method(m)
@@ -1337,8 +1344,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "<family>-mcmc (posterior sampling, small data sets only), families "
                         "alone (their training objectives; <family>+tau likewise), 'all' "
                         "(every training method), 'all+tau' or "
-                        "'mcmc' (every MCMC method) (default: all; --quick: "
-                        + ",".join(QUICK_METHODS) + ")")
+                        "'mcmc' (every MCMC method). Default: " + ",".join(DEFAULT_METHODS)
+                        + " (MC dropout and its +tau twin: one shared training; 3 splits of "
+                        "energy, 768 rows, take under a minute on one core, of wine-quality-red, "
+                        "1599 rows, about two; 'all' takes about 50 minutes on energy's 3 splits: "
+                        "each of its 21 methods trains on its own, the marginal_map and "
+                        "tail_adaptive ones on 5 draws per row; docs/uci.md); --quick: "
+                        + ",".join(QUICK_METHODS))
     p.add_argument("--epochs-multiplier", type=float, default=None,
                    help="epochs = n_epochs.txt x this (default 100, the reference files' "
                         "'100_xepochs'; --quick: 0.25)")
