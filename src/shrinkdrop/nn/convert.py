@@ -121,6 +121,17 @@ def _family(noise, p: float) -> _noise.NoiseDistribution:
     )
 
 
+def _short(m: nn.Module) -> str:
+    """One line: the class and its settings (no children)."""
+    if isinstance(m, NoisyMultiheadAttention):
+        return (f"NoisyMultiheadAttention(embed_dim={m.embed_dim}, num_heads={m.num_heads}, "
+                f"attn_noise={m.attn_noise!r})")
+    if isinstance(m, nn.MultiheadAttention):
+        return (f"MultiheadAttention(embed_dim={m.embed_dim}, num_heads={m.num_heads}, "
+                f"dropout={m.dropout:g})")
+    return f"{type(m).__name__}({m.extra_repr()})"
+
+
 # ------------------------------------------------------------------ structure of each site
 _ATTENTION = ("attention probabilities: one scale per (example, head, query i, key j); "
               "DropConnect on the value-mixing matrix A (out_i = sum_j a_ij xi_ij v_j); no "
@@ -151,8 +162,11 @@ _KNOWN = {
     ("BertSelfOutput", "dropout"): _ROWS.format(w="dense"),
     ("BertOutput", "dropout"): _ROWS.format(w="dense"),
     ("ViTEmbeddings", "dropout"): _EMB,
-    ("ViTSelfOutput", "dropout"): _ROWS.format(w="dense"),
+    ("ViTSelfOutput", "dropout"): _ROWS.format(w="dense"),  # transformers < 5
     ("ViTOutput", "dropout"): _ROWS.format(w="dense"),
+    ("ViTLayer", "dropout"): "one module called twice (independent draws): "
+                             + _ROWS.format(w="attention.o_proj") + "; and "
+                             + _ROWS.format(w="mlp.fc2"),
     ("GPT2Model", "drop"): _EMB,
     ("GPT2Attention", "resid_dropout"): _CONV1D.format(w="c_proj"),
     ("GPT2MLP", "dropout"): _CONV1D.format(w="c_proj"),
@@ -294,8 +308,9 @@ def convert(model: nn.Module,
         setattr(m, _hf.ATTR, layer)
         hf_sites += 1
         report.replaced.append(Replacement(
-            f"{name}.{attr}", f"attention dropout p={p:g} (functional, rate from .{attr})",
-            f"{name}.{_hf.ATTR} = {layer!r}", _ATTENTION))
+            name, f"{type(m).__name__}: attention dropout p={p:g} (functional, rate .{attr})",
+            f"{_hf.ATTR} = {layer!r} (attention implementation {_hf.IMPLEMENTATION!r})",
+            _ATTENTION))
 
     def leftovers(name: str, m: nn.Module) -> None:
         if isinstance(m, (NoiseLayer, nn.MultiheadAttention, nn.RNNBase)) or \
@@ -341,7 +356,7 @@ def convert(model: nn.Module,
                                                                  _ATTENTION))
                     continue
                 setattr(parent, child_name, new)
-                report.replaced.append(Replacement(name, repr(child), repr(new), _ATTENTION))
+                report.replaced.append(Replacement(name, _short(child), _short(new), _ATTENTION))
                 continue
             if isinstance(child, (nn.LSTM, nn.GRU, nn.RNN)):
                 p = float(child.dropout)
@@ -354,7 +369,7 @@ def convert(model: nn.Module,
                 new = NoisyStackedRNN.from_module(child, _family(noise, p),
                                                   share_across_batch=share_across_batch, **kw)
                 setattr(parent, child_name, new)
-                report.replaced.append(Replacement(name, repr(child), repr(new), _RNN))
+                report.replaced.append(Replacement(name, _short(child), _short(new), _RNN))
                 continue
             found = _drop_rate(child)
             if found is None:
