@@ -51,6 +51,7 @@ def test_transformer_every_site_converted_and_reported():
     assert not any(isinstance(m, nn.Dropout) for m in model.modules())
     assert all(m.dropout == 0 for m in model.modules() if isinstance(m, nn.MultiheadAttention))
     assert any("fast path" in n for n in report.notes)
+    assert set(model.state_dict()) == set(ref.state_dict())  # checkpoints interchange
     src, tgt = torch.randn(3, 5, 16), torch.randn(3, 4, 16)
     model.eval()
     with torch.no_grad():
@@ -305,6 +306,7 @@ def test_hf_converted_mc_prediction(arch):
     model = _small(arch)
     ref = copy.deepcopy(model).eval()
     sd.convert(model, N.Gaussian.dropout)
+    assert set(model.state_dict()) == set(ref.state_dict())  # checkpoints interchange
     x = torch.randn(3, 3, 16, 16) if arch == "vit" else torch.randint(0, 100, (3, 6))
     net, ref_net = _Logits(model).eval(), _Logits(ref)
     with torch.no_grad():
