@@ -337,3 +337,14 @@ def test_hf_attention_noise_acts_on_the_probabilities():
     zero = noisy == 0
     assert st.binomtest(int(zero.sum()), noisy.numel(), 1 - keep).pvalue > ALPHA
     torch.testing.assert_close(noisy[~zero], clean[~zero] / keep)
+
+
+def test_converted_encoder_exports_in_eval_and_train():
+    model = _Encoder()
+    sd.convert(model, "bernoulli")
+    x = torch.randn(2, 6, 16)
+    ep = torch.export.export(model.eval(), (x,))
+    torch.testing.assert_close(ep.module()(x), model(x))
+    ep = torch.export.export(model.train(), (x,))
+    y1, y2 = ep.module()(x), ep.module()(x)
+    assert torch.isfinite(y1).all() and not torch.equal(y1, y2)  # the noise is in the graph
