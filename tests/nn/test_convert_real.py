@@ -348,3 +348,23 @@ def test_converted_encoder_exports_in_eval_and_train():
     ep = torch.export.export(model.train(), (x,))
     y1, y2 = ep.module()(x), ep.module()(x)
     assert torch.isfinite(y1).all() and not torch.equal(y1, y2)  # the noise is in the graph
+
+
+def test_attention_and_rnn_noise_are_not_paired_with_the_next_weight():
+    model = nn.Sequential(nn.LSTM(3, 4, 2, dropout=0.2), nn.Linear(4, 2))
+    sd.convert(model, "bernoulli")
+    assert sd.objectives.noisy_weights(model) == []
+    mha = nn.Sequential(nn.Dropout(0.1), nn.Linear(4, 4), _Wrap(nn.MultiheadAttention(4, 2, 0.1)),
+                        nn.Linear(4, 4))
+    sd.convert(mha, "bernoulli")
+    pairs = sd.objectives.noisy_weights(mha)
+    assert len(pairs) == 1 and pairs[0][0] is mha[1].weight  # only the UnitNoise -> Linear
+
+
+class _Wrap(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        return self.m(x, x, x)[0]

@@ -42,6 +42,10 @@ class AttentionNoise(NoiseLayer):
         shape (``(1, *)`` when shared).
     """
 
+    #: the noise scales data-dependent mixing weights (attention) or several layers' input
+    #: weights: objectives.noisy_weights / log_prior_hp leave it out
+    pairs_with_next_weight = False
+
     def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
                  normalize: bool = True, generator: torch.Generator | None = None) -> None:
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,

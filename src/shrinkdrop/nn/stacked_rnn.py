@@ -39,6 +39,10 @@ class NoisyStackedRNN(NoiseLayer):
     Shape: as the wrapped module (``(T, N, D)``, ``(N, T, D)`` with ``batch_first``, or ``(T, D)``).
     """
 
+    #: the noise scales data-dependent mixing weights (attention) or several layers' input
+    #: weights: objectives.noisy_weights / log_prior_hp leave it out
+    pairs_with_next_weight = False
+
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int,
                  noise: _noise.NoiseDistribution, *, bias: bool = True, batch_first: bool = False,
                  bidirectional: bool = False, proj_size: int = 0,
