@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test,timeseries,cluster]"
+	$(BIN)/pip install -q -e ".[test,timeseries,cluster,hf]"
 	touch $@
 
 setup: $(BIN)/.installed

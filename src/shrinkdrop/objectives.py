@@ -230,12 +230,17 @@ def noisy_weights(model: nn.Module) -> list[tuple[torch.Tensor, object, float]]:
     pairs with its own weight; a weightless noise module (``UnitNoise``, ``ChannelNoise``) pairs
     with the next module in ``model.modules()`` order that has a ``weight``. ``c`` is the factor
     the layer applies to the noise: ``1 / E[xi]`` if it normalises (``normalize=True``), else 1, so
-    the HP scale of the paired weight is ``c * xi``.
+    the HP scale of the paired weight is ``c * xi``. Layers whose noise is not a scale of the next
+    weight (``pairs_with_next_weight = False``: ``AttentionNoise``, ``NoisyStackedRNN``) are left
+    out.
     """
     pairs: list[tuple[torch.Tensor, object, float]] = []
     pending = None
     for m in model.modules():
         noise = getattr(m, "noise", None)
+        if noise is not None and getattr(m, "pairs_with_next_weight", True) is False:
+            pending = None
+            continue
         w = getattr(m, "weight", None)
         has_w = isinstance(w, torch.Tensor) and w.ndim >= 2
         if noise is not None:

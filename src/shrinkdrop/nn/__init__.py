@@ -12,6 +12,9 @@ layer                   prior (structure)                    peer
 ``NoisyResidual``       ADD / ARD / ARD+ADD inside a block   stochastic depth (bias-free ReLU)
 ``NoisyConv2d``         tied filters / channels / both       ``nn.Dropout2d`` (filter)
 ``NoisyLSTM``           LSTM inputs, tied / untied gates     input-only variational dropout
+``NoisyStackedRNN``     between stacked RNN layers           ``nn.LSTM/GRU/RNN(dropout=p)``
+``AttentionNoise``      attention probabilities              attention dropout
+``NoisyMultihead...``   attention probabilities              ``nn.MultiheadAttention(dropout)``
 ======================  ===================================  ===================================
 
 Plus :func:`mc_mode` (noise on in eval), :func:`convert` (replace dropout modules) and
@@ -20,11 +23,13 @@ Plus :func:`mc_mode` (noise on in eval), :func:`convert` (replace dropout module
 
 from ..functional import EvalNoiseError, Tie, sample_groups
 from ._base import NoiseLayer, StructuredPrior, mc_mode
+from .attention import AttentionNoise, NoisyMultiheadAttention
 from .conv import NoisyConv2d
-from .convert import ConversionReport, Replacement, convert
+from .convert import ConversionReport, NotConverted, Replacement, convert
 from .linear import WeightNoiseLinear
 from .residual import NoisyResidual
 from .rnn import NoisyLSTM
+from .stacked_rnn import NoisyStackedRNN
 from .unit import ChannelNoise, LayerNoise, UnitNoise
 
 __all__ = [
@@ -36,11 +41,15 @@ __all__ = [
     "NoisyResidual",
     "NoisyConv2d",
     "NoisyLSTM",
+    "NoisyStackedRNN",
+    "AttentionNoise",
+    "NoisyMultiheadAttention",
     "StructuredPrior",
     "mc_mode",
     "convert",
     "ConversionReport",
     "Replacement",
+    "NotConverted",
     "sample_groups",
     "Tie",
     "EvalNoiseError",

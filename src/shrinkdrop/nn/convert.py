@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -9,36 +12,74 @@ from torch import nn
 
 from .. import functional as F
 from .. import noise as _noise
+from . import _hf
 from ._base import NoiseLayer
+from .attention import AttentionNoise, NoisyMultiheadAttention
 from .residual import NoisyResidual
+from .stacked_rnn import NoisyStackedRNN
 from .unit import ChannelNoise, LayerNoise, UnitNoise
 
-__all__ = ["convert", "ConversionReport", "Replacement"]
+__all__ = ["convert", "ConversionReport", "Replacement", "NotConverted"]
 
 
 @dataclass(frozen=True)
 class Replacement:
-    """One replaced module: its qualified name, the old module and the new layer (as text)."""
+    """One converted dropout site: its qualified name, the old module and the new layer (as text),
+    and the prior structure the site implies (which weights share a scale)."""
 
     name: str
     old: str
     new: str
+    structure: str = ""
+
+
+@dataclass(frozen=True)
+class NotConverted:
+    """A dropout site :func:`convert` left as it was (still Bernoulli dropout): its module path,
+    the attribute holding the rate, the rate, and why."""
+
+    name: str
+    attribute: str
+    p: float
+    why: str
+    structure: str = ""
 
 
 @dataclass
 class ConversionReport:
-    """What :func:`convert` replaced, and what it left alone and why."""
+    """What :func:`convert` replaced, what it left alone and why, and what it could not convert.
+
+    ``replaced``: converted sites; ``skipped``: ``(name, reason)`` of sites without Bernoulli
+    noise to replace (rate 0, alpha dropout); ``not_converted``: Bernoulli dropout that is still
+    in the model; ``notes``: changes besides the swaps (fast paths switched off, the attention
+    implementation of Hugging Face models). ``complete`` is True when ``not_converted`` is empty.
+    """
 
     replaced: list[Replacement] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    not_converted: list[NotConverted] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.replaced)
 
+    @property
+    def complete(self) -> bool:
+        return not self.not_converted
+
     def __str__(self) -> str:
-        lines = [f"replaced {len(self.replaced)} module(s)"]
-        lines += [f"  {r.name}: {r.old} -> {r.new}" for r in self.replaced]
+        lines = [f"replaced {len(self.replaced)} site(s), {len(self.not_converted)} dropout "
+                 f"site(s) NOT converted, {len(self.skipped)} skipped"]
+        for r in self.replaced:
+            lines.append(f"  {r.name}: {r.old} -> {r.new}")
+            if r.structure:
+                lines.append(f"      structure: {r.structure}")
+        for n in self.not_converted:
+            lines.append(f"  NOT converted {n.name}.{n.attribute} (p={n.p:g}): {n.why}")
+            if n.structure:
+                lines.append(f"      structure: {n.structure}")
         lines += [f"  skipped {name}: {why}" for name, why in self.skipped]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -80,29 +121,154 @@ def _family(noise, p: float) -> _noise.NoiseDistribution:
     )
 
 
+def _short(m: nn.Module) -> str:
+    """One line: the class and its settings (no children)."""
+    if isinstance(m, NoisyMultiheadAttention):
+        return (f"NoisyMultiheadAttention(embed_dim={m.embed_dim}, num_heads={m.num_heads}, "
+                f"attn_noise={m.attn_noise!r})")
+    if isinstance(m, nn.MultiheadAttention):
+        return (f"MultiheadAttention(embed_dim={m.embed_dim}, num_heads={m.num_heads}, "
+                f"dropout={m.dropout:g})")
+    return f"{type(m).__name__}({m.extra_repr()})"
+
+
+# ------------------------------------------------------------------ structure of each site
+_ATTENTION = ("attention probabilities: one scale per (example, head, query i, key j); "
+              "DropConnect on the value-mixing matrix A (out_i = sum_j a_ij xi_ij v_j); no "
+              "learned weight shares it")
+_RNN = ("between RNN layers: input column r of weight_ih_l{l+1} (all gates, both directions) "
+        "shares xi per (sequence, time step, input dim r), not per sequence; recurrent weights "
+        "none")
+_FFN = "unit (ARD) on the feed-forward hidden layer: column r of {w}.weight shares xi per " \
+       "(example, position, hidden unit r)"
+_ROWS = "output units of {w}: row o of its weight and bias o share xi per (example, position), " \
+        "before the residual sum"
+_EMB = "unit noise on the embedding output: xi per (example, token, feature r), shared by " \
+       "column r of the first layer's query/key/value weights and the residual stream"
+_CONV1D = "output units of {w} (transformers Conv1D, weight (in, out)): column o of its weight " \
+          "and bias o share xi per (example, position), before the residual sum"
+
+# (parent class, attribute) -> structure, for the layers of torch and of transformers' BERT,
+# GPT-2 and ViT (the consumer of each dropout is fixed by their forward code)
+_KNOWN = {
+    ("TransformerEncoderLayer", "dropout"): _FFN.format(w="linear2"),
+    ("TransformerEncoderLayer", "dropout1"): _ROWS.format(w="self_attn.out_proj"),
+    ("TransformerEncoderLayer", "dropout2"): _ROWS.format(w="linear2"),
+    ("TransformerDecoderLayer", "dropout"): _FFN.format(w="linear2"),
+    ("TransformerDecoderLayer", "dropout1"): _ROWS.format(w="self_attn.out_proj"),
+    ("TransformerDecoderLayer", "dropout2"): _ROWS.format(w="multihead_attn.out_proj"),
+    ("TransformerDecoderLayer", "dropout3"): _ROWS.format(w="linear2"),
+    ("BertEmbeddings", "dropout"): _EMB,
+    ("BertSelfOutput", "dropout"): _ROWS.format(w="dense"),
+    ("BertOutput", "dropout"): _ROWS.format(w="dense"),
+    ("ViTEmbeddings", "dropout"): _EMB,
+    ("ViTSelfOutput", "dropout"): _ROWS.format(w="dense"),  # transformers < 5
+    ("ViTOutput", "dropout"): _ROWS.format(w="dense"),
+    ("ViTLayer", "dropout"): "one module called twice (independent draws): "
+                             + _ROWS.format(w="attention.o_proj") + "; and "
+                             + _ROWS.format(w="mlp.fc2"),
+    ("GPT2Model", "drop"): _EMB,
+    ("GPT2Attention", "resid_dropout"): _CONV1D.format(w="c_proj"),
+    ("GPT2MLP", "dropout"): _CONV1D.format(w="c_proj"),
+}
+
+
+def _weighted(m) -> bool:
+    w = getattr(m, "weight", None)
+    return w is not None and getattr(w, "ndim", 0) >= 2
+
+
+def _structure(parent: nn.Module, child_name: str, kind: str) -> str:
+    known = _KNOWN.get((type(parent).__name__, child_name))
+    if known is not None:
+        return known
+    if kind == "channel":
+        return ("tied filters: all weights of the conv filter producing channel c share xi per "
+                "(example, channel), when the input is a conv's output")
+    if kind in ("layer", "layer_batch"):
+        return "ADD: all weights of the residual branch share tau per example"
+    if child_name == "dropout" and _weighted(getattr(parent, "classifier", None)):
+        return "unit (ARD): column r of classifier.weight shares xi per (example, feature r)"
+    if isinstance(parent, nn.Sequential):
+        names = list(parent._modules)
+        i = names.index(child_name)
+        for nxt in names[i + 1:]:
+            if _weighted(parent._modules[nxt]):
+                return (f"unit (ARD): column r of {nxt}.weight (all weights leaving input unit "
+                        "r) shares xi per (example, feature r)")
+            if any(p.requires_grad for p in parent._modules[nxt].parameters()):
+                break
+    return ("unit noise, one scale per element of the tensor the module receives; which "
+            "weights share it depends on where forward uses it (not inferred)")
+
+
+# ------------------------------------------------------------------ leftovers: functional dropout
+_FUNCTIONAL = re.compile(r"(?<![\w.])(?:F|functional|nn\.functional|torch\.nn\.functional|torch)"
+                         r"\.(?:dropout|alpha_dropout|feature_alpha_dropout|dropout[123]d|"
+                         r"feature_dropout)\(")
+_calls_cache: dict[type, bool] = {}
+
+
+def _calls_functional_dropout(m: nn.Module) -> bool:
+    cls = type(m)
+    if cls.__module__.startswith(("torch.", "shrinkdrop.")):
+        return False  # torch's own modules are handled by type; ours carry structured noise
+    if cls not in _calls_cache:
+        try:
+            src = inspect.getsource(cls.forward)
+        except (OSError, TypeError):
+            src = ""
+        _calls_cache[cls] = bool(_FUNCTIONAL.search(src))
+    return _calls_cache[cls]
+
+
+def _rate_attributes(m: nn.Module) -> list[tuple[str, float]]:
+    """Float attributes named like a dropout rate, > 0 (a functional dropout's p)."""
+    out = []
+    for k, v in vars(m).items():
+        if "drop" in k.lower() and isinstance(v, (int, float)) and not isinstance(v, bool) \
+                and v > 0:
+            out.append((k, float(v)))
+    return out
+
+
+# ------------------------------------------------------------------ convert
 def convert(model: nn.Module,
             noise: _noise.NoiseDistribution | str | Callable[[float], _noise.NoiseDistribution],
             *, share_across_batch: bool = False, normalize: bool = True,
             generator=None) -> ConversionReport:
-    """Replace dropout and stochastic-depth modules of ``model`` in place by structured layers.
+    """Replace the dropout sites of ``model`` in place by structured noise and report each one.
 
-    * ``nn.Dropout`` -> :class:`UnitNoise` (ARD);
-    * ``nn.Dropout1d/2d/3d`` -> :class:`ChannelNoise` (tied filters);
-    * torchvision ``StochasticDepth`` (mode "row" / "batch") and timm ``DropPath`` ->
-      :class:`LayerNoise` (ADD on the branch output; "batch" becomes ``share_across_batch``).
+    * ``nn.Dropout`` -> :class:`UnitNoise`; ``nn.Dropout1d/2d/3d`` -> :class:`ChannelNoise`;
+      torchvision ``StochasticDepth`` / timm ``DropPath`` -> :class:`LayerNoise` ("batch" mode
+      becomes ``share_across_batch``);
+    * ``nn.MultiheadAttention(dropout=p)`` (also inside ``nn.Transformer*`` layers) ->
+      :class:`NoisyMultiheadAttention` (noise on the attention probabilities; same parameters);
+    * ``nn.LSTM / nn.GRU / nn.RNN(dropout=p, num_layers > 1)`` -> :class:`NoisyStackedRNN`
+      (noise between the layers, per time step, as torch's; same parameters);
+    * Hugging Face ``transformers`` attention modules that pass their rate to the attention
+      interface (BERT, GPT-2, ViT, ...): an :class:`AttentionNoise` is attached as
+      ``shrinkdrop_attention`` and the model is switched to the ``"shrinkdrop"`` attention
+      implementation (eager attention with that noise); the ``nn.Dropout`` that only holds their
+      rate is left in place (its ``.p`` is read there) and reported with the site.
 
-    ``nn.AlphaDropout`` and ``nn.FeatureAlphaDropout`` (not multiplicative noise) and modules
-    with drop rate 0 when the family is derived from the rate are left alone and reported.
+    ``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder`` that now hold noise get their
+    eval fast paths switched off (they bypass the submodules, so noise would be skipped under
+    :func:`mc_mode`). Sites with rate 0 (when the family is derived from the rate) and alpha
+    dropout are skipped; dropout convert cannot reach (a float rate attribute or a functional
+    ``F.dropout`` call in a forward it does not know, ``add_bias_kv`` attention) is listed in
+    ``report.not_converted`` by module path, attribute and rate. Every report entry says the
+    structure the site implies (which weights share a scale).
 
     Args:
         model: the model, modified in place (``convert`` on a bare dropout module raises: wrap it).
-        noise: a family used for every replaced module, or ``"bernoulli"`` / ``"gaussian"``
-            (``Bernoulli(1 - p)`` / ``Gaussian.dropout(p)`` matched to each module's rate p), or a
+        noise: a family used for every site, or ``"bernoulli"`` / ``"gaussian"``
+            (``Bernoulli(1 - p)`` / ``Gaussian.dropout(p)`` matched to each site's rate p), or a
             callable ``p -> family``.
         share_across_batch, normalize, generator: passed to the new layers.
 
     Returns:
-        a :class:`ConversionReport` (``.replaced``: name, old, new; ``.skipped``: name, reason).
+        a :class:`ConversionReport`.
 
     Example:
         >>> report = shrinkdrop.convert(model, shrinkdrop.noise.Rayleigh(0.5))
@@ -110,28 +276,111 @@ def convert(model: nn.Module,
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model has to be an nn.Module, but got {type(model).__name__}")
-    if _drop_rate(model) is not None:
-        raise ValueError("convert replaces submodules in place; wrap a bare dropout module "
-                         "(e.g. nn.Sequential(module)) before converting")
+    if _drop_rate(model) is not None or isinstance(model, (nn.MultiheadAttention, nn.RNNBase)):
+        raise ValueError("convert replaces submodules in place; wrap a bare dropout, attention or "
+                         "RNN module (e.g. nn.Sequential(module)) before converting")
     report = ConversionReport()
     derived = not isinstance(noise, _noise.NoiseDistribution)
+    kw = dict(normalize=normalize, generator=generator)
+    rate_holders: dict[int, str] = {}  # id of an HF attention's rate-holding Dropout -> site
+    hf_sites = 0
+
+    def noisy_inside(m: nn.Module) -> bool:
+        return any(isinstance(x, NoiseLayer) for x in m.modules())
+
+    def attention_site(name: str, m: nn.Module) -> None:
+        nonlocal hf_sites
+        attr, p, is_module = _hf.attention_rate(m)
+        if not attr:
+            report.not_converted.append(NotConverted(
+                name, "dropout=", math.nan, "transformers attention whose rate expression "
+                "convert does not understand", _ATTENTION))
+            return
+        if is_module:
+            rate_holders[id(getattr(m, attr))] = name
+        if hasattr(m, _hf.ATTR):
+            return
+        if derived and p == 0:
+            report.skipped.append((f"{name}.{attr}", "drop rate 0: no noise"))
+            return
+        layer = AttentionNoise(_family(noise, p), share_across_batch, **kw)
+        layer.train(m.training)
+        setattr(m, _hf.ATTR, layer)
+        hf_sites += 1
+        report.replaced.append(Replacement(
+            name, f"{type(m).__name__}: attention dropout p={p:g} (functional, rate .{attr})",
+            f"{_hf.ATTR} = {layer!r} (attention implementation {_hf.IMPLEMENTATION!r})",
+            _ATTENTION))
+
+    def leftovers(name: str, m: nn.Module) -> None:
+        if isinstance(m, (NoiseLayer, nn.MultiheadAttention, nn.RNNBase)) or \
+                _drop_rate(m) is not None or _hf.attention_rate(m) is not None:
+            return
+        for attr, p in _rate_attributes(m):
+            report.not_converted.append(NotConverted(
+                name or "<model>", attr, p, "a float dropout rate read by this module's forward "
+                "(functional dropout): convert cannot reach it"))
+        if _calls_functional_dropout(m) and not _rate_attributes(m):
+            report.not_converted.append(NotConverted(
+                name or "<model>", "forward", math.nan, "forward calls functional dropout "
+                "(F.dropout / torch.dropout): convert cannot reach it"))
+
     def visit(parent: nn.Module, prefix: str) -> None:
+        pname = prefix[:-1]
+        if _hf.attention_rate(parent) is not None:
+            attention_site(pname, parent)
         for child_name, child in list(parent.named_children()):
             name = f"{prefix}{child_name}"
             if isinstance(child, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
                 report.skipped.append((name, f"{type(child).__name__} is not multiplicative"))
                 continue
+            if id(child) in rate_holders:
+                site = rate_holders[id(child)]
+                report.skipped.append((name, f"holds the rate of the attention site {site} "
+                                             "(its .p is read there; the site is converted)"))
+                continue
+            if isinstance(child, NoisyMultiheadAttention) or isinstance(child, NoiseLayer) \
+                    and not isinstance(child, NoisyResidual):
+                continue
+            if isinstance(child, nn.MultiheadAttention):
+                p = float(child.dropout)
+                if derived and p == 0:
+                    report.skipped.append((name, "attention drop rate 0: no noise"))
+                    continue
+                try:
+                    new = NoisyMultiheadAttention.from_module(
+                        child, _family(noise, p), share_across_batch=share_across_batch, **kw)
+                except ValueError as e:
+                    if p > 0:
+                        report.not_converted.append(NotConverted(name, "dropout", p, str(e),
+                                                                 _ATTENTION))
+                    continue
+                setattr(parent, child_name, new)
+                report.replaced.append(Replacement(name, _short(child), _short(new), _ATTENTION))
+                continue
+            if isinstance(child, (nn.LSTM, nn.GRU, nn.RNN)):
+                p = float(child.dropout)
+                if p == 0:
+                    continue
+                if child.num_layers == 1:
+                    report.skipped.append((name, f"dropout={p:g} with num_layers=1: torch "
+                                                 "applies none"))
+                    continue
+                new = NoisyStackedRNN.from_module(child, _family(noise, p),
+                                                  share_across_batch=share_across_batch, **kw)
+                setattr(parent, child_name, new)
+                report.replaced.append(Replacement(name, _short(child), _short(new), _RNN))
+                continue
             found = _drop_rate(child)
             if found is None:
-                if not isinstance(child, NoiseLayer) or isinstance(child, NoisyResidual):
-                    visit(child, f"{name}.")
+                leftovers(name, child)
+                visit(child, f"{name}.")
                 continue
             kind, p = found
             if derived and p == 0:
                 report.skipped.append((name, "drop rate 0: no noise"))
                 continue
             fam = _family(noise, p)
-            kw = dict(normalize=normalize, generator=generator)
             if kind == "unit":
                 new = UnitNoise(fam, share_across_batch, **kw)
             elif kind == "channel":
@@ -140,7 +389,26 @@ def convert(model: nn.Module,
                 new = LayerNoise(fam, share_across_batch or kind == "layer_batch", **kw)
             new.train(child.training)
             setattr(parent, child_name, new)
-            report.replaced.append(Replacement(name, repr(child), repr(new)))
+            report.replaced.append(Replacement(name, repr(child), repr(new),
+                                               _structure(parent, child_name, kind)))
 
+    leftovers("", model)
     visit(model, "")
+    for name, m in model.named_modules():
+        if isinstance(m, nn.TransformerEncoderLayer) and m.activation_relu_or_gelu \
+                and noisy_inside(m):
+            # its eval fast path (torch._transformer_encoder_layer_fwd) reads the weights and
+            # skips every submodule, noise included; this flag is only read by that check
+            m.activation_relu_or_gelu = 0
+            report.notes.append(f"{name}: eval fast path switched off "
+                                "(activation_relu_or_gelu = 0) so that mc_mode noise runs")
+        elif isinstance(m, nn.TransformerEncoder) and getattr(m, "use_nested_tensor", False) \
+                and noisy_inside(m):
+            m.use_nested_tensor = False
+            report.notes.append(f"{name}: nested-tensor fast path switched off")
+    if hf_sites:
+        switched = _hf.use_implementation(model)
+        report.notes.append(f"transformers attention implementation set to "
+                            f"{_hf.IMPLEMENTATION!r} on {', '.join(switched) or 'the configs'}; "
+                            "setting another one afterwards turns the attention noise off")
     return report
