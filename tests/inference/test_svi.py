@@ -23,7 +23,15 @@ from shrinkdrop.inference.svi import (
     slab_owners,
 )
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """These checks compare against float64 references (restored after each test)."""
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(prev)
 
 
 def test_bernoulli_kl_matches_scipy_entropy():
