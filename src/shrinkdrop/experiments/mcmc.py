@@ -359,7 +359,7 @@ def run(args) -> int:
             "ess_per_second_shared": diag_common["ess_per_second"],
             "sample_seconds": res.sample_seconds, "seconds": seconds,
             **metrics, "readout": what, "table": table,
-            "per_site": diag["per_site"],
+            "per_site": diag["per_site"], "per_site_shared": diag_common["per_site"],
         }
         if args.noise_features:
             summary["auc"] = _input_auc(table, what, d["n_real"])
