@@ -81,8 +81,9 @@ def mixing_verdict(diag: dict, *, rhat_max: float = RHAT_MAX, ess_min: float = E
         >>> v = mixing_verdict(summarize({"a": draws}))  # draws (chain, draw)
         >>> v.mixed, v.text()
     """
-    rhat_max = float(check_positive("rhat_max", rhat_max))
-    ess_min = float(check_positive("ess_min", ess_min))
+    check_positive("rhat_max", rhat_max)
+    check_positive("ess_min", ess_min)
+    rhat_max, ess_min = float(rhat_max), float(ess_min)
     per = diag.get("per_site", {})
     rh, ess = diag["max_rhat"], diag["min_ess"]
     worst = None
