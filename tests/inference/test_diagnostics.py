@@ -3,8 +3,9 @@
 Split R-hat is checked against a NumPy transcription of BDA3's formula (Gelman et al. 2013,
 Sec. 11.4; Pyro's estimator is the same, so they agree to rounding). Verdict cases use fixed
 seeds: iid chains (R-hat ~1.00, ESS ~ the number of draws), chains with means 2 sd apart
-(R-hat ~1.46, and a small ESS too), and AR(1) chains with coefficient 0.99 (ESS ~ S (1 - 0.99)/(1 + 0.99) ~ 10); each sits
-far from the thresholds (1.1, 100), so a fresh seed would flip none of them.
+(R-hat ~1.46, and a small ESS too), and AR(1) chains with coefficient 0.99 (ESS ~ S (1 - 0.99)
+/ (1 + 0.99), ~10 over 4 x 500 draws); each sits far from the thresholds (1.1, 100), so a
+fresh seed would flip none of them.
 """
 
 import math
