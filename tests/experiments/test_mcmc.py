@@ -84,7 +84,7 @@ def test_a_run_that_did_not_mix_says_so(tmp_path, capsys):
     assert "ESS" in s["verdict"] and s["mixing_thresholds"] == {"rhat_max": 1.1, "ess_min": 100}
     longer, linear = s["advice"]
     for opt in ("--warmup 1000", "--samples 1000", "--chains 4", "--max-tree-depth 8",
-                "--hidden 3", "--train-size 40", f"--out {out}_long"):
+                "--hidden 3", "--train-size 40", "--param ep", f"--out {out}_long"):
         assert opt in longer
     assert "--quick" not in longer and "--depth 0" in linear and "--hidden" not in linear
     assert "DID NOT MIX" in err and longer in err and linear in err

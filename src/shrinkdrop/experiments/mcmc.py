@@ -269,7 +269,7 @@ def _command(args, out: str, **override) -> str:
         v = vals[a.dest]
         if a.dest in override and v is None:
             continue
-        if a.dest not in ("data", "noise", "out") and v == defaults[a.dest]:
+        if a.dest not in ("data", "noise", "param", "out") and v == defaults[a.dest]:
             continue
         if a.nargs == 0:  # store_true flags
             if v:
@@ -290,7 +290,8 @@ def _advice(args, out: Path) -> list[str]:
     if args.depth > 0 and args.structure == "ard":
         out_.append(_command(args, str(out) + "_linear", quick=False, strict=None, depth=0,
                              hidden=None, chains=max(4, args.chains), warmup=max(300, args.warmup),
-                             samples=max(300, args.samples)))
+                             samples=max(300, args.samples),
+                             max_tree_depth=max(7, args.max_tree_depth)))
     return out_
 
 
