@@ -71,3 +71,56 @@ def test_errors_are_reported(tmp_path, capsys):
     assert main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--hidden", "0",
                  "--out", str(tmp_path)]) == 2
     assert "--hidden has to be >= 1" in capsys.readouterr().err
+
+
+def test_a_run_that_did_not_mix_says_so(tmp_path, capsys):
+    """8 draws per chain cannot reach ESS 100: the verdict must say so, with what to run."""
+    out = tmp_path / "short"
+    argv = ["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--out", str(out), *TINY]
+    assert main(argv) == 0  # default: a loud warning, exit 0
+    err = capsys.readouterr().err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["mixed"] is False and s["verdict"].startswith("DID NOT MIX")
+    assert "ESS" in s["verdict"] and s["mixing_thresholds"] == {"rhat_max": 1.1, "ess_min": 100}
+    longer, linear = s["advice"]
+    for opt in ("--warmup 1000", "--samples 1000", "--chains 4", "--max-tree-depth 8",
+                "--hidden 3", "--train-size 40", "--param ep", f"--out {out}_long"):
+        assert opt in longer
+    assert "--quick" not in longer and "--depth 0" in linear and "--hidden" not in linear
+    assert "DID NOT MIX" in err and longer in err and linear in err
+    sec = json.loads((out / "section.json").read_text())
+    assert any("did not mix" in b.get("text", "") for b in sec["blocks"])
+    assert main(argv + ["--strict"]) == 3  # --strict: a distinct exit code, files still written
+    assert json.loads((out / "summary.json").read_text())["mixed"] is False
+
+
+def test_a_run_that_mixed_under_its_thresholds(tmp_path, capsys):
+    out = tmp_path / "loose"
+    rc = main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--depth", "0",
+               "--rhat-max", "100", "--ess-min", "0.5", "--strict", "--out", str(out), *TINY])
+    assert rc == 0  # mixed: --strict changes nothing
+    s = json.loads((out / "summary.json").read_text())
+    assert s["mixed"] is True and s["advice"] == [] and s["verdict"].startswith("mixed")
+    assert s["max_rhat_shared"] < 100 and s["min_ess_shared"] >= 0.5
+    assert "DID NOT MIX" not in capsys.readouterr().err
+
+
+def test_quick_is_four_chains(tmp_path, monkeypatch):
+    """--quick's sizes (the run itself is `make demo`'s; here it stops at the sampler)."""
+    import shrinkdrop.inference as inf
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def spy(*a, **kw):
+        seen.update(kw)
+        raise Stop
+
+    monkeypatch.setattr(inf, "run_nuts", spy)
+    with pytest.raises(Stop):
+        main(["mcmc", "--data", "diabetes", "--noise", "half_cauchy", "--quick",
+              "--no-progress", "--out", str(tmp_path)])
+    assert (seen["chains"], seen["num_warmup"], seen["num_samples"]) == (4, 100, 100)
+    assert seen["max_tree_depth"] == 5

@@ -24,6 +24,9 @@ from .runner import atomic_write_text, write_csv_atomic
 
 HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writes summary.json"
 
+#: exit code of a run whose chains did not mix, with ``--strict`` (without it: 0 and a warning)
+EXIT_NOT_MIXED = 3
+
 FAMILY_CHOICES = ("half_cauchy", "inverse_nakagami", "rayleigh", "gaussian", "bernoulli")
 
 
@@ -69,8 +72,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iw-grid", type=int, default=16,
                    help="prior quantiles per continuous scale in the conditional IW read-out")
     p.add_argument("--quick", action="store_true",
-                   help="a short run (about a minute on 2 cores): 100 warmup / 100 samples x 2 "
-                   "chains, tree depth 5, 150 training rows")
+                   help="a short run (about a minute on 2 cores): 100 warmup / 100 samples x 4 "
+                   "chains, tree depth 5, 150 training rows; its verdict says whether it mixed")
+    p.add_argument("--rhat-max", type=float, default=None,
+                   help="mixed only if the max shared split R-hat is below this (default 1.1)")
+    p.add_argument("--ess-min", type=float, default=None,
+                   help="mixed only if the min shared ESS (all chains) is at least this "
+                   "(default 100)")
+    p.add_argument("--strict", action="store_true",
+                   help=f"exit with code {EXIT_NOT_MIXED} (instead of 0) when the chains did not "
+                   "mix; every output file is written either way")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True, help="output directory")
@@ -220,8 +231,16 @@ def _section(args, out: Path, summary: dict, spec, what: str) -> None:
           f"depth {s['max_tree_depth']}, {s['n_train']} training rows). 'Shared' diagnostics are "
           "over the quantities hidden-unit permutations leave alone (input scales, ADD scales, "
           "noise precision, training log-likelihood); the all-site ones are dominated by "
-          "permutation modes. Short chains: indicative, not converged estimates.")
+          "permutation modes; the verdict is on the shared ones.")
+    if s["mixed"]:
+        sec.p(f"Verdict: the chains {s['verdict']}.")
+    else:
+        sec.note(f"Verdict: the chains did not mix ({s['verdict']}); the numbers below are not "
+              f"posterior estimates. Run instead: `{s['advice'][0]}`"
+              + (f", or the linear model: `{s['advice'][1]}`" if len(s["advice"]) > 1 else "")
+              + ".")
     sec.table(["quantity", "value"], [
+        ["mixed (shared R-hat, ESS)", "yes" if s["mixed"] else "NO"],
         ["divergences", s["divergences"]],
         ["min ESS (shared)", s["min_ess_shared"]], ["max R-hat (shared)", s["max_rhat_shared"]],
         ["ESS/s (shared)", s["ess_per_second_shared"]],
@@ -234,6 +253,46 @@ def _section(args, out: Path, summary: dict, spec, what: str) -> None:
     sec.figure("trace.png", "Trace of the first scale of each site (log scale when positive).")
     sec.figure("posterior.png", f"Posterior {what} of every scale.")
     write_section(out, sec)
+
+
+def _command(args, out: str, **override) -> str:
+    """The ``shrinkdrop mcmc`` command line of ``args`` (non-default options only) with
+    ``override`` (option dest -> value; ``None`` drops the option, ``True`` sets a flag)."""
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    defaults = vars(p.parse_args(["--data", "-", "--noise", "gaussian", "--out", "-"]))
+    vals = {**vars(args), **override, "out": out}
+    parts = ["shrinkdrop", "mcmc"]
+    for a in p._actions:
+        if not a.option_strings or a.dest not in vals:
+            continue
+        v = vals[a.dest]
+        if a.dest in override and v is None:
+            continue
+        if a.dest not in ("data", "noise", "param", "out") and v == defaults[a.dest]:
+            continue
+        if a.nargs == 0:  # store_true flags
+            if v:
+                parts.append(a.option_strings[-1])
+            continue
+        parts += [a.option_strings[-1], str(v)]
+    return " ".join(parts)
+
+
+def _advice(args, out: Path) -> list[str]:
+    """What to run instead when the chains did not mix: longer / more chains (the same
+    posterior), then, for a network, the linear model (no hidden-unit modes)."""
+    warm = max(1000, 2 * args.warmup)
+    longer = _command(args, str(out) + "_long", quick=False, strict=None,
+                      chains=max(4, args.chains), warmup=warm, samples=max(1000, 2 * args.samples),
+                      max_tree_depth=max(8, args.max_tree_depth))
+    out_ = [longer]
+    if args.depth > 0 and args.structure == "ard":
+        out_.append(_command(args, str(out) + "_linear", quick=False, strict=None, depth=0,
+                             hidden=None, chains=max(4, args.chains), warmup=max(300, args.warmup),
+                             samples=max(300, args.samples),
+                             max_tree_depth=max(7, args.max_tree_depth)))
+    return out_
 
 
 def _input_auc(table: list[dict], what: str, n_real: int) -> float:
@@ -272,7 +331,7 @@ def run(args) -> int:
             raise ValueError(f"--{name} has to be >= 1, but got {getattr(args, name)}")
     check_positive("--scale", args.scale)
     if args.quick:
-        args.warmup, args.samples, args.chains = min(args.warmup, 100), min(args.samples, 100), 2
+        args.warmup, args.samples, args.chains = min(args.warmup, 100), min(args.samples, 100), 4
         args.max_tree_depth = min(args.max_tree_depth, 5)
         args.train_size = args.train_size or 150
     if args.iw_only and not args.iw_samples:
@@ -336,6 +395,10 @@ def run(args) -> int:
             spec, flat, d["X"], d["y"], param=lik_param, likelihood=d["likelihood"],
             precision=args.precision).reshape(args.chains, args.samples)
         diag_common = inf.summarize(common, seconds=res.sample_seconds)
+        verdict = inf.mixing_verdict(diag_common, **{
+            k: v for k, v in (("rhat_max", args.rhat_max), ("ess_min", args.ess_min))
+            if v is not None})
+        advice = [] if verdict.mixed else _advice(args, out)
         metrics = inf.predictive_metrics(spec, samples, d["Xte"], d["yte"], param=args.param,
                                          likelihood=d["likelihood"], precision=args.precision,
                                          y_scale=d["y_scale"])
@@ -357,9 +420,13 @@ def run(args) -> int:
             "ess_per_second": diag["ess_per_second"],
             "min_ess_shared": diag_common["min_ess"], "max_rhat_shared": diag_common["max_rhat"],
             "ess_per_second_shared": diag_common["ess_per_second"],
+            # the verdict on the shared quantities (all-site diagnostics carry permutation modes)
+            "mixed": verdict.mixed, "verdict": verdict.text(),
+            "mixing_thresholds": {"rhat_max": verdict.rhat_max, "ess_min": verdict.ess_min},
+            "advice": advice,
             "sample_seconds": res.sample_seconds, "seconds": seconds,
             **metrics, "readout": what, "table": table,
-            "per_site": diag["per_site"],
+            "per_site": diag["per_site"], "per_site_shared": diag_common["per_site"],
         }
         if args.noise_features:
             summary["auc"] = _input_auc(table, what, d["n_real"])
@@ -370,9 +437,28 @@ def run(args) -> int:
         _write_summary(out, summary)
         _section(args, out, summary, spec, what)
         print(f"mcmc {d['name']} {args.noise} {args.param}: divergences={res.divergences} "
-              f"min_ess={diag['min_ess']:.1f} max_rhat={diag['max_rhat']:.3f} "
-              f"ess/s={diag['ess_per_second']:.3g} test_ll={metrics['test_ll']:.3f} "
-              f"({seconds:.0f} s) -> {out / 'summary.json'}", file=sys.stderr)
+              f"shared: min_ess={diag_common['min_ess']:.1f} "
+              f"max_rhat={diag_common['max_rhat']:.3f} "
+              f"ess/s={diag_common['ess_per_second']:.3g}; all sites: "
+              f"min_ess={diag['min_ess']:.1f} max_rhat={diag['max_rhat']:.3f}; "
+              f"test_ll={metrics['test_ll']:.3f} ({seconds:.0f} s) -> {out / 'summary.json'}",
+              file=sys.stderr)
+        if verdict.mixed:
+            print(f"mcmc: the chains {verdict.text()}", file=sys.stderr)
+            return 0
+        print(_warning(verdict, advice, args.strict), file=sys.stderr)
     finally:
         torch.set_default_dtype(prev_dtype)
-    return 0
+    return EXIT_NOT_MIXED if args.strict else 0
+
+
+def _warning(verdict, advice: list[str], strict: bool) -> str:
+    lines = ["", "!" * 78,
+             f"!! WARNING: the chains DID NOT MIX -- {'; '.join(verdict.reasons)}.",
+             "!! The numbers in summary.json (test LL, read-outs, ESS/s) are not posterior "
+             "estimates.", "!! Run instead (longer, more chains):", f"!!   {advice[0]}"]
+    if len(advice) > 1:
+        lines += ["!! or the linear ARD model (no hidden-unit modes):", f"!!   {advice[1]}"]
+    lines += [f"!! (exit code {EXIT_NOT_MIXED if strict else 0}"
+              f"{'' if strict else '; --strict makes it ' + str(EXIT_NOT_MIXED)})", "!" * 78]
+    return "\n".join(lines)

@@ -1,6 +1,13 @@
 """Inference beyond MAP: NUTS on EP / HP models, Gibbs for Bernoulli scales, VI, read-outs."""
 
-from .diagnostics import site_diagnostics, summarize
+from .diagnostics import (
+    ESS_MIN,
+    RHAT_MAX,
+    MixingVerdict,
+    mixing_verdict,
+    site_diagnostics,
+    summarize,
+)
 from .gibbs import GibbsResult, gibbs_bernoulli
 from .models import (
     Likelihood,
@@ -36,6 +43,7 @@ __all__ = [
     "ImportanceReadout", "conditional_readout", "importance_readout", "inclusion_probabilities",
     "readout_table",
     "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
+    "ESS_MIN", "RHAT_MAX", "MixingVerdict", "mixing_verdict",
     "gibbs_bernoulli",
 ]
 from .svi import SVIResult, SVISite, fit_svi, given_scales, scale_sites  # noqa: E402
