@@ -24,7 +24,6 @@ from shrinkdrop.inference.svi import (
 )
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     """These checks compare against float64 references (restored after each test)."""
