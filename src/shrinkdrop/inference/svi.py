@@ -598,7 +598,7 @@ def _step_loss(st: _State, xb: Tensor, yb: Tensor, scale: float, frozen: bool, g
 def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussian",
             precision: float | None = None, sigma0: float = 1.0, epochs: int = 2000,
             lr: float = 1e-2, batch_size: int | None = None, init_inclusion: float = 0.9,
-            init_sd: float = 0.1, warmup: float = 0.25, precondition: bool = True, seed: int = 0,
+            init_sd: float = 0.1, warmup: float = 0.25, precondition: bool = False, seed: int = 0,
             progress: bool = True) -> SVIResult:
     """Structured VI over the scales (and mean-field VI over the weights) of ``model``.
 
@@ -620,7 +620,9 @@ def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussi
             are switched off before the data could speak, and a switched-off unit's weights get
             no likelihood gradient (a local optimum of the ELBO).
         precondition: scale the gradient of each unit's paired weights by ``1 / pi_r``
-            (``q(v_r | xi_r = 1)`` is then fitted whatever ``pi_r`` is; default True).
+            (``q(v_r | xi_r = 1)`` is then fitted whatever ``pi_r`` is). Off by default: the
+            rare, large likelihood kicks it gives a unit with small ``pi_r`` miscalibrate that
+            ``pi_r`` (0.0003 against the enumerated 0.092 in the orthogonal-design test).
         seed: seeds the draws (weights, scales, minibatches).
         progress: show a tqdm bar.
     """
