@@ -237,8 +237,9 @@ class Table:
     def remainder_mass(self) -> float:
         return 1.0 - self.n_rect / K
 
-    def fast(self, dtype: torch.dtype, scale: float) -> tuple[Tensor, Tensor]:
-        """(left + half a grid cell, cell width) per slot, scaled, in ``dtype`` (cached)."""
+    def fast(self, dtype: torch.dtype, scale: float) -> Tensor:
+        """(left + half a grid cell, cell width) per slot, scaled, packed as one 8-byte float32
+        pair (complex128 float64 pair for float64 output) per slot (cached)."""
         key = (dtype, scale)
         got = self._fast.get(key)
         if got is None:
@@ -247,8 +248,11 @@ class Table:
             left = torch.zeros(K, dtype=torch.float64)
             c[: self.n_rect] = self.width * (scale * 2.0**-qbits)
             left[: self.n_rect] = self.low * scale + 0.5 * c[: self.n_rect]
-            fd = torch.float64 if dtype == torch.float64 else torch.float32
-            got = (left.to(fd), c.to(fd))
+            if dtype == torch.float64:  # (left, c) pairs as one complex128 per slot
+                got = torch.complex(left, c)
+            else:  # as one 8-byte word per slot: a single look-up fetches both
+                got = torch.stack([left, c], 1).to(torch.float32).view(torch.float64)[:, 0]
+                got = got.contiguous()
             if len(self._fast) > 16:
                 self._fast.clear()
             self._fast[key] = got
@@ -334,53 +338,103 @@ def table(kind: str, a: float, b: float = 0.0) -> Table | None:
 
 
 # ============================================================================= sampling
+#: elements per chunk of the fast path: its scratch (about 1.3 MB) stays in cache and is reused
+_CHUNK = 1 << 17
+
+
 def _remainder(tab: Table, m: int, generator) -> Tensor:
-    """``m`` float64 draws from the remainder law r / (1 - n_rect / K), by rejection."""
+    """``m`` float64 draws from the remainder law r / (1 - n_rect / K), by rejection.
+
+    Each round draws enough candidates for all outstanding draws at the known acceptance rate
+    (remainder mass / envelope mass) plus a margin, and keeps the first accepted ones (accepted
+    candidates are iid from r, so any fixed rule of choosing among them that does not look at
+    their values is exact)."""
     out = torch.empty(m, dtype=torch.float64)
-    todo = torch.arange(m)
     n = tab.n_rect
     total = float(tab.cum[-1])
-    while todo.numel():
-        k = todo.numel()
-        u = torch.rand(k, 3, dtype=torch.float64, generator=generator)
-        piece = torch.searchsorted(tab.cum, u[:, 0] * total, right=True).clamp_max_(n + 1)
+    rate = min(1.0, tab.remainder_mass / total)
+    done = 0
+    while done < m:
+        need = m - done
+        k = int((need + 4.0 * math.sqrt(need) + 8.0) / rate)
+        u = torch.rand(3, k, dtype=torch.float64, generator=generator)
+        piece = torch.searchsorted(tab.cum, u[0] * total, right=True).clamp_max_(n + 1)
         x = torch.empty(k, dtype=torch.float64)
         acc = torch.zeros(k, dtype=torch.bool)
         cap = (piece < n).nonzero().squeeze(1)
         if cap.numel():
             p = piece[cap]
-            xc = tab.low[p] + tab.width[p] * u[cap, 1]
-            y = tab.rect_h[p] + tab.cap_h[p] * u[cap, 2]
+            xc = tab.low[p] + tab.width[p] * u[1, cap]
+            y = tab.rect_h[p] + tab.cap_h[p] * u[2, cap]
             x[cap] = xc
             acc[cap] = y <= torch.exp(tab.law.logpdf_t(xc))
         for side, t in enumerate(tab.tails):
             sel = (piece == n + side).nonzero().squeeze(1)
             if t is None or not sel.numel():
                 continue
-            xt, logr = t.draw(1.0 - u[sel, 1])  # uniforms in (0, 1]
+            xt, logr = t.draw(1.0 - u[1, sel])  # uniforms in (0, 1]
             x[sel] = xt
-            acc[sel] = torch.log1p(-u[sel, 2]) <= logr
-        out[todo[acc]] = x[acc]
-        todo = todo[~acc]
+            acc[sel] = torch.log1p(-u[2, sel]) <= logr
+        got = x[acc][:need]
+        out[done:done + got.numel()] = got
+        done += got.numel()
     return out
 
 
+def _flagged(flags: Tensor) -> Tensor:
+    """Indices of the non-zero entries of the int8 ``flags`` (length a multiple of 8): scans
+    eight flags per int64 word, then the few words hit."""
+    words = flags.view(torch.int64).nonzero().squeeze(1)
+    if not words.numel():
+        return words
+    row, col = flags.view(-1, 8)[words].nonzero(as_tuple=True)
+    return words[row] * 8 + col
+
+
 def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> Tensor:
-    """``n`` draws of ``scale * X``, X from ``tab``'s law, as a CPU tensor of ``dtype``."""
-    left, c = tab.fast(dtype, scale)
-    if left.dtype == torch.float64:
-        bits = torch.empty(n, dtype=torch.int64).random_(generator=generator)  # [0, 2^63)
-        idx = bits >> _Q63
-        q = bits.bitwise_and_((1 << _Q63) - 1).to(torch.float64)
-    else:
-        # one 64-bit draw gives two 31-bit words (random_ on int64 fills [0, 2^63))
-        bits = torch.empty((n + 1) // 2, dtype=torch.int64).random_(generator=generator)
-        u = bits.view(torch.int32)[:n].bitwise_and_(0x7FFFFFFF)
-        idx = u >> _Q31
-        q = u.bitwise_and_((1 << _Q31) - 1).to(torch.float32)
-    x = left.index_select(0, idx).addcmul_(c.index_select(0, idx), q)
-    if tab.n_rect < K:
-        rem = (idx >= tab.n_rect).nonzero().squeeze(1)
-        if rem.numel():
-            x[rem] = _remainder(tab, rem.numel(), generator).mul_(scale).to(x.dtype)
+    """``n`` draws of ``scale * X``, X from ``tab``'s law, as a CPU tensor of ``dtype``.
+
+    Fast path in chunks of ``_CHUNK`` elements: random words -> slot (top 12 bits) and grid
+    position (the rest) -> ``x = left[slot] + c[slot] * position`` (one look-up of the packed
+    pair); elements whose slot is a remainder slot are collected and redrawn from the remainder
+    at the end."""
+    packed = tab.fast(dtype, scale)
+    wide = packed.dtype == torch.complex128  # float64 pairs
+    fd = torch.float64 if wide else torch.float32
+    x = torch.empty(n, dtype=fd)
+    ch = min(_CHUNK, -(-n // 8) * 8)
+    if wide:  # one 63-bit word per element (random_ on int64 fills [0, 2^63)), 51 grid bits
+        bits = torch.empty(ch, dtype=torch.int64)
+        words, qbits, itype = bits, _Q63, torch.int64
+    else:  # one 64-bit draw gives two 31-bit words, 19 grid bits
+        bits = torch.empty(ch // 2, dtype=torch.int64)
+        words, qbits, itype = bits.view(torch.int32), _Q31, torch.int32
+    idx = torch.empty(ch, dtype=itype)
+    flags = torch.zeros(ch, dtype=torch.int8)
+    last = torch.tensor(tab.n_rect - 1, dtype=itype)
+    qf = torch.empty(ch, dtype=fd)
+    pair = torch.empty(ch, dtype=packed.dtype)
+    rems = []
+    for s in range(0, n, ch):
+        m = min(ch, n - s)
+        bits[: m if wide else (m + 1) // 2].random_(generator=generator)
+        w = words[:m]
+        if not wide:
+            w.bitwise_and_(0x7FFFFFFF)
+        i = torch.bitwise_right_shift(w, qbits, out=idx[:m])
+        w.bitwise_and_((1 << qbits) - 1)
+        pr = torch.index_select(packed, 0, i, out=pair[:m]).view(fd).view(m, 2)
+        torch.addcmul(pr[:, 0], pr[:, 1], qf[:m].copy_(w), out=x[s:s + m])
+        if tab.n_rect < K:
+            # (n_rect - 1 - slot) >> (bits - 1): -1 on a remainder slot, else 0
+            if m < ch:
+                flags.zero_()
+            torch.sub(last, i, out=i)
+            torch.bitwise_right_shift(i, 63 if wide else 31, out=flags[:m])
+            pos = _flagged(flags[: -(-m // 8) * 8])
+            if pos.numel():
+                rems.append(pos + s)
+    if rems:
+        rem = torch.cat(rems)
+        x[rem] = _remainder(tab, rem.numel(), generator).mul_(scale).to(x.dtype)
     return x if x.dtype == dtype else x.to(dtype)
