@@ -41,6 +41,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import _rwt
 from . import noise as _noise
 from ._validation import check_choice
 
@@ -289,6 +290,19 @@ def _raw_draw(noise, plan: _Plan, shape, normalize: bool, generator, dtype, devi
             out.uniform_(generator=generator)
         # inverse CDF with 1 - u in (0, 1]: sqrt(-2 s^2 log(1 - u)), never log(0)
         return u.neg_().log1p_().mul_(-2.0 * s2).sqrt_()
+    if plan.kind in ("inverse_nakagami", "beta") and (device is None
+                                                      or torch.device(device).type == "cpu"):
+        # CPU: the exact rectangle-wedge-tail table sampler (shrinkdrop._rwt; docs/layers.md),
+        # about one 31-bit random word and two table look-ups per element
+        if plan.kind == "beta":
+            tab, scale = _rwt.table("beta", plan.a, plan.b), 1.0
+        else:  # xi = sqrt(beta) G^(-1/2), G ~ Gamma(alpha, 1)
+            tab, scale = _rwt.table("inv_sqrt_gamma", plan.a), math.sqrt(plan.b)
+        if tab is not None:
+            if normalize:
+                scale /= plan.mean
+            xi = _rwt.sample(tab, n, dtype, scale, generator).view(shape)
+            return xi if out is None else out.copy_(xi)
     if plan.kind == "inverse_nakagami":
         # xi = sqrt(beta / G), G ~ Gamma(alpha, 1); guard the (probability ~0) G = 0
         beta = plan.b / (plan.mean**2 if normalize else 1.0)
