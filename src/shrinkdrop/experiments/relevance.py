@@ -76,15 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _law(args):
-    from .. import noise
+    """The prior law of the scales from the CLI flags: ``shrinkdrop mcmc``'s own parser."""
+    from .mcmc import _noise
 
-    if args.noise == "bernoulli":
-        return noise.Bernoulli(args.keep)
-    if args.noise == "half_cauchy":
-        return noise.HalfCauchy(args.scale)
-    if args.noise == "inverse_nakagami":
-        return noise.InverseNakagami(args.df, args.scale)
-    return noise.Rayleigh(args.scale)
+    return _noise(args)
 
 
 def prepare(data, split: int, noise_features: int, seed: int) -> dict:
