@@ -38,8 +38,9 @@ def _row(name, runs) -> str:
     counts = [f"{sum(bool(x[k]) for x in t)}/{len(t)}" for k in TARGETS]
     cells = [name, ",".join(str(r["split"]) for r in runs),
              _ms(_field(runs, "svi", "auc")), _ms(_field(runs, "ard", "auc")),
-             _ms(_field(runs, "gibbs", "auc")), _ms(_field(runs, "svi", "test_ll")),
-             _ms(_field(runs, "ard", "test_ll")), _ms(_field(runs, "gibbs", "test_ll")),
+             _ms(_field(runs, "gibbs", "auc")), _ms(_field(runs, "linear_ss", "auc")),
+             _ms(_field(runs, "svi", "test_ll")), _ms(_field(runs, "ard", "test_ll")),
+             _ms(_field(runs, "gibbs", "test_ll")), _ms(_field(runs, "linear_ss", "test_ll")),
              _ms(_mc(runs, "bernoulli-mc")), _ms(_mc(runs, "bernoulli-mc+tau")), *counts]
     return "| " + " | ".join(cells) + " |"
 
@@ -49,8 +50,9 @@ def main(paths: list[str]) -> None:
     for p in paths:
         s = json.loads(Path(p).read_text())
         by[s["data"]].append(s)
-    head = ["data", "splits", "VI AUC", "ARDRegression AUC", "Gibbs AUC", "VI test LL",
-            "ARDRegression test LL", "Gibbs test LL", "MC dropout test LL",
+    head = ["data", "splits", "VI AUC", "ARDRegression AUC", "Gibbs AUC", "linear SS AUC",
+            "VI test LL", "ARDRegression test LL", "Gibbs test LL", "linear SS test LL",
+            "MC dropout test LL",
             "MC dropout + tau test LL", *TARGETS]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))

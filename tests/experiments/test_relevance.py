@@ -11,8 +11,8 @@ from shrinkdrop.data import load_builtin
 from shrinkdrop.experiments.relevance import prepare
 
 TINY = ["--epochs", "60", "--restarts", "1", "--gibbs-warmup", "4", "--gibbs-samples", "4",
-        "--gibbs-chains", "1", "--epochs-multiplier", "0.5", "--test-samples", "40",
-        "--no-progress"]
+        "--gibbs-chains", "1", "--ss-sweeps", "50", "--epochs-multiplier", "0.5",
+        "--test-samples", "40", "--no-progress"]
 
 
 def test_relevance_writes_table_auc_plot_and_baselines(tmp_path):
@@ -20,14 +20,17 @@ def test_relevance_writes_table_auc_plot_and_baselines(tmp_path):
     assert main(["relevance", "--data", "diabetes", "--noise-features", "4", *TINY,
                  "--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
-    for key in ("svi", "ard", "gibbs"):
+    for key in ("svi", "ard", "gibbs", "linear_ss"):
         assert 0.0 <= s[key]["auc"] <= 1.0 and np.isfinite(s[key]["test_ll"])
+    assert s["linear_ss"]["method"] == "enumeration"       # 14 inputs: all 2^14 models
+    assert set(s["linear_ss"]) >= {"auc", "test_ll", "test_rmse", "seconds", "method"}
     assert set(s["mc_dropout"]) >= {"bernoulli-mc", "bernoulli-mc+tau"}
     assert set(s["targets"]) == {"AUC >= 0.95", "AUC >= ARDRegression's",
                                  "test LL >= MC dropout's"}
     with (out / "relevance.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 14 and sum(r["real"] == "True" for r in rows) == 10
+    assert all(0.0 <= float(r["linear SS p(on)"]) <= 1.0 for r in rows)
     assert (out / "relevance.png").stat().st_size > 1000
     assert json.loads((out / "section.json").read_text())["title"].startswith("Relevance")
 
@@ -38,7 +41,21 @@ def test_relevance_continuous_prior_skips_gibbs(tmp_path):
                  "half_cauchy", "--no-mc-dropout", *TINY, "--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert "gibbs" not in s and s["svi"]["what"] == "1 - E[kappa]"
+    assert s["linear_ss"]["method"] == "enumeration"
     assert s["targets"]["test LL >= MC dropout's"] is None
+
+
+def test_relevance_linear_ss_gibbs_and_skip(tmp_path):
+    out = tmp_path / "g"
+    assert main(["relevance", "--data", "diabetes", "--noise-features", "6", "--no-mc-dropout",
+                 "--no-gibbs", "--ss-g", "2", *TINY, "--out", str(out)]) == 0
+    ls = json.loads((out / "summary.json").read_text())["linear_ss"]
+    assert ls["method"] == "collapsed Gibbs" and ls["g"] == 2.0 and ls["sweeps"] == 50
+    assert len(ls["relevance"]) == 16 and ls["auc"] > 0.5
+    out = tmp_path / "n"
+    assert main(["relevance", "--data", "diabetes", "--noise-features", "2", "--no-mc-dropout",
+                 "--no-gibbs", "--no-linear-ss", *TINY, "--out", str(out)]) == 0
+    assert "linear_ss" not in json.loads((out / "summary.json").read_text())
 
 
 def test_prepare_appends_noise_columns_standardized_on_train_rows():
@@ -52,6 +69,8 @@ def test_prepare_appends_noise_columns_standardized_on_train_rows():
     (["--noise-features", "0"], "--noise-features has to be >= 1"),
     (["--keep", "1.5"], "--keep has to be in"),
     (["--restarts", "0"], "--restarts has to be >= 1"),
+    (["--ss-g", "0"], "--ss-g has to be a finite number > 0"),
+    (["--ss-sweeps", "0"], "--ss-sweeps has to be >= 1"),
     (["--split", "99"], "--split has to be in"),
 ])
 def test_relevance_errors_name_the_argument(tmp_path, capsys, argv, msg):

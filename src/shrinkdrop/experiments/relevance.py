@@ -1,13 +1,18 @@
 """``shrinkdrop relevance``: which inputs the data switched off, and how well each method knows.
 
 Appends ``--noise-features`` pure-noise N(0, 1) columns to a real data set, then reads off a
-per-input relevance with three methods measured in the same run, on the same training rows:
+per-input relevance with four methods measured in the same run, on the same training rows:
 
 * structured VI (:func:`shrinkdrop.inference.fit_svi`) over the ARD scales of a
   ``UnitNoise -> Linear -> ReLU -> Linear`` network: inclusion probability ``p(xi_r != 0)``
   (Bernoulli) or ``1 - E[kappa_r]`` (continuous laws);
 * scikit-learn's ``ARDRegression`` (linear, type-II maximum likelihood): ``|coef_r|``;
-* Gibbs on the scales of the same network (Bernoulli only; MCMC, the slow reference).
+* Gibbs on the scales of the same network (Bernoulli only; MCMC, the slow reference);
+* the exact posterior of the linear spike-and-slab model
+  (:func:`shrinkdrop.inference.linear_spike_slab`, prior inclusion ``--keep``, slab variance
+  ``--ss-g`` x the noise variance): inclusion probability ``p(gamma_r = 1 | y)``, what the
+  Bayesian answer of a linear model says (the posterior ceiling of the AUC when the data are
+  near linear).
 
 and the AUC of each against the known real / noise labels. Test log-likelihoods on the split's
 test rows are compared with MC dropout's (Gal's protocol, the UCI runner, on the same rows with
@@ -60,6 +65,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gibbs-warmup", type=int, default=200)
     p.add_argument("--gibbs-samples", type=int, default=200)
     p.add_argument("--gibbs-chains", type=int, default=2)
+    p.add_argument("--no-linear-ss", action="store_true",
+                   help="skip the exact linear spike-and-slab reference")
+    p.add_argument("--ss-g", type=float, default=1.0,
+                   help="linear spike-and-slab slab variance / noise variance (default 1)")
+    p.add_argument("--ss-sweeps", type=int, default=2000,
+                   help="linear spike-and-slab collapsed Gibbs sweeps per chain, 2 chains, "
+                   "after 500 warm-up sweeps (default 2000; exact enumeration up to 14 inputs)")
     p.add_argument("--no-mc-dropout", action="store_true",
                    help="skip the MC dropout baseline (Gal's grid + refit on the same rows)")
     p.add_argument("--epochs-multiplier", type=float, default=100.0,
@@ -69,7 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="MC samples for test log-likelihoods (default 10000)")
     p.add_argument("--quick", action="store_true",
                    help="a short run for the demo: 1000 VI epochs, 1 restart, Gibbs 60 + 60 x 1 "
-                   "chain, MC dropout at 10x epochs, 1000 test samples")
+                   "chain, linear spike-and-slab 300 + 100 sweeps, MC dropout at 10x epochs, "
+                   "1000 test samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", required=True, help="output directory")
@@ -174,6 +187,21 @@ def _gibbs(args, d, law) -> dict:
                 seconds=time.perf_counter() - t0)
 
 
+def _linear_ss(args, d) -> dict:
+    from .. import inference as inf
+
+    t0 = time.perf_counter()
+    res = inf.linear_spike_slab(d["X"].numpy(), d["y"].numpy(), keep=args.keep, g=args.ss_g,
+                                sweeps=args.ss_sweeps, warmup=100 if args.quick else 500, chains=2,
+                                seed=args.seed)
+    Xte, yte = d["Xte"].numpy(), d["yte"].numpy()
+    ll = res.predictive_logpdf(Xte, yte) - math.log(d["y_scale"])
+    rmse = float(np.sqrt(np.mean((res.predictive_mean(Xte) - yte) ** 2))) * d["y_scale"]
+    return dict(relevance=res.inclusion, se=res.se, method=res.method, g=args.ss_g,
+                sweeps=args.ss_sweeps, n_models=res.n_models, test_ll=float(ll.mean()),
+                test_rmse=rmse, seconds=time.perf_counter() - t0)
+
+
 def _mc_dropout(args, d) -> dict:
     from . import uci
 
@@ -246,12 +274,17 @@ def _section(args, out: Path, s: dict) -> None:
           f"(split {s['split']}), test log-likelihood per point on {s['n_test']} test rows in "
           "the target's units. Structured VI: spike-and-slab (or continuous) ARD scales of a "
           f"{s['layers']} network, mean-field Gaussian weights, {s['svi']['restarts']} fit(s) "
-          "averaged. AUC: probability that a real input scores above a noise input.")
+          "averaged. Linear spike-and-slab: the exact posterior inclusion probabilities of the "
+          "linear model (enumeration or collapsed Gibbs): what the data support for each "
+          "input if they are near linear. AUC: probability that a real input scores above a "
+          "noise input.")
     rows = []
     for key, label in (("svi", "structured VI (shrinkdrop)"), ("ard", "ARDRegression "
-                       "(scikit-learn, linear)"), ("gibbs", "Gibbs (MCMC, same network)")):
+                       "(scikit-learn, linear)"), ("gibbs", "Gibbs (MCMC, same network)"),
+                       ("linear_ss", "linear spike-and-slab posterior")):
         if key in s:
             m = s[key]
+            label += f" ({m['method']})" if key == "linear_ss" else ""
             rows.append([label, m["auc"], m["test_ll"], m.get("test_rmse"), m["seconds"]])
     for key, label in (("bernoulli-mc", "MC dropout (Gal's protocol)"),
                        ("bernoulli-mc+tau", "MC dropout + fitted tau")):
@@ -274,17 +307,20 @@ def run(args) -> int:
         raise ValueError(f"--noise-features has to be >= 1 (the AUC needs noise inputs), but "
                          f"got {args.noise_features}")
     for name in ("hidden", "epochs", "restarts", "gibbs_warmup", "gibbs_samples",
-                 "gibbs_chains", "test_samples"):
+                 "gibbs_chains", "test_samples", "ss_sweeps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
                              f"{getattr(args, name)}")
     if not 0 < args.keep < 1:
         raise ValueError(f"--keep has to be in (0, 1), but got {args.keep}")
+    if not (math.isfinite(args.ss_g) and args.ss_g > 0):
+        raise ValueError(f"--ss-g has to be a finite number > 0, but got {args.ss_g}")
     if args.quick:
         args.epochs, args.restarts = min(args.epochs, 1000), 1
         args.gibbs_warmup, args.gibbs_samples = min(args.gibbs_warmup, 60), min(
             args.gibbs_samples, 60)
         args.gibbs_chains = 1
+        args.ss_sweeps = min(args.ss_sweeps, 300)
         args.epochs_multiplier = min(args.epochs_multiplier, 10.0)
         args.test_samples = min(args.test_samples, 1000)
     out = Path(args.out)
@@ -318,6 +354,13 @@ def run(args) -> int:
             s["gibbs"], rels["Gibbs p(on)"] = gb, gb["relevance"]
             print(f"relevance {d['name']}: Gibbs auc={gb['auc']:.3f} ({gb['seconds']:.0f} s)",
                   file=sys.stderr)
+        if not args.no_linear_ss:
+            ls = _linear_ss(args, d)
+            ls["auc"] = relevance_auc(ls["relevance"], is_real)
+            s["linear_ss"], rels["linear SS p(on)"] = ls, ls["relevance"]
+            print(f"relevance {d['name']}: linear spike-and-slab ({ls['method']}) "
+                  f"auc={ls['auc']:.3f} test_ll={ls['test_ll']:.3f} ({ls['seconds']:.0f} s)",
+                  file=sys.stderr)
         if not args.no_mc_dropout:
             s["mc_dropout"] = _mc_dropout(args, d)
         mc_ll = s.get("mc_dropout", {}).get("bernoulli-mc", {}).get("test_ll")
@@ -335,6 +378,8 @@ def run(args) -> int:
         atomic_write_text(out / "summary.json", json.dumps(_jsonable(s), indent=1))
         _section(args, out, s)
         gibbs = f", Gibbs {s['gibbs']['auc']:.3f}" if "gibbs" in s else ""
+        if "linear_ss" in s:
+            gibbs += f", linear spike-and-slab {s['linear_ss']['auc']:.3f}"
         print(f"relevance {d['name']}: VI auc={svi['auc']:.3f} (ARDRegression "
               f"{ard['auc']:.3f}{gibbs}); "
               f"test LL VI {svi['test_ll']:.3f}"

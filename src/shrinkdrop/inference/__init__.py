@@ -49,3 +49,6 @@ __all__ = [
 from .svi import SVIResult, SVISite, fit_svi, given_scales, scale_sites  # noqa: E402
 
 __all__ += ["SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites"]
+from .linear_ss import LinearSSResult, linear_spike_slab, log_marginal  # noqa: E402
+
+__all__ += ["LinearSSResult", "linear_spike_slab", "log_marginal"]
