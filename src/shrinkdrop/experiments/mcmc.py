@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runner import atomic_write_text, write_csv_atomic
+from .runner import atomic_write_text, jsonable, write_csv_atomic
 
 HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writes summary.json"
 
@@ -305,17 +304,7 @@ def _input_auc(table: list[dict], what: str, n_real: int) -> float:
 
 def _write_summary(out: Path, summary: dict) -> None:
     """``summary.json``, written atomically (never half a file)."""
-    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=1))
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+    atomic_write_text(out / "summary.json", json.dumps(jsonable(summary), indent=1))
 
 
 def run(args) -> int:

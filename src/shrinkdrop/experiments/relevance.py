@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runner import atomic_write_text, write_csv_atomic
+from .runner import atomic_write_text, jsonable, write_csv_atomic
 
 HELP = ("Which inputs the data switched off: structured-VI relevance vs scikit-learn's "
         "ARDRegression and Gibbs, AUC against added noise features, test LL vs MC dropout")
@@ -247,20 +247,6 @@ def _plot(out: Path, names: list[str], is_real, rels: dict[str, np.ndarray]) -> 
     tmp.replace(out / "relevance.png")
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, np.integer)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _section(args, out: Path, s: dict) -> None:
     from .report import Section, write_section
 
@@ -375,7 +361,7 @@ def run(args) -> int:
                  for i, (n, r) in enumerate(zip(names, is_real))]
         write_csv_atomic(out / "relevance.csv", table, ["input", "real", *rels])
         _plot(out, names, is_real, rels)
-        atomic_write_text(out / "summary.json", json.dumps(_jsonable(s), indent=1))
+        atomic_write_text(out / "summary.json", json.dumps(jsonable(s), indent=1))
         _section(args, out, s)
         gibbs = f", Gibbs {s['gibbs']['auc']:.3f}" if "gibbs" in s else ""
         if "linear_ss" in s:

@@ -67,6 +67,20 @@ EXECUTORS = ("local", "dask")
 CLUSTER_EXTRA = "cluster"
 
 
+def jsonable(x):
+    """``x`` with numpy arrays and scalars as Python lists / numbers and non-finite floats as
+    ``None`` (JSON has no NaN), through dicts, lists and tuples: what ``summary.json`` holds."""
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if hasattr(x, "tolist") and hasattr(x, "dtype"):  # numpy arrays and scalars
+        return jsonable(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
