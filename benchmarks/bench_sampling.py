@@ -2,8 +2,11 @@
 
     python benchmarks/bench_sampling.py [--reps 50] [--samples 100]
 
-1. Bernoulli draws by geometric gaps (the default at drop rate <= 0.08) against the 31-bit path
-   (forced by ``_GAP_MAX_DROP = 0``), same process, alternating: ratio gaps / bits.
+1. Bernoulli draws by geometric gaps (the default at drop rate <= 0.12) against the 31-bit path
+   (forced by ``_GAP_MAX_DROP = 0``), same process: ratio gaps / bits; then the gaps themselves,
+   ``Tensor.geometric_`` against the vectorised ``ceil(-log(1 - u) / lambda)`` of
+   ``functional._bernoulli_gaps``, and a fill of a fresh 8 MB tensor against a kept one (the
+   page faults ``ensemble._NoisePool`` avoids by redrawing its blocks in place).
 2. ``stacked_predictive`` of 36 models x 1475 rows (kin8nm's validation size, 8-50-1 networks,
    MC dropout's four rates) in blocks of 2^21 activations (the default) against one 2^24 block.
 3. The cost of a ``+tau`` method's scoring against its base method's on the same models, as the
@@ -46,7 +49,7 @@ def main() -> None:
     n = 36 * 128 * 58
     default = F._GAP_MAX_DROP
     print(f"Bernoulli draws of {n} elements, median of {args.reps}")
-    for drop in (0.005, 0.01, 0.05, 0.1):
+    for drop in (0.005, 0.01, 0.05, 0.1, 0.12, 0.15, 0.2):
         nz = Bernoulli(1 - drop)
         F._GAP_MAX_DROP = 0.0
         bits = _median(lambda nz=nz: F.draw_noise(nz, (n,), generator=g), args.reps)
@@ -55,6 +58,21 @@ def main() -> None:
         F._GAP_MAX_DROP = default
         print(f"  p = {drop:<6} bits {bits * 1e6:7.0f} us  gaps {gaps * 1e6:7.0f} us  "
               f"gaps/bits {gaps / bits:5.2f}")
+    import math
+
+    m = int(n * 0.05)
+    pos = torch.empty(m, dtype=torch.float64)
+    inv = 1.0 / math.log1p(-0.05)
+    geo = _median(lambda: pos.geometric_(0.05, generator=g), args.reps)
+    vec = _median(lambda: pos.uniform_(generator=g).neg_().log1p_().mul_(inv).ceil_()
+                  .clamp_min_(1.0), args.reps)
+    print(f"  {m} Geometric(0.05) gaps: geometric_ {geo * 1e6:7.0f} us  vectorised "
+          f"{vec * 1e6:7.0f} us  ratio {vec / geo:5.2f}")
+    kept = torch.empty(2 ** 21)
+    fresh = _median(lambda: torch.empty(2 ** 21).fill_(1.0), args.reps)
+    reuse = _median(lambda: kept.fill_(1.0), args.reps)
+    print(f"  fill of 2^21 floats: fresh tensor {fresh * 1e6:7.0f} us  kept {reuse * 1e6:7.0f}"
+          f" us  ratio {fresh / reuse:5.2f}")
     K, G, n_rows = 36, 3, 1475
     laws = [Bernoulli(1 - p) for p in (0.005, 0.01, 0.05, 0.1)]
     net = StackedNoisyMLP([8, 50, 1], [laws[(k // 3) % 4] for k in range(K)],

@@ -205,8 +205,8 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
 # 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
 _TWO31 = 2147483648
 #: Bernoulli noise with a drop probability at most this is drawn by geometric gaps (CPU only):
-#: with the vectorised gaps the two paths are close near 0.15 (2026-12-03, one thread,
-#: 2.1M elements: drop 0.1 gaps 4.9 ms vs bits 6.6 ms; 0.15: 7.8 vs 7.2; docs/layers.md)
+#: with the vectorised gaps, gaps / bits 0.37 at 0.1, 0.68 at 0.12, 0.81 at 0.2 idle, even near
+#: 0.15 under load (benchmarks/bench_sampling.py; docs/layers.md)
 _GAP_MAX_DROP = 0.12
 #: extra gaps drawn beyond the expected count, in standard deviations (tests lower it to force
 #: the refill loop)
@@ -220,8 +220,8 @@ def _bernoulli_gaps(out: Tensor, drop: float, value: float, generator) -> Tensor
     numel`` random numbers instead of one per element. A gap is ``ceil(E / lambda)`` with
     ``E = -log(1 - u) ~ Exp(1)`` (``u`` float64 uniform on [0, 1)) and ``lambda = -log(1 -
     drop)``: ``P(gap = k) = (1 - drop)^(k - 1) drop``, the law ``Tensor.geometric_`` draws, in
-    four vectorised kernels (about 2x faster than ``geometric_`` on the CPU). ``u = 0``
-    (probability 2^-53) would give a gap of 0 and is clamped to 1."""
+    four vectorised kernels (0.45x the time of ``geometric_`` on the CPU, bench_sampling.py).
+    ``u = 0`` (probability 2^-53) would give a gap of 0 and is clamped to 1."""
     flat = out.view(-1)
     n = flat.numel()
     flat.fill_(value)
