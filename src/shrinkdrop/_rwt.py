@@ -232,6 +232,19 @@ class Table:
     rect_h: Tensor  # A / width
     cap_h: Tensor  # sup f on the bin (with margin) - A / width
     _fast: dict = field(default_factory=dict)
+    _pieces: tuple | None = None
+
+    def pieces(self) -> tuple[Tensor, Tensor]:
+        """The remainder's pieces for :func:`_remainder` (cached): a Walker alias table over
+        the ``n_rect + 2`` pieces (caps, left tail, right tail) as ``(P, 2)`` float64 rows
+        ``(threshold, alias)``, piece ``j`` or its alias chosen with probability exactly
+        ``mass_j / total`` up to float rounding; and the caps' ``(low, width, rect_h, cap_h)``
+        as ``(n_rect, 4)`` float64 rows, one look-up per candidate."""
+        if self._pieces is None:
+            masses = torch.diff(self.cum, prepend=self.cum.new_zeros(1))
+            self._pieces = (_alias(masses),
+                            torch.stack([self.low, self.width, self.rect_h, self.cap_h], 1))
+        return self._pieces
 
     @property
     def remainder_mass(self) -> float:
@@ -342,6 +355,28 @@ def table(kind: str, a: float, b: float = 0.0) -> Table | None:
 _CHUNK = 1 << 17
 
 
+def _alias(masses: Tensor) -> Tensor:
+    """Walker's alias table (Vose's construction) of the discrete law ``masses / sum``:
+    ``(P, 2)`` float64 rows ``(threshold_j, alias_j)``. A draw takes ``s = P u`` for a uniform
+    ``u``, ``j = floor(s)``, and returns ``j`` if ``s - j < threshold_j`` else ``alias_j``: one
+    uniform and one look-up, O(1) per draw (a binary search over the cumulative masses costs
+    ~12 dependent look-ups)."""
+    P = masses.numel()
+    masses = masses.double()
+    q = (masses * (P / float(masses.sum()))).tolist()
+    thr, alias = [1.0] * P, list(range(P))
+    small = [j for j, v in enumerate(q) if v < 1.0]
+    large = [j for j, v in enumerate(q) if v >= 1.0]
+    while small and large:
+        a, b = small.pop(), large[-1]
+        thr[a], alias[a] = q[a], b
+        q[b] -= 1.0 - q[a]
+        if q[b] < 1.0:
+            small.append(large.pop())
+    # what is left has q = 1 up to rounding: threshold 1 (always itself)
+    return torch.tensor([thr, [float(a) for a in alias]], dtype=torch.float64).t().contiguous()
+
+
 def _remainder(tab: Table, m: int, generator) -> Tensor:
     """``m`` float64 draws from the remainder law r / (1 - n_rect / K), by rejection.
 
@@ -351,31 +386,39 @@ def _remainder(tab: Table, m: int, generator) -> Tensor:
     their values is exact)."""
     out = torch.empty(m, dtype=torch.float64)
     n = tab.n_rect
+    table_, caps = tab.pieces()
+    P = table_.shape[0]
     total = float(tab.cum[-1])
     rate = min(1.0, tab.remainder_mass / total)
     done = 0
     while done < m:
         need = m - done
         k = int((need + 4.0 * math.sqrt(need) + 8.0) / rate)
-        u = torch.rand(3, k, dtype=torch.float64, generator=generator)
-        piece = torch.searchsorted(tab.cum, u[0] * total, right=True).clamp_max_(n + 1)
+        # 3 k uniforms on the 2^-53 grid of [0, 1) from 63-bit words (as torch.rand's float64)
+        u = torch.empty(3, k, dtype=torch.int64).random_(generator=generator)
+        u = u.bitwise_right_shift_(10).to(torch.float64).mul_(2.0**-53)
+        # the piece by the alias table: j = floor(P u0), its threshold against the fraction
+        s = u[0].mul(P)
+        j = s.to(torch.int64).clamp_max_(P - 1)
+        row = table_.index_select(0, j)
+        piece = torch.where(s.sub_(j) < row[:, 0], j, row[:, 1].to(torch.int64))
         x = torch.empty(k, dtype=torch.float64)
         acc = torch.zeros(k, dtype=torch.bool)
         cap = (piece < n).nonzero().squeeze(1)
         if cap.numel():
-            p = piece[cap]
-            xc = tab.low[p] + tab.width[p] * u[1, cap]
-            y = tab.rect_h[p] + tab.cap_h[p] * u[2, cap]
-            x[cap] = xc
-            acc[cap] = y <= torch.exp(tab.law.logpdf_t(xc))
+            c = caps.index_select(0, piece.index_select(0, cap))
+            xc = torch.addcmul(c[:, 0], c[:, 1], u[1].index_select(0, cap))
+            y = torch.addcmul(c[:, 2], c[:, 3], u[2].index_select(0, cap))
+            x.index_copy_(0, cap, xc)
+            acc.index_copy_(0, cap, y <= torch.exp(tab.law.logpdf_t(xc)))
         for side, t in enumerate(tab.tails):
             sel = (piece == n + side).nonzero().squeeze(1)
             if t is None or not sel.numel():
                 continue
-            xt, logr = t.draw(1.0 - u[1, sel])  # uniforms in (0, 1]
-            x[sel] = xt
-            acc[sel] = torch.log1p(-u[2, sel]) <= logr
-        got = x[acc][:need]
+            xt, logr = t.draw(1.0 - u[1].index_select(0, sel))  # uniforms in (0, 1]
+            x.index_copy_(0, sel, xt)
+            acc.index_copy_(0, sel, torch.log1p(-u[2].index_select(0, sel)) <= logr)
+        got = x.index_select(0, acc.nonzero().squeeze(1)[:need])
         out[done:done + got.numel()] = got
         done += got.numel()
     return out
