@@ -40,8 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import time_all  # noqa: E402
 
-from shrinkdrop.ensemble import (StackedNoisyMLP, _one_hidden_one_output_backward,  # noqa: E402
-                                 _train_forward)
+from shrinkdrop.ensemble import StackedNoisyMLP, _one_hidden_one_output_backward, _train_forward  # noqa: E402
 from shrinkdrop.noise import Bernoulli  # noqa: E402
 
 C_SOURCE = r"""
@@ -115,6 +114,64 @@ def c_kernel(tmp: Path):
     return so.step, f"{Path(cc).name} -O3 -march=native -ffast-math"
 
 
+def measure(K, B, d, H, args, cstep) -> None:
+    """One row of the table."""
+    net = StackedNoisyMLP([d, H, 1], [Bernoulli(0.95)] * K)
+    W0, b0 = net.weights[0].detach(), net.biases[0].detach()
+    W1, b1 = net.weights[1].detach(), net.biases[1].detach()
+    x, y = torch.randn(K, B, d), torch.randn(K, B, 1)
+    n0 = torch.rand(K, B, d).gt(0.05).float().div_(0.95)
+    n1 = torch.rand(K, B, H).gt(0.05).float().div_(0.95)
+    c = torch.full((K, 1, 1), 1.0 / B)
+    grads = [torch.empty_like(p) for p in (W0, W1, b0, b1)]
+    xi0 = torch.empty_like(n0)
+
+    def manual():
+        with torch.no_grad():
+            out, (us, ms) = _train_forward(net, x, [xi0.copy_(n0), n1])
+            g = (out - y).mul_(c)
+            _one_hidden_one_output_backward(net, us, ms[1], g, grads)
+
+    manual()
+    ref = [grads[0].clone(), grads[2].clone(), grads[1].clone(), grads[3].clone()]
+    fns = [manual]
+    comp_s = float("nan")
+    if not args.no_compile:
+        t = time.perf_counter()
+        comp = torch.compile(plain_grads, dynamic=False)
+        got = comp(x, y, n0, n1, W0, b0, W1, b1, c)
+        comp_s = time.perf_counter() - t
+        for a, b in zip(got, ref):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), "compiled gradients differ"
+        fns.append(lambda comp=comp: comp(x, y, n0, n1, W0, b0, W1, b1, c))
+    if cstep is not None:
+        cg = [torch.empty_like(p) for p in (W0, b0, W1, b1)]
+        ptr = [t.data_ptr() for t in (x, y, n0, n1, W0, b0, W1, b1, *cg, c.view(-1))]
+
+        def crows(ptr=ptr, K=K, B=B, d=d, H=H):
+            cstep(*ptr, K, B, d, H)
+
+        crows()
+        for a, b in zip(cg, ref):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), "C kernel gradients differ"
+        fns.append(crows)
+    flops = 3 * 2 * K * B * (d * H + H)
+    m = 128
+    nb = max(1, round(flops / (2 * m ** 3)))
+    a_, b_ = torch.randn(nb, m, m), torch.randn(nb, m, m)
+    o_ = torch.empty(nb, m, m)
+    fns.append(lambda: torch.bmm(a_, b_, out=o_))
+    ts = time_all(fns, args.reps)
+    bmm = 2 * nb * m ** 3 / ts[-1] / 1e9
+    t_m = ts[0]
+    t_co = ts[1] if not args.no_compile else float("nan")
+    t_c = ts[-2] if cstep is not None else float("nan")
+    fr = [flops / t / 1e9 / bmm for t in (t_m, t_co, t_c)]
+    print(f"{K:>3} {B:>4} {d:>3} {H:>3} {t_m * 1e3:>7.3f} {t_co * 1e3:>8.3f} "
+          f"{t_c * 1e3:>7.3f} {bmm:>8.1f} {fr[0]:>6.3f} {fr[1]:>7.3f} {fr[2]:>6.3f} "
+          f"{comp_s:>9.1f}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=200)
@@ -130,60 +187,7 @@ def main() -> int:
     print(f"{'K':>3} {'B':>4} {'d':>3} {'H':>3} {'manual':>7} {'compiled':>8} {'C rows':>7} "
           f"{'bmm GF/s':>8} {'frac m':>6} {'frac co':>7} {'frac C':>6} {'compile s':>9}")
     for K, B, d, H in [(36, 128, 8, 50), (36, 128, 13, 50)]:
-        net = StackedNoisyMLP([d, H, 1], [Bernoulli(0.95)] * K)
-        W0, b0 = net.weights[0].detach(), net.biases[0].detach()
-        W1, b1 = net.weights[1].detach(), net.biases[1].detach()
-        x, y = torch.randn(K, B, d), torch.randn(K, B, 1)
-        n0 = torch.rand(K, B, d).gt(0.05).float().div_(0.95)
-        n1 = torch.rand(K, B, H).gt(0.05).float().div_(0.95)
-        c = torch.full((K, 1, 1), 1.0 / B)
-        grads = [torch.empty_like(p) for p in (W0, W1, b0, b1)]
-        xi0 = torch.empty_like(n0)
-
-        def manual():
-            with torch.no_grad():
-                out, (us, ms) = _train_forward(net, x, [xi0.copy_(n0), n1])
-                g = (out - y).mul_(c)
-                _one_hidden_one_output_backward(net, us, ms[1], g, grads)
-
-        manual()
-        ref = [grads[0].clone(), grads[2].clone(), grads[1].clone(), grads[3].clone()]
-        fns = [manual]
-        comp_s = float("nan")
-        if not args.no_compile:
-            t = time.perf_counter()
-            comp = torch.compile(plain_grads, dynamic=False)
-            got = comp(x, y, n0, n1, W0, b0, W1, b1, c)
-            comp_s = time.perf_counter() - t
-            for a, b in zip(got, ref):
-                assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), "compiled gradients differ"
-            fns.append(lambda comp=comp: comp(x, y, n0, n1, W0, b0, W1, b1, c))
-        if cstep is not None:
-            cg = [torch.empty_like(p) for p in (W0, b0, W1, b1)]
-            ptr = [t.data_ptr() for t in (x, y, n0, n1, W0, b0, W1, b1, *cg, c.view(-1))]
-
-            def crows(ptr=ptr, K=K, B=B, d=d, H=H):
-                cstep(*ptr, K, B, d, H)
-
-            crows()
-            for a, b in zip(cg, ref):
-                assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), "C kernel gradients differ"
-            fns.append(crows)
-        flops = 3 * 2 * K * B * (d * H + H)
-        m = 128
-        nb = max(1, round(flops / (2 * m ** 3)))
-        a_, b_ = torch.randn(nb, m, m), torch.randn(nb, m, m)
-        o_ = torch.empty(nb, m, m)
-        fns.append(lambda: torch.bmm(a_, b_, out=o_))
-        ts = time_all(fns, args.reps)
-        bmm = 2 * nb * m ** 3 / ts[-1] / 1e9
-        t_m = ts[0]
-        t_co = ts[1] if not args.no_compile else float("nan")
-        t_c = ts[-2] if cstep is not None else float("nan")
-        fr = [flops / t / 1e9 / bmm for t in (t_m, t_co, t_c)]
-        print(f"{K:>3} {B:>4} {d:>3} {H:>3} {t_m * 1e3:>7.3f} {t_co * 1e3:>8.3f} "
-              f"{t_c * 1e3:>7.3f} {bmm:>8.1f} {fr[0]:>6.3f} {fr[1]:>7.3f} {fr[2]:>6.3f} "
-              f"{comp_s:>9.1f}", flush=True)
+        measure(K, B, d, H, args, cstep)
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
