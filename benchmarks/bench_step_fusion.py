@@ -10,7 +10,11 @@ for K networks d-50-1:
 * ``manual``: the engine's own step (``_train_forward``, the closed-form head, the one-hidden-
   layer backward of ``shrinkdrop.ensemble``), eager PyTorch;
 * ``compiled``: the same mathematics written plainly and given to ``torch.compile`` (inductor's
-  C++ backend, which fuses the elementwise work into its loops); its compile time is printed;
+  C++ backend, which fuses the elementwise work into its loops); its compile time is printed,
+  then the whole step's;
+* ``whole`` (not the same work: the *whole* step, to see what compiling everything gives):
+  ``torch.compile`` of a training step with Bernoulli noise drawn inside the graph (inductor's
+  random numbers), forward, backward, weight decay and Adam updating in place;
 * ``C rows``: a hand-written C kernel (gcc -O3 -march=native -ffast-math, loaded with ctypes),
   one pass over each row of each network with the hidden layer in a local buffer: the fusion
   the issue asks about, with no PyTorch overhead at all. Written to a temporary folder and
@@ -99,6 +103,29 @@ def plain_grads(x, y, n0, n1, W0, b0, W1, b1, c):
             (g * u1).sum(1).unsqueeze(-1), g.sum(1, keepdim=True))
 
 
+def plain_step(x, y, W0, b0, W1, b1, ms, vs, t, c, wd, lr: float, keep: float):
+    """A whole training step for torch.compile: Bernoulli(keep) noise drawn in the graph
+    (inductor's own random numbers), forward, backward, weight decay and Adam in place."""
+    K, B, d = x.shape
+    n0 = (torch.rand(K, B, d) < keep).to(x.dtype) / keep
+    n1 = (torch.rand(K, B, W0.shape[2]) < keep).to(x.dtype) / keep
+    u0 = x * n0
+    z = torch.baddbmm(b0, u0, W0)
+    m = torch.where(z > 0, n1, 0.0)
+    u1 = z * m
+    r = (u1 * W1.transpose(1, 2)).sum(-1, keepdim=True) + b1 - y
+    g = r * c
+    dz = g * W1.transpose(1, 2) * m
+    grads = (torch.bmm(u0.transpose(1, 2), dz) + wd * W0, dz.sum(1, keepdim=True),
+             (g * u1).sum(1).unsqueeze(-1) + wd * W1, g.sum(1, keepdim=True))
+    bc1, bc2 = 1 - 0.9 ** t, 1 - 0.999 ** t
+    for p, gr, ma, va in zip((W0, b0, W1, b1), grads, ms, vs):
+        ma.lerp_(gr, 0.1)
+        va.mul_(0.999).addcmul_(gr, gr, value=0.001)
+        p.addcdiv_(ma, (va.sqrt() / bc2 ** 0.5).add_(1e-8), value=-lr / bc1)
+    return (r * r).sum((1, 2))
+
+
 def c_kernel(tmp: Path):
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
@@ -135,15 +162,23 @@ def measure(K, B, d, H, args, cstep) -> None:
     manual()
     ref = [grads[0].clone(), grads[2].clone(), grads[1].clone(), grads[3].clone()]
     fns = [manual]
-    comp_s = float("nan")
+    comp_s = "-"
     if not args.no_compile:
         t = time.perf_counter()
         comp = torch.compile(plain_grads, dynamic=False)
         got = comp(x, y, n0, n1, W0, b0, W1, b1, c)
-        comp_s = time.perf_counter() - t
+        comp_s = f"{time.perf_counter() - t:.1f}"
         for a, b in zip(got, ref):
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), "compiled gradients differ"
         fns.append(lambda comp=comp: comp(x, y, n0, n1, W0, b0, W1, b1, c))
+        ps = [p.clone() for p in (W0, b0, W1, b1)]
+        st = ([torch.zeros_like(p) for p in ps], [torch.zeros_like(p) for p in ps])
+        wd, tt = torch.full((K, 1, 1), 1e-4), torch.tensor(1.0)
+        whole = torch.compile(plain_step, dynamic=False)
+        t = time.perf_counter()
+        whole(x, y, *ps, *st, tt, c, wd, 1e-3, 0.95)
+        comp_s += f" + {time.perf_counter() - t:.1f}"
+        fns.append(lambda: whole(x, y, *ps, *st, tt, c, wd, 1e-3, 0.95))
     if cstep is not None:
         cg = [torch.empty_like(p) for p in (W0, b0, W1, b1)]
         ptr = [t.data_ptr() for t in (x, y, n0, n1, W0, b0, W1, b1, *cg, c.view(-1))]
@@ -165,11 +200,12 @@ def measure(K, B, d, H, args, cstep) -> None:
     bmm = 2 * nb * m ** 3 / ts[-1] / 1e9
     t_m = ts[0]
     t_co = ts[1] if not args.no_compile else float("nan")
+    t_w = ts[2] if not args.no_compile else float("nan")
     t_c = ts[-2] if cstep is not None else float("nan")
-    fr = [flops / t / 1e9 / bmm for t in (t_m, t_co, t_c)]
+    fr = [flops / t / 1e9 / bmm for t in (t_m, t_co, t_c, t_w)]
     print(f"{K:>3} {B:>4} {d:>3} {H:>3} {t_m * 1e3:>7.3f} {t_co * 1e3:>8.3f} "
-          f"{t_c * 1e3:>7.3f} {bmm:>8.1f} {fr[0]:>6.3f} {fr[1]:>7.3f} {fr[2]:>6.3f} "
-          f"{comp_s:>9.1f}", flush=True)
+          f"{t_c * 1e3:>7.3f} {t_w * 1e3:>7.3f} {bmm:>8.1f} {fr[0]:>6.3f} {fr[1]:>7.3f} "
+          f"{fr[2]:>6.3f} {fr[3]:>7.3f} {comp_s:>11}", flush=True)
 
 
 def main() -> int:
@@ -185,7 +221,8 @@ def main() -> int:
     print(f"threads=1 reps={args.reps}; forward + loss gradient + backward of one minibatch "
           f"(given its noise), ms; C kernel: {cnote}")
     print(f"{'K':>3} {'B':>4} {'d':>3} {'H':>3} {'manual':>7} {'compiled':>8} {'C rows':>7} "
-          f"{'bmm GF/s':>8} {'frac m':>6} {'frac co':>7} {'frac C':>6} {'compile s':>9}")
+          f"{'whole':>7} {'bmm GF/s':>8} {'frac m':>6} {'frac co':>7} {'frac C':>6} "
+          f"{'frac wh':>7} {'compile s':>11}")
     for K, B, d, H in [(36, 128, 8, 50), (36, 128, 13, 50)]:
         measure(K, B, d, H, args, cstep)
     shutil.rmtree(tmp, ignore_errors=True)
