@@ -245,6 +245,12 @@ def main() -> int:
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="shrinkdrop-fusion-"))
     cstep, cnote = (None, "skipped") if args.no_c else c_kernel(tmp)
+    if not args.no_compile:
+        try:  # inductor needs a working C++ toolchain: probe once, else skip both columns
+            torch.compile(lambda a: a * 2 + 1)(torch.ones(4))
+        except Exception as e:  # noqa: BLE001 (any failure of the toolchain)
+            print(f"torch.compile unavailable here ({type(e).__name__}): compiled columns skipped")
+            args.no_compile = True
     print(f"threads=1 reps={args.reps}; forward + loss gradient + backward of one minibatch "
           f"(given its noise), ms; C kernel: {cnote}")
     print(f"{'K':>3} {'B':>4} {'d':>3} {'H':>3} {'manual':>7} {'compiled':>8} {'C rows':>7} "
