@@ -394,9 +394,7 @@ def _remainder(tab: Table, m: int, generator) -> Tensor:
     while done < m:
         need = m - done
         k = int((need + 4.0 * math.sqrt(need) + 8.0) / rate)
-        # 3 k uniforms on the 2^-53 grid of [0, 1) from 63-bit words (as torch.rand's float64)
-        u = torch.empty(3, k, dtype=torch.int64).random_(generator=generator)
-        u = u.bitwise_right_shift_(10).to(torch.float64).mul_(2.0**-53)
+        u = torch.rand(3, k, dtype=torch.float64, generator=generator)
         # the piece by the alias table: j = floor(P u0), its threshold against the fraction
         s = u[0].mul(P)
         j = s.to(torch.int64).clamp_max_(P - 1)
