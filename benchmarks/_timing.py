@@ -52,3 +52,16 @@ def time_all(fns, reps, sync=None):
             sync()
             ts.append(time.perf_counter() - t)
     return [statistics.median(ts) for ts in times]
+
+
+def bmm_of(flops: float, device="cpu"):
+    """The roofline reference of the step benchmarks: a closure running one plain ``torch.bmm``
+    of ``(b, 128, 128) x (b, 128, 128)`` with ``2 b 128^3`` as close to ``flops`` as an integer
+    ``b`` allows, and its FLOP count."""
+    import torch
+
+    m = 128
+    b = max(1, round(flops / (2 * m ** 3)))
+    a, c = torch.randn(b, m, m, device=device), torch.randn(b, m, m, device=device)
+    out = torch.empty(b, m, m, device=device)
+    return (lambda: torch.bmm(a, c, out=out)), 2 * b * m ** 3

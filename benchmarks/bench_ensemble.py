@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import device_sync, time_all  # noqa: E402
+from _timing import bmm_of, device_sync, time_all  # noqa: E402
 
 from shrinkdrop.ensemble import StackedNoisyMLP, fit_stacked  # noqa: E402
 from shrinkdrop.noise import Bernoulli  # noqa: E402
@@ -66,14 +66,6 @@ def ours_epoch(net, X, Y, step, epochs):
         fit_stacked(net, X, Y, tau=1.0, weight_decay=1e-4, epochs=epochs, batch_size=128,
                     progress=False, step=step)
     return run
-
-
-def bmm_of(flops: float, dev):
-    m = 128
-    b = max(1, round(flops / (2 * m ** 3)))
-    a, c = torch.randn(b, m, m, device=dev), torch.randn(b, m, m, device=dev)
-    out = torch.empty(b, m, m, device=dev)
-    return (lambda: torch.bmm(a, c, out=out)), 2 * b * m ** 3
 
 
 def main() -> int:

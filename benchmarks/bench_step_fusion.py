@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import time_all  # noqa: E402
+from _timing import bmm_of, time_all  # noqa: E402
 
 from shrinkdrop.ensemble import (  # noqa: E402
     StackedNoisyMLP,
@@ -109,27 +109,21 @@ def plain_grads(x, y, n0, n1, W0, b0, W1, b1, c):
             (g * u1).sum(1).unsqueeze(-1), g.sum(1, keepdim=True))
 
 
-def plain_step(x, y, W0, b0, W1, b1, ms, vs, t, c, wd, lr: float, keep: float):
+def plain_step(x, y, W0, b0, W1, b1, ms, vs, t, c, wd, lr: float, keep: float) -> None:
     """A whole training step for torch.compile: Bernoulli(keep) noise drawn in the graph
-    (inductor's own random numbers), forward, backward, weight decay and Adam in place."""
+    (inductor's own random numbers), :func:`plain_grads`, weight decay and Adam in place
+    (written out rather than ``ensemble._FlatAdam.step``, whose Python step counter would be a
+    new constant for the compiler at every step)."""
     K, B, d = x.shape
     n0 = (torch.rand(K, B, d) < keep).to(x.dtype) / keep
     n1 = (torch.rand(K, B, W0.shape[2]) < keep).to(x.dtype) / keep
-    u0 = x * n0
-    z = torch.baddbmm(b0, u0, W0)
-    m = torch.where(z > 0, n1, 0.0)
-    u1 = z * m
-    r = (u1 * W1.transpose(1, 2)).sum(-1, keepdim=True) + b1 - y
-    g = r * c
-    dz = g * W1.transpose(1, 2) * m
-    grads = (torch.bmm(u0.transpose(1, 2), dz) + wd * W0, dz.sum(1, keepdim=True),
-             (g * u1).sum(1).unsqueeze(-1) + wd * W1, g.sum(1, keepdim=True))
+    gW0, gb0, gW1, gb1 = plain_grads(x, y, n0, n1, W0, b0, W1, b1, c)
+    grads = (gW0 + wd * W0, gb0, gW1 + wd * W1, gb1)
     bc1, bc2 = 1 - 0.9 ** t, 1 - 0.999 ** t
     for p, gr, ma, va in zip((W0, b0, W1, b1), grads, ms, vs):
         ma.lerp_(gr, 0.1)
         va.mul_(0.999).addcmul_(gr, gr, value=0.001)
         p.addcdiv_(ma, (va.sqrt() / bc2 ** 0.5).add_(1e-8), value=-lr / bc1)
-    return (r * r).sum((1, 2))
 
 
 def c_kernel(tmp: Path):
@@ -197,13 +191,10 @@ def measure(K, B, d, H, args, cstep) -> None:
             assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), "C kernel gradients differ"
         fns.append(crows)
     flops = 3 * 2 * K * B * (d * H + H)
-    m = 128
-    nb = max(1, round(flops / (2 * m ** 3)))
-    a_, b_ = torch.randn(nb, m, m), torch.randn(nb, m, m)
-    o_ = torch.empty(nb, m, m)
-    fns.append(lambda: torch.bmm(a_, b_, out=o_))
+    bmm_run, bmm_flops = bmm_of(flops)
+    fns.append(bmm_run)
     ts = time_all(fns, args.reps)
-    bmm = 2 * nb * m ** 3 / ts[-1] / 1e9
+    bmm = bmm_flops / ts[-1] / 1e9
     t_m = ts[0]
     t_co = ts[1] if not args.no_compile else float("nan")
     t_w = ts[2] if not args.no_compile else float("nan")
@@ -215,24 +206,24 @@ def measure(K, B, d, H, args, cstep) -> None:
 
 
 def rest(K, B, d, H, reps) -> None:
-    """The draws and Adam of one step at the engine's settings (Bernoulli(0.95), the noise pool's
-    block size), timed alone."""
+    """The draws and Adam of one step at the engine's settings (Bernoulli(0.95)), timed alone:
+    the draws as ``fit_stacked`` takes them, ``_NoisePool.take`` once per step (a refill of its
+    kept blocks every ``R // B`` steps), over whole refill cycles."""
     net = StackedNoisyMLP([d, H, 1], [Bernoulli(0.95)] * K,
                           generator=torch.Generator().manual_seed(0))
     pool = _NoisePool(net, B)
-    blocks = [net.draw((pool.R, w), torch.float32) for w in net.sizes[:-1]]
+    steps = pool.R // B  # takes per refill
 
-    def refill():
-        for w, blk in zip(net.sizes[:-1], blocks):
-            net.draw((pool.R, w), torch.float32, out=blk)
+    def cycle():
+        for _ in range(steps):
+            pool.take(B, torch.float32)
 
     adam = _FlatAdam(list(net.weights) + list(net.biases), 1e-3)
-    (t_draw,) = time_all([refill], max(10, reps // 10))
+    (t_draw,) = time_all([cycle], max(10, reps // 10))
     (t_adam,) = time_all([adam.step], reps)  # alone: its 4 x 18k floats stay in cache
     adam.release()
-    steps = pool.R // B
-    print(f"  K={K} d={d}: draws {t_draw / steps * 1e3:.3f} (a refill of {pool.R} rows, "
-          f"{t_draw * 1e3:.2f} ms, lasts {steps} steps), Adam {t_adam * 1e3:.3f}", flush=True)
+    print(f"  K={K} d={d}: draws {t_draw / steps * 1e3:.3f} (a refill of {pool.R} rows "
+          f"every {steps} steps), Adam {t_adam * 1e3:.3f}", flush=True)
 
 
 def main() -> int:
@@ -243,7 +234,11 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    tmp = Path(tempfile.mkdtemp(prefix="shrinkdrop-fusion-"))
+    with tempfile.TemporaryDirectory(prefix="shrinkdrop-fusion-") as tmp:
+        return run(args, Path(tmp))
+
+
+def run(args, tmp: Path) -> int:
     cstep, cnote = (None, "skipped") if args.no_c else c_kernel(tmp)
     if not args.no_compile:
         try:  # inductor needs a working C++ toolchain: probe once, else skip both columns
@@ -263,7 +258,6 @@ def main() -> int:
           "own loop); per step, ms:")
     for K, B, d, H in [(36, 128, 8, 50), (36, 128, 13, 50)]:
         rest(K, B, d, H, args.reps)
-    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
