@@ -14,6 +14,9 @@
    and on each half) plus ``10 x samples`` draws scored at four taus (grid, fitted, and the two
    halves' for the cross-fitted score), against ``10 x samples`` draws at one (the runner's
    1000 : 10,000).
+4. The table sampler of Beta and inverse-Nakagami noise (``shrinkdrop._rwt``): 2^20 float32
+   draws, and the share of their time spent on the remainder (the rejection sampler of the caps
+   and tails), timed alone for the number of remainder draws 2^20 draws make on average.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 import torch
 from _timing import time_pair
 
+from shrinkdrop import _rwt
 from shrinkdrop import functional as F
 from shrinkdrop.ensemble import StackedNoisyMLP, stacked_fit_tau, stacked_predictive
 from shrinkdrop.noise import Bernoulli
@@ -105,6 +109,16 @@ def main() -> None:
     print(f"+tau scoring ({args.samples} draws fitted on all rows and on each half, {S} scored "
           f"at 4 taus) against {S} at one: {t_fit:.2f} s vs {t_plain:.2f} s, ratio "
           f"{t_fit / t_plain:.2f}")
+
+    n = 2 ** 20
+    print(f"table sampler, {n} float32 draws, median of {args.reps}:")
+    for name, tab in (("Beta(2, 2)", _rwt.table("beta", 2.0, 2.0)),
+                      ("inverse Nakagami(5, 1)", _rwt.table("inv_sqrt_gamma", 2.5))):
+        m = round(tab.remainder_mass * n)
+        whole = _median(lambda tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g), args.reps)
+        rem = _median(lambda tab=tab, m=m: _rwt._remainder(tab, m, g), args.reps)
+        print(f"  {name}: {whole * 1e3:6.2f} ms, of which the remainder ({m} draws) "
+              f"{rem * 1e3:5.2f} ms = {rem / whole:.0%}")
 
 
 if __name__ == "__main__":
