@@ -7,6 +7,7 @@ each case 0.1% of the time). Power: the same test rejects a 3% wrong parameter.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from scipy import stats
@@ -89,8 +90,6 @@ def test_remainder_follows_the_remainder_law(kind, args, cdf):
     over the remainder's mass. KS on 40,000 draws, one seed, reject at 1e-3 (a correct sampler
     fails 0.1% of the time). Checked: accepting every cap candidate (no rejection) or picking
     the piece uniformly (no alias) fails all four cases, and no case of the whole-law test."""
-    import numpy as np
-
     tab = _rwt.table(kind, *args)
     low, width = tab.low.numpy(), tab.width.numpy()
     mass = tab.remainder_mass
