@@ -10,9 +10,9 @@ integer, two table look-ups and one fused multiply-add per element on the fast p
   integrates to 1): the caps (wedges) ``f - A / w_j`` above the rectangles and the two tails
   beyond the outermost bins.
 
-A draw picks one of the ``K`` slots uniformly from the top 12 bits of a random integer. Slot
+A draw picks one of the ``K`` slots uniformly from the low 12 bits of a random integer. Slot
 ``j < n_rect`` is rectangle ``j`` (probability exactly ``A``): the point is uniform on the bin,
-placed by the remaining 19 bits (a grid of ``2^19`` cells, its midpoint; float64 output uses 63-bit
+placed by the next 19 bits (a grid of ``2^19`` cells, its midpoint; float64 output uses 63-bit
 words and a ``2^51`` grid). The other ``K - n_rect`` slots (probability exactly the remainder's
 mass; about 1% of the draws) draw from ``r`` by rejection from an envelope: caps under
 ``sup f - A / w_j`` on their bin, tails under closed-form envelopes (power laws for Beta; a Pareto
@@ -251,16 +251,19 @@ class Table:
         return 1.0 - self.n_rect / K
 
     def fast(self, dtype: torch.dtype, scale: float) -> Tensor:
-        """(left + half a grid cell, cell width) per slot, scaled, packed as one 8-byte float32
-        pair (complex128 float64 pair for float64 output) per slot (cached)."""
+        """(left + half a grid cell, cell width / 2^K_BITS) per slot, scaled, packed as one 8-byte
+        float32 pair (complex128 float64 pair for float64 output) per slot (cached). The grid
+        position reaches :func:`sample` as ``cell * 2^K_BITS`` (the word with its slot bits
+        masked off), hence the second factor."""
         key = (dtype, scale)
         got = self._fast.get(key)
         if got is None:
             qbits = _Q63 if dtype == torch.float64 else _Q31
             c = torch.zeros(K, dtype=torch.float64)
             left = torch.zeros(K, dtype=torch.float64)
-            c[: self.n_rect] = self.width * (scale * 2.0**-qbits)
-            left[: self.n_rect] = self.low * scale + 0.5 * c[: self.n_rect]
+            cell = self.width * (scale * 2.0**-qbits)
+            c[: self.n_rect] = cell * 2.0**-K_BITS
+            left[: self.n_rect] = self.low * scale + 0.5 * cell
             if dtype == torch.float64:  # (left, c) pairs as one complex128 per slot
                 got = torch.complex(left, c)
             else:  # as one 8-byte word per slot: a single look-up fetches both
@@ -435,8 +438,8 @@ def _flagged(flags: Tensor) -> Tensor:
 def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> Tensor:
     """``n`` draws of ``scale * X``, X from ``tab``'s law, as a CPU tensor of ``dtype``.
 
-    Fast path in chunks of ``_CHUNK`` elements: random words -> slot (top 12 bits) and grid
-    position (the rest) -> ``x = left[slot] + c[slot] * position`` (one look-up of the packed
+    Fast path in chunks of ``_CHUNK`` elements: random words -> slot (low 12 bits) and grid
+    position (the next 19 or 51) -> ``x = left[slot] + c[slot] * position`` (one look-up of the packed
     pair); elements whose slot is a remainder slot are collected and redrawn from the remainder
     at the end."""
     packed = tab.fast(dtype, scale)
@@ -460,10 +463,10 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> T
         m = min(ch, n - s)
         bits[: m if wide else (m + 1) // 2].random_(generator=generator)
         w = words[:m]
-        if not wide:
-            w.bitwise_and_(0x7FFFFFFF)
-        i = torch.bitwise_right_shift(w, qbits, out=idx[:m])
-        w.bitwise_and_((1 << qbits) - 1)
+        # slot: the low K_BITS bits; position: the next qbits bits, left in place (cell * 2^12,
+        # exact in the float type); the low int32 word's sign bit is dropped
+        i = torch.bitwise_and(w, K - 1, out=idx[:m])
+        w.bitwise_and_(((1 << qbits) - 1) << K_BITS)
         pr = torch.index_select(packed, 0, i, out=pair[:m]).view(fd).view(m, 2)
         torch.addcmul(pr[:, 0], pr[:, 1], qf[:m].copy_(w), out=x[s:s + m])
         if tab.n_rect < K:
