@@ -16,7 +16,9 @@
    1000 : 10,000).
 4. The table sampler of Beta and inverse-Nakagami noise (``shrinkdrop._rwt``): 2^20 float32
    draws, and the share of their time spent on the remainder (the rejection sampler of the caps
-   and tails), timed alone for the number of remainder draws 2^20 draws make on average.
+   and tails), timed alone for the number of remainder draws 2^20 draws make on average; the
+   same draws with torch's random words (``_rwt.NUMPY_MIN`` raised past 2^20) against NumPy's
+   SFC64 words (the default from 2^15 elements on), and the words alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 from _timing import time_pair
 
@@ -117,8 +120,20 @@ def main() -> None:
         m = round(tab.remainder_mass * n)
         whole = _median(lambda tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g), args.reps)
         rem = _median(lambda tab=tab, m=m: _rwt._remainder(tab, m, g), args.reps)
+        default, _rwt.NUMPY_MIN = _rwt.NUMPY_MIN, n + 1  # torch's words throughout
+        try:
+            tw = _median(lambda tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g), args.reps)
+        finally:
+            _rwt.NUMPY_MIN = default
         print(f"  {name}: {whole * 1e3:6.2f} ms, of which the remainder ({m} draws) "
-              f"{rem * 1e3:5.2f} ms = {rem / whole:.0%}")
+              f"{rem * 1e3:5.2f} ms = {rem / whole:.0%}; with torch's random words "
+              f"{tw * 1e3:6.2f} ms (SFC64 / torch {whole / tw:.2f})")
+    buf = torch.empty(n // 2, dtype=torch.int64)
+    bg = np.random.SFC64(0)
+    t_torch = _median(lambda: buf.random_(generator=g), args.reps)
+    t_np = _median(lambda: torch.from_numpy(bg.random_raw(n // 2).view(np.int64)), args.reps)
+    print(f"  the {n // 2} 64-bit words alone: torch random_ {t_torch * 1e3:5.2f} ms, NumPy "
+          f"SFC64 {t_np * 1e3:5.2f} ms (ratio {t_np / t_torch:.2f})")
 
 
 if __name__ == "__main__":

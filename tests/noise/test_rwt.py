@@ -126,24 +126,35 @@ def test_position_in_the_bin_is_uniform(kind, args, dtype):
     assert stats.kstest(rel, "uniform").pvalue > 1e-3
 
 
+def _words(g2, n_words, numpy):
+    """The 64-bit words the sampler reads: ``generator.random_`` below ``NUMPY_MIN`` elements,
+    else NumPy's SFC64 seeded from two of the generator's words."""
+    if not numpy:
+        return torch.empty(n_words, dtype=torch.int64).random_(generator=g2)
+    seed = torch.empty(2, dtype=torch.int64).random_(generator=g2).tolist()
+    bg = np.random.SFC64(np.random.SeedSequence(seed))
+    return torch.from_numpy(bg.random_raw(n_words).view(np.int64))
+
+
 @pytest.mark.parametrize("kind,args", [("beta", (0.5, 3.0)), ("inv_sqrt_gamma", (2.5,))])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype):
+@pytest.mark.parametrize("n", [20_000, 70_001])  # torch's words / NumPy's (NUMPY_MIN = 32,768)
+def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype, n):
     """Each rectangle draw is ``low[slot] + width[slot] * (cell + 1/2) / 2^q`` of its random
     word (slot: the low 12 bits; cell: the next q = 19 bits, 51 for float64), recomputed here in
     float64 from the same generator's words: catches a map that keeps the law's shape but
     moves mass between bins (e.g. a cell read with the int32 sign bit, which shifts a quarter
     of the draws by one bin width)."""
     tab = _rwt.table(kind, *args)
-    n = 20_000
     g = torch.Generator().manual_seed(5)
     g2 = torch.Generator()
     g2.set_state(g.get_state())
     x = _rwt.sample(tab, n, dtype, 1.0, g).double()
+    numpy = n >= _rwt.NUMPY_MIN
     if dtype == torch.float64:
-        w, q = torch.empty(n, dtype=torch.int64).random_(generator=g2), 51
+        w, q = _words(g2, n, numpy), 51
     else:
-        w = torch.empty((n + 1) // 2, dtype=torch.int64).random_(generator=g2)
+        w = _words(g2, (n + 1) // 2, numpy)
         w, q = w.view(torch.int32)[:n].long() & 0xFFFFFFFF, 19
     slot = w & (_rwt.K - 1)
     cell = (w >> _rwt.K_BITS) & ((1 << q) - 1)
@@ -153,3 +164,26 @@ def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype):
     want = tab.low[s] + tab.width[s] * ((cell[rect].double() + 0.5) * 2.0**-q)
     tol = 4 * torch.finfo(dtype).eps * want.abs() + 1e-300
     assert bool(((x[rect] - want).abs() <= tol).all())
+
+
+@pytest.mark.parametrize("i", [0, 1, 5, 8])
+def test_small_draws_follow_law(i):
+    """Draws below ``NUMPY_MIN`` elements take torch's words: 50 draws of 1,000, one KS test
+    as in test_table_sampler_follows_law (reject at 1e-3)."""
+    fam, ref = CASES[i]
+    g = torch.Generator().manual_seed(200 + i)
+    x = torch.cat([F.draw_noise(fam, (1000,), normalize=False, generator=g,
+                                dtype=torch.float64) for _ in range(50)]).numpy()
+    y = x**2 if isinstance(fam, N.InverseNakagami) else x
+    assert stats.kstest(y, ref.cdf).pvalue > 1e-3
+
+
+def test_seeded_draws_repeat_and_advance_the_generator():
+    """A large draw is fixed by the generator's state, and moves it on (two words), so two
+    successive draws differ."""
+    tab = _rwt.table("beta", 2.0, 2.0)
+    a = _rwt.sample(tab, 100_000, torch.float32, 1.0, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    b = _rwt.sample(tab, 100_000, torch.float32, 1.0, g)
+    c = _rwt.sample(tab, 100_000, torch.float32, 1.0, g)
+    assert torch.equal(a, b) and not torch.equal(b, c)
