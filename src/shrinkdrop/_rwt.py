@@ -462,9 +462,9 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> T
     """``n`` draws of ``scale * X``, X from ``tab``'s law, as a CPU tensor of ``dtype``.
 
     Fast path in chunks of ``_CHUNK`` elements: random words -> slot (low 12 bits) and grid
-    position (the next 19 or 51) -> ``x = left[slot] + c[slot] * position`` (one look-up of the packed
-    pair); elements whose slot is a remainder slot are collected and redrawn from the remainder
-    at the end."""
+    position (the next 19 or 51) -> ``x = left[slot] + c[slot] * position`` (one look-up of
+    the packed pair); elements whose slot is a remainder slot are collected and redrawn from
+    the remainder at the end."""
     packed = tab.fast(dtype, scale)
     wide = packed.dtype == torch.complex128  # float64 pairs
     fd = torch.float64 if wide else torch.float32
