@@ -10,15 +10,16 @@ integer, two table look-ups and one fused multiply-add per element on the fast p
   integrates to 1): the caps (wedges) ``f - A / w_j`` above the rectangles and the two tails
   beyond the outermost bins.
 
-A draw picks one of the ``K`` slots uniformly from the low 12 bits of a random integer. Slot
-``j < n_rect`` is rectangle ``j`` (probability exactly ``A``): the point is uniform on the bin,
-placed by the next 19 bits (a grid of ``2^19`` cells, its midpoint; float64 output uses 63-bit
-words and a ``2^51`` grid). The other ``K - n_rect`` slots (probability exactly the remainder's
-mass; about 1% of the draws) draw from ``r`` by rejection from an envelope: caps under
-``sup f - A / w_j`` on their bin, tails under closed-form envelopes (power laws for Beta; a Pareto
-law and, in ``t = beta / xi^2``, an exponential for inverse Nakagami), accepted against the exact
-density in float64. The mixture is ``f`` exactly; the only approximations are float rounding (the
-bin edges and the output are rounded to the output dtype, one ulp or so) and the position grid.
+A draw picks one of the ``K`` slots uniformly from the low 12 bits of a random integer. Slot ``j <
+n_rect`` is rectangle ``j`` (probability exactly ``A``): the point is uniform on the bin, placed by
+the next 19 bits (a grid of ``2^19`` cells, its midpoint; float64 output uses 12 + 51 bits of a
+64-bit word, a ``2^51`` grid); the words' top bit is not used. The other ``K - n_rect`` slots
+(probability exactly the remainder's mass; about 1% of the draws) draw from ``r`` by rejection from
+an envelope: caps under ``sup f - A / w_j`` on their bin, tails under closed-form envelopes (power
+laws for Beta; a Pareto law and, in ``t = beta / xi^2``, an exponential for inverse Nakagami),
+accepted against the exact density in float64. The mixture is ``f`` exactly; the only
+approximations are float rounding (the bin edges and the output are rounded to the output dtype,
+one ulp or so) and the position grid.
 
 The bins are built once per law (a scalar Python loop, cached): from the stationary point of
 ``f`` (mode or antimode; ``f`` is monotone on each side, so its infimum and supremum on a bin are
@@ -390,8 +391,8 @@ def _remainder(tab: Table, m: int, generator) -> Tensor:
     their values is exact). Every candidate is put through the cap formula and both tails'
     (a cap candidate: ``u1``, ``u2`` on its cap's box; a tail candidate: ``1 - u1`` into the
     tail's draw, ``u2`` against its acceptance ratio), and ``torch.where`` keeps its own piece's:
-    a round is some 40 tensor operations whatever ``m`` (a few thousand candidates at most),
-    where selecting each piece's candidates first cost over twice that in small draws."""
+    about half the tensor operations of gathering each piece's candidates first, which is what
+    a small draw's time is made of (the candidates are a few thousand at most)."""
     out = torch.empty(m, dtype=torch.float64)
     n = tab.n_rect
     table_, caps = tab.pieces()
@@ -438,7 +439,7 @@ def _flagged(flags: Tensor) -> Tensor:
 
 
 #: draws of at least this many elements take their random words from NumPy's SFC64 (seeded from
-#: ``generator``), smaller ones from ``generator`` itself (the seeding costs ~8 us)
+#: ``generator``), smaller ones from ``generator`` itself (the seeding costs about 10 us)
 NUMPY_MIN = 1 << 15
 
 
@@ -488,7 +489,7 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> T
         b = source(bits, m if wide else (m + 1) // 2)
         w = (b if wide else b.view(torch.int32))[:m]
         # slot: the low K_BITS bits; position: the next qbits bits, left in place (cell * 2^12,
-        # exact in the float type); the low int32 word's sign bit is dropped
+        # exact in the float type); the word's top (sign) bit is never read
         i = torch.bitwise_and(w, K - 1, out=idx[:m])
         w.bitwise_and_(((1 << qbits) - 1) << K_BITS)
         pr = torch.index_select(packed, 0, i, out=pair[:m]).view(fd).view(m, 2)
