@@ -10,16 +10,16 @@ integer, two table look-ups and one fused multiply-add per element on the fast p
   integrates to 1): the caps (wedges) ``f - A / w_j`` above the rectangles and the two tails
   beyond the outermost bins.
 
-A draw picks one of the ``K`` slots uniformly from the low 12 bits of a random integer. Slot ``j <
-n_rect`` is rectangle ``j`` (probability exactly ``A``): the point is uniform on the bin, placed by
-the next 19 bits (a grid of ``2^19`` cells, its midpoint; float64 output uses 12 + 51 bits of a
-64-bit word, a ``2^51`` grid); the words' top bit is not used. The other ``K - n_rect`` slots
-(probability exactly the remainder's mass; about 1% of the draws) draw from ``r`` by rejection from
-an envelope: caps under ``sup f - A / w_j`` on their bin, tails under closed-form envelopes (power
-laws for Beta; a Pareto law and, in ``t = beta / xi^2``, an exponential for inverse Nakagami),
-accepted against the exact density in float64. The mixture is ``f`` exactly; the only
-approximations are float rounding (the bin edges and the output are rounded to the output dtype,
-one ulp or so) and the position grid.
+A draw picks one of the ``K`` slots uniformly from the low 12 bits of a random integer. Slot
+``j < n_rect`` is rectangle ``j`` (probability exactly ``A``): the point is uniform on the bin,
+placed by the next 19 bits (a grid of ``2^19`` cells, its midpoint; float64 output uses 12 + 51
+bits of a 64-bit word, a ``2^51`` grid); the words' top bit is not used. The other ``K - n_rect``
+slots (probability exactly the remainder's mass; about 1% of the draws) draw from ``r`` by
+rejection from an envelope: caps under ``sup f - A / w_j`` on their bin, tails under closed-form
+envelopes (power laws for Beta; a Pareto law and, in ``t = beta / xi^2``, an exponential for
+inverse Nakagami), accepted against the exact density in float64. The mixture is ``f`` exactly; the
+only approximations are float rounding (the bin edges and the output are rounded to the output
+dtype, one ulp or so) and the position grid.
 
 The bins are built once per law (a scalar Python loop, cached): from the stationary point of
 ``f`` (mode or antimode; ``f`` is monotone on each side, so its infimum and supremum on a bin are
