@@ -182,6 +182,10 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
         # torch's native gamma kernel (torch.distributions.Gamma's): one launch and no host
         # sync, where the rejection loop below syncs on every call (bench_layers --device cuda)
         return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype, device=device))
+    if n < _NATIVE_GAMMA_MAX and (device is None or torch.device(device).type == "cpu"):
+        # few draws: one call of torch's kernel (~35 ns a draw) beats the ~20 tensor
+        # operations of the rejection loop below
+        return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype), generator=generator)
     boost = alpha < 1
     a = alpha + 1 if boost else alpha
     d = a - 1.0 / 3.0
@@ -201,6 +205,12 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
         out.mul_(torch.rand(n, **kw).pow_(1.0 / alpha))
     return out
 
+
+#: CPU draws of Beta / inverse-Nakagami noise needing fewer gamma variates than this (Beta two
+#: per element, inverse Nakagami one) take torch's native gamma kernel; larger ones the table
+#: sampler, whose ~50 tensor operations per call (more when the remainder is hit) cost more
+#: below it (crossover at about 3,000 Beta / 6,000 inverse-Nakagami elements, 2026-12-04)
+_NATIVE_GAMMA_MAX = 6144
 
 # 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
 _TWO31 = 2147483648
@@ -297,7 +307,8 @@ def _raw_draw(noise, plan: _Plan, shape, normalize: bool, generator, dtype, devi
         # inverse CDF with 1 - u in (0, 1]: sqrt(-2 s^2 log(1 - u)), never log(0)
         return u.neg_().log1p_().mul_(-2.0 * s2).sqrt_()
     if plan.kind in ("inverse_nakagami", "beta") and (device is None
-                                                      or torch.device(device).type == "cpu"):
+                                                      or torch.device(device).type == "cpu") \
+            and n * (2 if plan.kind == "beta" else 1) >= _NATIVE_GAMMA_MAX:
         # CPU: the exact rectangle-wedge-tail table sampler (shrinkdrop._rwt; docs/layers.md),
         # about one 31-bit random word and two table look-ups per element
         if plan.kind == "beta":

@@ -167,13 +167,28 @@ def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype, n):
 
 
 @pytest.mark.parametrize("i", [0, 1, 5, 8])
-def test_small_draws_follow_law(i):
-    """Draws below ``NUMPY_MIN`` elements take torch's words: 50 draws of 1,000, one KS test
-    as in test_table_sampler_follows_law (reject at 1e-3)."""
+@pytest.mark.parametrize("size,draws", [(1000, 50), (10_000, 5)])
+def test_small_draws_follow_law(i, size, draws):
+    """Small draws: under ``functional._NATIVE_GAMMA_MAX`` gamma variates (1,000 elements)
+    torch's native gamma kernel, above it and under ``NUMPY_MIN`` elements (10,000) the table
+    with torch's words; 50,000 elements in all, one KS test as in
+    test_table_sampler_follows_law (reject at 1e-3)."""
+    assert 2 * 1000 < F._NATIVE_GAMMA_MAX <= 10_000 < _rwt.NUMPY_MIN
     fam, ref = CASES[i]
-    g = torch.Generator().manual_seed(200 + i)
-    x = torch.cat([F.draw_noise(fam, (1000,), normalize=False, generator=g,
-                                dtype=torch.float64) for _ in range(50)]).numpy()
+    g = torch.Generator().manual_seed(200 + i + size)
+    x = torch.cat([F.draw_noise(fam, (size,), normalize=False, generator=g,
+                                dtype=torch.float64) for _ in range(draws)]).numpy()
+    y = x**2 if isinstance(fam, N.InverseNakagami) else x
+    assert stats.kstest(y, ref.cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("i", [0, 1, 5, 7])
+def test_no_table_keeps_the_gamma_sampler(i, monkeypatch):
+    """Where no table can be built, large draws take the vectorised Marsaglia-Tsang gamma
+    sampler (``functional._gamma``): forced here, 50,000 draws, KS at 1e-3."""
+    monkeypatch.setattr(_rwt, "table", lambda *a: None)
+    fam, ref = CASES[i]
+    x = _draw(fam, 300 + i).numpy()
     y = x**2 if isinstance(fam, N.InverseNakagami) else x
     assert stats.kstest(y, ref.cdf).pvalue > 1e-3
 
