@@ -29,4 +29,4 @@ for d in ${DATASETS:-$ALL}; do
   "$PY" -m shrinkdrop uci --data "$DATA/$d" --out "$OUT/$d" --methods "$METHODS" --no-progress \
     ${SPLITS:+--splits "$SPLITS"} ${STACK:+--stack-splits "$STACK"}
 done
-"$PY" benchmarks/uci_table.py --results "$OUT" --data "$DATA"
+"$PY" "$(dirname "$0")/uci_table.py" --results "$OUT" --data "$DATA"
