@@ -412,8 +412,7 @@ def _remainder(tab: Table, m: int, generator) -> Tensor:
         c = caps.index_select(0, piece.clamp_max(n - 1))
         x = torch.addcmul(c[:, 0], c[:, 1], u[1])
         acc = torch.addcmul(c[:, 2], c[:, 3], u[2]) <= torch.exp(tab.law.logpdf_t(x))
-        is_cap = piece < n
-        if not bool(is_cap.all()):
+        if not bool((piece < n).all()):  # some candidates are tail candidates
             v, lv = 1.0 - u[1], torch.log1p(-u[2])  # uniforms in (0, 1]; log of 1 - u2
             for side, t in enumerate(tab.tails):
                 if t is None:
@@ -443,20 +442,23 @@ def _flagged(flags: Tensor) -> Tensor:
 NUMPY_MIN = 1 << 15
 
 
-def words_source(n: int, generator):
-    """``source(buf, k) -> (k,) int64`` random 64-bit words for a draw of ``n`` elements.
+def words_source(n: int, generator, most: int):
+    """``source(k) -> (k,) int64`` random 64-bit words (``k <= most``) for a draw of ``n``
+    elements.
 
-    torch's CPU generator (MT19937) gives 63 random bits per ``random_`` word at about 3 ns;
-    NumPy's SFC64 gives 64 at about 1.4 ns, which is most of the table sampler's time. From
-    ``NUMPY_MIN`` elements on the words come from a fresh ``SFC64`` seeded by two 63-bit words
-    of ``generator`` (so ``torch.manual_seed`` / a ``Generator`` still fixes every draw, and the
-    generator advances by those two words); below, from ``generator`` (``random_`` fills
-    ``[0, 2^63)``: the sign bit is 0, which the sampler's masks never read)."""
+    The words are most of the table sampler's time: torch's CPU generator (MT19937) fills 63
+    random bits per ``random_`` word, NumPy's SFC64 64 bits in about 0.64x the time
+    (``benchmarks/bench_sampling.py`` part 4). From ``NUMPY_MIN`` elements on the words come
+    from a fresh ``SFC64`` seeded by two 63-bit words of ``generator`` (so ``torch.manual_seed``
+    / a ``Generator`` still fixes every draw, and the generator advances by those two words);
+    below, from ``generator`` into one reused buffer (``random_`` fills ``[0, 2^63)``: the sign
+    bit is 0, which the sampler's masks never read)."""
     if n < NUMPY_MIN:
-        return lambda buf, k: buf[:k].random_(generator=generator)
+        buf = torch.empty(most, dtype=torch.int64)
+        return lambda k: buf[:k].random_(generator=generator)
     seed = torch.empty(2, dtype=torch.int64).random_(generator=generator).tolist()
     bg = np.random.SFC64(np.random.SeedSequence(seed))
-    return lambda buf, k: torch.from_numpy(bg.random_raw(k).view(np.int64))
+    return lambda k: torch.from_numpy(bg.random_raw(k).view(np.int64))
 
 
 def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> Tensor:
@@ -471,13 +473,10 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> T
     fd = torch.float64 if wide else torch.float32
     x = torch.empty(n, dtype=fd)
     ch = min(_CHUNK, -(-n // 8) * 8)
-    source = words_source(n, generator)
-    if wide:  # one 64-bit word per element, 51 grid bits
-        bits = torch.empty(ch, dtype=torch.int64)
-        qbits, itype = _Q63, torch.int64
-    else:  # one 64-bit word gives two 32-bit words, 19 grid bits each
-        bits = torch.empty(ch // 2, dtype=torch.int64)
-        qbits, itype = _Q31, torch.int32
+    # one 64-bit word per element and 51 grid bits (float64), or two 32-bit words per 64-bit
+    # word and 19 grid bits each (float32)
+    qbits, itype = (_Q63, torch.int64) if wide else (_Q31, torch.int32)
+    source = words_source(n, generator, ch if wide else ch // 2)
     idx = torch.empty(ch, dtype=itype)
     flags = torch.zeros(ch, dtype=torch.int8)
     last = torch.tensor(tab.n_rect - 1, dtype=itype)
@@ -486,7 +485,7 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> T
     rems = []
     for s in range(0, n, ch):
         m = min(ch, n - s)
-        b = source(bits, m if wide else (m + 1) // 2)
+        b = source(m if wide else (m + 1) // 2)
         w = (b if wide else b.view(torch.int32))[:m]
         # slot: the low K_BITS bits; position: the next qbits bits, left in place (cell * 2^12,
         # exact in the float type); the word's top (sign) bit is never read
