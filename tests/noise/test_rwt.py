@@ -126,35 +126,25 @@ def test_position_in_the_bin_is_uniform(kind, args, dtype):
     assert stats.kstest(rel, "uniform").pvalue > 1e-3
 
 
-def _words(g2, n_words, numpy):
-    """The 64-bit words the sampler reads: ``generator.random_`` below ``NUMPY_MIN`` elements,
-    else NumPy's SFC64 seeded from two of the generator's words."""
-    if not numpy:
-        return torch.empty(n_words, dtype=torch.int64).random_(generator=g2)
-    seed = torch.empty(2, dtype=torch.int64).random_(generator=g2).tolist()
-    bg = np.random.SFC64(np.random.SeedSequence(seed))
-    return torch.from_numpy(bg.random_raw(n_words).view(np.int64))
-
-
 @pytest.mark.parametrize("kind,args", [("beta", (0.5, 3.0)), ("inv_sqrt_gamma", (2.5,))])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("n", [20_000, 70_001])  # torch's words / NumPy's (NUMPY_MIN = 32,768)
 def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype, n):
     """Each rectangle draw is ``low[slot] + width[slot] * (cell + 1/2) / 2^q`` of its random
-    word (slot: the low 12 bits; cell: the next q = 19 bits, 51 for float64), recomputed here in
-    float64 from the same generator's words: catches a map that keeps the law's shape but
-    moves mass between bins (e.g. a cell read with the int32 sign bit, which shifts a quarter
-    of the draws by one bin width)."""
+    word (slot: the low 12 bits; cell: the next q = 19 bits, 51 for float64; the words from
+    ``words_source`` at the same generator state), recomputed here in float64: catches a map
+    that keeps the law's shape but moves mass between bins (e.g. a cell read with the int32
+    sign bit, which shifts a quarter of the draws by one bin width)."""
     tab = _rwt.table(kind, *args)
     g = torch.Generator().manual_seed(5)
     g2 = torch.Generator()
     g2.set_state(g.get_state())
     x = _rwt.sample(tab, n, dtype, 1.0, g).double()
-    numpy = n >= _rwt.NUMPY_MIN
+    k = n if dtype == torch.float64 else (n + 1) // 2  # one chunk: n <= _CHUNK
+    w = _rwt.words_source(n, g2, k)(k).clone()  # the same generator state's words
     if dtype == torch.float64:
-        w, q = _words(g2, n, numpy), 51
+        q = 51
     else:
-        w = _words(g2, (n + 1) // 2, numpy)
         w, q = w.view(torch.int32)[:n].long() & 0xFFFFFFFF, 19
     slot = w & (_rwt.K - 1)
     cell = (w >> _rwt.K_BITS) & ((1 << q) - 1)
