@@ -19,6 +19,10 @@
    and tails), timed alone for the number of remainder draws 2^20 draws make on average; the
    same draws with torch's random words (``_rwt.NUMPY_MIN`` raised past 2^20) against NumPy's
    SFC64 words (the default from 2^15 elements on), and the words alone.
+5. Small Beta / inverse-Nakagami draws: the table against torch's gamma kernel (the crossover
+   behind ``functional._NATIVE_GAMMA_MAX``), the SFC64 seeding, 10 remainder draws.
+
+    python benchmarks/bench_sampling.py --only 5     # one part
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from _timing import time_pair
 from shrinkdrop import _rwt
 from shrinkdrop import functional as F
 from shrinkdrop.ensemble import StackedNoisyMLP, stacked_fit_tau, stacked_predictive
-from shrinkdrop.noise import Bernoulli
+from shrinkdrop.noise import Bernoulli, Beta, InverseNakagami
 
 
 def _median(fn, reps):
@@ -50,9 +54,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=50)
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--only", type=int, choices=(4, 5), default=None,
+                    help="run only part 4 or part 5 (the others take minutes)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
+    if args.only:
+        (table_sampler if args.only == 4 else small_draws)(g, args.reps)
+        return
     n = 36 * 128 * 58
     default = F._GAP_MAX_DROP
     print(f"Bernoulli draws of {n} elements, median of {args.reps}")
@@ -112,17 +121,22 @@ def main() -> None:
     print(f"+tau scoring ({args.samples} draws fitted on all rows and on each half, {S} scored "
           f"at 4 taus) against {S} at one: {t_fit:.2f} s vs {t_plain:.2f} s, ratio "
           f"{t_fit / t_plain:.2f}")
+    table_sampler(g, args.reps)
+    small_draws(g, args.reps)
 
+
+def table_sampler(g, reps: int) -> None:
+    """Part 4."""
     n = 2 ** 20
-    print(f"table sampler, {n} float32 draws, median of {args.reps}:")
+    print(f"table sampler, {n} float32 draws, median of {reps}:")
     for name, tab in (("Beta(2, 2)", _rwt.table("beta", 2.0, 2.0)),
                       ("inverse Nakagami(5, 1)", _rwt.table("inv_sqrt_gamma", 2.5))):
         m = round(tab.remainder_mass * n)
-        whole = _median(lambda tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g), args.reps)
-        rem = _median(lambda tab=tab, m=m: _rwt._remainder(tab, m, g), args.reps)
+        whole = _median(lambda tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g), reps)
+        rem = _median(lambda tab=tab, m=m: _rwt._remainder(tab, m, g), reps)
         default, _rwt.NUMPY_MIN = _rwt.NUMPY_MIN, n + 1  # torch's words throughout
         try:
-            tw = _median(lambda tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g), args.reps)
+            tw = _median(lambda tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g), reps)
         finally:
             _rwt.NUMPY_MIN = default
         print(f"  {name}: {whole * 1e3:6.2f} ms, of which the remainder ({m} draws) "
@@ -130,10 +144,35 @@ def main() -> None:
               f"{tw * 1e3:6.2f} ms (SFC64 / torch {whole / tw:.2f})")
     buf = torch.empty(n // 2, dtype=torch.int64)
     bg = np.random.SFC64(0)
-    t_torch = _median(lambda: buf.random_(generator=g), args.reps)
-    t_np = _median(lambda: torch.from_numpy(bg.random_raw(n // 2).view(np.int64)), args.reps)
+    t_torch = _median(lambda: buf.random_(generator=g), reps)
+    t_np = _median(lambda: torch.from_numpy(bg.random_raw(n // 2).view(np.int64)), reps)
     print(f"  the {n // 2} 64-bit words alone: torch random_ {t_torch * 1e3:5.2f} ms, NumPy "
           f"SFC64 {t_np * 1e3:5.2f} ms (ratio {t_np / t_torch:.2f})")
+
+
+def small_draws(g, reps: int) -> None:
+    """Part 5: where the table stops paying (``functional._NATIVE_GAMMA_MAX``)."""
+    default = F._NATIVE_GAMMA_MAX
+    print(f"small float32 draws through draw_noise, median of {reps} (table against torch's "
+          "gamma kernel, forced either way):")
+    for name, law in (("Beta(2, 2)", Beta(2.0, 2.0)), ("inverse Nakagami(5, 1)",
+                                                       InverseNakagami(5.0, 1.0))):
+        cells = []
+        for n in (50, 1000, 2000, 3000, 4000, 6000, 8000, 16000):
+            try:
+                F._NATIVE_GAMMA_MAX = 0
+                tab = _median(lambda n=n, law=law: F.draw_noise(law, (n,), generator=g), reps)
+                F._NATIVE_GAMMA_MAX = 1 << 62
+                nat = _median(lambda n=n, law=law: F.draw_noise(law, (n,), generator=g), reps)
+            finally:
+                F._NATIVE_GAMMA_MAX = default
+            cells.append(f"{n}: {tab * 1e6:.0f}/{nat * 1e6:.0f}")
+        print(f"  {name}, n: table/gamma us  " + "  ".join(cells))
+    tab = _rwt.table("beta", 2.0, 2.0)
+    seed = _median(lambda: _rwt.words_source(_rwt.NUMPY_MIN, g, 1), reps)
+    rem = _median(lambda: _rwt._remainder(tab, 10, g), reps)
+    print(f"  SFC64 seeding {seed * 1e6:.1f} us; 10 remainder draws (Beta(2, 2)) "
+          f"{rem * 1e6:.0f} us")
 
 
 if __name__ == "__main__":
