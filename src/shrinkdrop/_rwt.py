@@ -391,8 +391,8 @@ def _remainder(tab: Table, m: int, generator) -> Tensor:
     their values is exact). Every candidate is put through the cap formula and both tails'
     (a cap candidate: ``u1``, ``u2`` on its cap's box; a tail candidate: ``1 - u1`` into the
     tail's draw, ``u2`` against its acceptance ratio), and ``torch.where`` keeps its own piece's:
-    about half the tensor operations of gathering each piece's candidates first, which is what
-    a small draw's time is made of (the candidates are a few thousand at most)."""
+    fewer tensor operations than gathering each piece's candidates first, and operations are
+    what a small draw's time is made of (10 draws: ~100 us, bench_sampling.py part 5)."""
     out = torch.empty(m, dtype=torch.float64)
     n = tab.n_rect
     table_, caps = tab.pieces()
@@ -438,7 +438,8 @@ def _flagged(flags: Tensor) -> Tensor:
 
 
 #: draws of at least this many elements take their random words from NumPy's SFC64 (seeded from
-#: ``generator``), smaller ones from ``generator`` itself (the seeding costs about 10 us)
+#: ``generator``), smaller ones from ``generator`` itself (the seeding takes 11 us:
+#: benchmarks/bench_sampling.py part 5)
 NUMPY_MIN = 1 << 15
 
 

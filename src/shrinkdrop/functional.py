@@ -183,8 +183,8 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
         # sync, where the rejection loop below syncs on every call (bench_layers --device cuda)
         return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype, device=device))
     if n < _NATIVE_GAMMA_MAX and (device is None or torch.device(device).type == "cpu"):
-        # few draws: one call of torch's kernel (~35 ns a draw) beats the ~20 tensor
-        # operations of the rejection loop below
+        # few draws: one call of torch's kernel beats the many small tensor operations of
+        # the rejection loop below
         return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype), generator=generator)
     boost = alpha < 1
     a = alpha + 1 if boost else alpha
@@ -208,8 +208,9 @@ def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
 
 #: CPU draws of Beta / inverse-Nakagami noise needing fewer gamma variates than this (Beta two
 #: per element, inverse Nakagami one) take torch's native gamma kernel; larger ones the table
-#: sampler, whose ~50 tensor operations per call (more when the remainder is hit) cost more
-#: below it (crossover at about 3,000 Beta / 6,000 inverse-Nakagami elements, 2026-12-04)
+#: sampler, whose fixed cost per call (its tensor operations, ~100 us more when a remainder slot
+#: is hit) is more below it: benchmarks/bench_sampling.py part 5 puts the crossover near 3,000
+#: Beta and 6,000-8,000 inverse-Nakagami elements (2026-12-04)
 _NATIVE_GAMMA_MAX = 6144
 
 # 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
