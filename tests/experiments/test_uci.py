@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import math
+import shutil
 import sys
 import zlib
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from shrinkdrop.cli import main
 from shrinkdrop.data import resolve_data
 from shrinkdrop.experiments import uci
-from shrinkdrop.experiments.runner import RunMismatchError
+from shrinkdrop.experiments.runner import RunMismatchError, write_csv_atomic
 
 _spec = importlib.util.spec_from_file_location(
     "_shrinkdrop_test_data", Path(__file__).resolve().parents[1] / "test_data.py")
@@ -689,3 +690,33 @@ def test_uci_table_write_replaces_only_the_marked_block(tmp_path):
         ut.write_block(bare, "uci-by-method", "x")
     assert bare.read_text() == "no markers\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "bare.md"]  # no temp
+
+
+def test_parts_rebuilt_from_results_csv_resume(tmp_path):
+    """``benchmarks/restore_parts.py``: a folder whose ``parts/`` is gone (a fresh checkout has
+    only results.csv) gets them back from results.csv; republishing is byte-identical, and a
+    resume with more splits runs only the new units and keeps the old rows."""
+    spec = importlib.util.spec_from_file_location(
+        "_restore_parts", Path(__file__).resolve().parents[2] / "benchmarks" / "restore_parts.py")
+    rp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rp)
+    make_uci(tmp_path, n_splits=3)
+    out = tmp_path / "out"
+    _run(tmp_path, out, splits=[0, 1])
+    before = (out / "results.csv").read_bytes()
+    shutil.rmtree(out / "parts")
+    assert rp.restore(out)
+    assert (out / "results.csv").read_bytes() == before
+    CALLS.clear()
+    _run(tmp_path, out, splits=[0, 1, 2],
+         train_eval=_named_like(counting_train_eval, fake_train_eval))
+    assert sorted(CALLS) == sorted(f"toy|split=2|method={m}" for m in METHODS)
+    rows = read_rows(out)
+    assert len(rows) == 9 and sum(r["selected"] == "1" for r in rows) == 3
+    # a results.csv the runner would not have written (a flipped selection) is refused and
+    # leaves no parts
+    shutil.rmtree(out / "parts")
+    rows[0]["selected"] = "0" if rows[0]["selected"] == "1" else "1"
+    write_csv_atomic(out / "results.csv", rows, uci.COLUMNS)
+    assert not rp.restore(out)
+    assert not (out / "parts").exists()
