@@ -10,8 +10,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Iterable
+from typing import Any, TypeVar
 
 import torch
+
+_E = TypeVar("_E", bound=enum.Enum)
 
 __all__ = [
     "as_param",
@@ -23,7 +26,7 @@ __all__ = [
 ]
 
 
-def describe(value) -> str:
+def describe(value: object) -> str:
     """Short printable description of a parameter value (scalar or tensor)."""
     if isinstance(value, torch.Tensor):
         if value.numel() == 1:
@@ -32,7 +35,7 @@ def describe(value) -> str:
     return repr(value)
 
 
-def as_param(name: str, value, dtype=None) -> torch.Tensor:
+def as_param(name: str, value: object, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Convert ``value`` to a floating tensor, rejecting NaN and non-numbers by name."""
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
         try:
@@ -56,7 +59,9 @@ def as_param(name: str, value, dtype=None) -> torch.Tensor:
     return t
 
 
-def check_positive(name: str, value, allow_inf: bool = False) -> torch.Tensor:
+def check_positive(name: str, value: object, allow_inf: bool = False) -> torch.Tensor:
+    """``value`` as a tensor (:func:`as_param`), checked positive (and finite unless
+    ``allow_inf``)."""
     t = as_param(name, value)
     bad = t <= 0
     if not allow_inf:
@@ -67,7 +72,7 @@ def check_positive(name: str, value, allow_inf: bool = False) -> torch.Tensor:
     return t
 
 
-def positive_float(name: str, value) -> float:
+def positive_float(name: str, value: object) -> float:
     """``value`` as a Python float after :func:`check_positive` (positive, finite, not NaN)."""
     t = check_positive(name, value)
     if t.numel() != 1:
@@ -75,7 +80,7 @@ def positive_float(name: str, value) -> float:
     return float(t)
 
 
-def check_probability(name: str, value, low_open: bool = True) -> torch.Tensor:
+def check_probability(name: str, value: object, low_open: bool = True) -> torch.Tensor:
     """Probability in (0, 1] (``low_open``) or [0, 1]."""
     t = as_param(name, value)
     bad = (t <= 0 if low_open else t < 0) | (t > 1)
@@ -85,7 +90,7 @@ def check_probability(name: str, value, low_open: bool = True) -> torch.Tensor:
     return t
 
 
-def check_choice(name: str, value, choices: type[enum.Enum] | Iterable[str]):
+def check_choice(name: str, value: Any, choices: type[_E] | Iterable[str]) -> _E | str:
     """Check a string option; Enum classes are converted to their member."""
     if isinstance(choices, type) and issubclass(choices, enum.Enum):
         try:

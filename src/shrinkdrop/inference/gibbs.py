@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyro
@@ -38,7 +39,9 @@ class GibbsResult:
     sample_seconds: float
 
 
-def _sweep(model, params, fixed, X, y, log_keep, log_drop, generator):
+def _sweep(model: Callable[..., None], params: dict[str, torch.Tensor],
+           fixed: dict[str, torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+           log_keep: torch.Tensor, log_drop: torch.Tensor, generator: torch.Generator) -> None:
     spec = model.spec
     for s in spec.sites:
         xi = fixed[s.name]
@@ -57,8 +60,8 @@ def _sweep(model, params, fixed, X, y, log_keep, log_drop, generator):
             flat[r] = float(u < torch.sigmoid(logit))
 
 
-def gibbs_bernoulli(model, X: torch.Tensor, y: torch.Tensor, *, num_warmup: int = 200,
-                    num_samples: int = 200, chains: int = 2, seed: int = 0,
+def gibbs_bernoulli(model: Callable[..., None], X: torch.Tensor, y: torch.Tensor, *,
+                    num_warmup: int = 200, num_samples: int = 200, chains: int = 2, seed: int = 0,
                     max_tree_depth: int = 6, progress: bool = False) -> GibbsResult:
     """Sample the posterior of an EP model with Bernoulli scales (Kuo & Mallick's sampler).
 

@@ -29,8 +29,10 @@ import math
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import gammaln, logsumexp
 
 __all__ = ["LinearSSResult", "linear_spike_slab", "log_marginal"]
@@ -39,7 +41,7 @@ _BATCHES = 10  # batch means per chain for the Monte Carlo standard error
 _PRUNE = 50.0  # models with log weight below max - _PRUNE are left out of the predictive
 
 
-def _array(name: str, x, ndim: int) -> np.ndarray:
+def _array(name: str, x: ArrayLike, ndim: int) -> np.ndarray:
     try:
         a = np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
     except (TypeError, ValueError):
@@ -51,7 +53,7 @@ def _array(name: str, x, ndim: int) -> np.ndarray:
     return a
 
 
-def _int(name: str, v, low: int) -> int:
+def _int(name: str, v: object, low: int) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
         raise TypeError(f"{name} has to be an integer, but got {v!r}")
     if v < low:
@@ -59,7 +61,7 @@ def _int(name: str, v, low: int) -> int:
     return int(v)
 
 
-def _check_g(g) -> float:
+def _check_g(g: object) -> float:
     if isinstance(g, bool) or not isinstance(g, (int, float, np.floating, np.integer)) \
             or not (math.isfinite(g) and g > 0):
         raise ValueError(f"g has to be a finite number > 0, but got {g!r}")
@@ -70,15 +72,14 @@ def _const(n: int) -> float:
     return float(gammaln(n / 2) - n / 2 * math.log(math.pi))
 
 
-def log_marginal(X, y, include, *, g: float = 1.0) -> float:
+def log_marginal(X: ArrayLike, y: ArrayLike, include: ArrayLike, *, g: float = 1.0) -> float:
     """``log p(y | S)`` of the model with the inputs ``include`` (b and s2 integrated out).
 
-    Parameters
-    ----------
-    X : (n, p) array, used as given (:func:`linear_spike_slab` standardizes first).
-    y : (n,) array, used as given (centre it first).
-    include : indices or a boolean mask of length ``p``: the set ``S``.
-    g : slab variance relative to the noise variance.
+    Args:
+        X: (n, p) array, used as given (:func:`linear_spike_slab` standardizes first).
+        y: (n,) array, used as given (centre it first).
+        include: indices or a boolean mask of length ``p``: the set ``S``.
+        g: slab variance relative to the noise variance.
     """
     X, y, g = _array("X", X, 2), _array("y", y, 1), _check_g(g)
     if X.shape[0] != y.shape[0]:
@@ -99,7 +100,8 @@ def log_marginal(X, y, include, *, g: float = 1.0) -> float:
             - n / 2 * math.log(rss))
 
 
-def _group_fit(G, c, yy, n, g, idx):
+def _group_fit(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, idx: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Closed forms for a batch of models of one size: idx (m, k) -> logml, A^{-1}, bhat, rss."""
     m, k = idx.shape
     if k == 0:
@@ -120,13 +122,13 @@ def _group_fit(G, c, yy, n, g, idx):
 class LinearSSResult:
     """Posterior of the linear spike-and-slab model.
 
-    Attributes
-    ----------
-    inclusion : (p,) posterior inclusion probability ``p(gamma_r = 1 | y)`` per input.
-    se : (p,) Monte Carlo standard error of ``inclusion`` (zeros for enumeration).
-    method : ``"enumeration"`` or ``"collapsed Gibbs"``.
-    n_models : models summed (enumeration) or distinct models visited (Gibbs).
-    seconds : wall time of the fit.
+    Attributes:
+        inclusion: (p,) posterior inclusion probability ``p(gamma_r = 1 | y)`` per input.
+        se: (p,) Monte Carlo standard error of ``inclusion`` (zeros for enumeration).
+        method: ``"enumeration"`` or ``"collapsed Gibbs"``.
+        n_models: models summed (enumeration) or distinct models visited (Gibbs).
+        seconds: wall time of the fit.
+        keep, g: the prior inclusion probability and slab variance of the fit.
     """
 
     inclusion: np.ndarray
@@ -138,9 +140,9 @@ class LinearSSResult:
     g: float
     _masks: np.ndarray = field(repr=False)      # (m, p) bool: models kept for the predictive
     _logw: np.ndarray = field(repr=False)       # (m,) normalized log weights
-    _stats: dict = field(repr=False)            # G, c, yy, n, x mean / sd, y mean
+    _stats: dict[str, Any] = field(repr=False)            # G, c, yy, n, x mean / sd, y mean
 
-    def _per_model(self, Xte):
+    def _per_model(self, Xte: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         s = self._stats
         Xte = _array("Xte", Xte, 2)
         if Xte.shape[1] != s["G"].shape[0]:
@@ -160,7 +162,7 @@ class LinearSSResult:
             scale[rows] = np.sqrt(rss[:, None] / s["n"] * (1 + quad))
         return loc, scale
 
-    def predictive_logpdf(self, Xte, yte) -> np.ndarray:
+    def predictive_logpdf(self, Xte: ArrayLike, yte: ArrayLike) -> np.ndarray:
         """Per-point log posterior predictive density of ``yte`` at ``Xte`` (target's units)."""
         from scipy.stats import t as student_t
 
@@ -172,13 +174,14 @@ class LinearSSResult:
         lp = student_t.logpdf(yte - self._stats["y_mean"], self._stats["n"], loc, scale)
         return logsumexp(lp + self._logw[:, None], axis=0)
 
-    def predictive_mean(self, Xte) -> np.ndarray:
+    def predictive_mean(self, Xte: ArrayLike) -> np.ndarray:
         """Posterior predictive mean at ``Xte`` (target's units)."""
         loc, _ = self._per_model(Xte)
         return np.exp(self._logw) @ loc + self._stats["y_mean"]
 
 
-def _enumerate(G, c, yy, n, g, log_odds):
+def _enumerate(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, log_odds: float
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     p = G.shape[0]
     masks, logp = [], []
     for k in range(p + 1):
@@ -194,7 +197,8 @@ def _enumerate(G, c, yy, n, g, log_odds):
     return np.exp(logw) @ masks, masks, logw
 
 
-def _chain(G, c, yy, n, g, log_odds, sweeps, warmup, rng):
+def _chain(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, log_odds: float,
+           sweeps: int, warmup: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One collapsed Gibbs chain: Rao-Blackwellised inclusion per kept sweep, and the models."""
     p = G.shape[0]
     d = np.diag(G) + 1.0 / g
@@ -251,25 +255,24 @@ def _chain(G, c, yy, n, g, log_odds, sweeps, warmup, rng):
     return probs, models
 
 
-def linear_spike_slab(X, y, *, keep: float = 0.5, g: float = 1.0, sweeps: int = 2000,
-                      warmup: int = 500, chains: int = 2, seed: int = 0,
+def linear_spike_slab(X: ArrayLike, y: ArrayLike, *, keep: float = 0.5, g: float = 1.0,
+                      sweeps: int = 2000, warmup: int = 500, chains: int = 2, seed: int = 0,
                       enumerate_max: int = 14) -> LinearSSResult:
     """Posterior inclusion probabilities of the linear spike-and-slab model (module docstring).
 
-    Parameters
-    ----------
-    X : (n, p) training inputs; standardized here on these rows (zero-variance columns kept
-        at scale 1).
-    y : (n,) training targets; centred here (no intercept term beyond the centring).
-    keep : prior inclusion probability of each input, in (0, 1).
-    g : slab variance relative to the noise variance, > 0.
-    sweeps, warmup : kept and discarded Gibbs sweeps per chain (each updates every indicator).
-    chains : Gibbs chains, chain ``c`` seeded with ``(seed, c)``.
-    enumerate_max : sum all ``2^p`` models exactly when ``p <= enumerate_max`` (at most 20).
+    Args:
+        X: (n, p) training inputs; standardized here on these rows (zero-variance columns kept
+            at scale 1).
+        y: (n,) training targets; centred here (no intercept term beyond the centring).
+        keep: prior inclusion probability of each input, in (0, 1).
+        g: slab variance relative to the noise variance, > 0.
+        sweeps, warmup: kept and discarded Gibbs sweeps per chain (each updates every
+            indicator).
+        chains: Gibbs chains, chain ``c`` seeded with ``(seed, c)``.
+        enumerate_max: sum all ``2^p`` models exactly when ``p <= enumerate_max`` (at most 20).
 
-    Returns
-    -------
-    LinearSSResult
+    Returns:
+        :class:`LinearSSResult`.
     """
     t0 = time.perf_counter()
     X, y = _array("X", X, 2), _array("y", y, 1)

@@ -33,7 +33,7 @@ Definitions (``docs/inference.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -59,7 +59,8 @@ def inclusion_probabilities(samples: dict[str, torch.Tensor], spec: NetSpec
     return {s.name: (samples[s.name] != 0).double().mean((0, 1)) for s in spec.sites}
 
 
-def _kappa(xi: torch.Tensor, n: int, precision, sigma0: float) -> torch.Tensor:
+def _kappa(xi: torch.Tensor, n: int, precision: float | torch.Tensor, sigma0: float
+           ) -> torch.Tensor:
     prec = torch.as_tensor(precision, dtype=torch.float64)
     while prec.ndim < xi.ndim:
         prec = prec.unsqueeze(-1)
@@ -67,7 +68,8 @@ def _kappa(xi: torch.Tensor, n: int, precision, sigma0: float) -> torch.Tensor:
 
 
 def shrinkage_factors(samples: dict[str, torch.Tensor], spec: NetSpec, n: int, *,
-                      sigma0: float = 1.0, precision=1.0) -> dict[str, torch.Tensor]:
+                      sigma0: float = 1.0, precision: float | torch.Tensor = 1.0
+                      ) -> dict[str, torch.Tensor]:
     """Posterior mean shrinkage factor ``E[kappa]`` per scale site (see module docstring).
 
     ``precision`` is the noise precision (a float, or draws shaped (chain, draw)); when
@@ -77,7 +79,8 @@ def shrinkage_factors(samples: dict[str, torch.Tensor], spec: NetSpec, n: int, *
     return {s.name: _kappa(samples[s.name], n, prec, sigma0).mean((0, 1)) for s in spec.sites}
 
 
-def readout_table(spec: NetSpec, values: dict[str, torch.Tensor], *, what: str) -> list[dict]:
+def readout_table(spec: NetSpec, values: dict[str, torch.Tensor], *, what: str
+                  ) -> list[dict[str, object]]:
     """Rows ``{site, layer, kind, unit, <what>}``, one per scale (unit ``None`` for ADD)."""
     rows = []
     for s in spec.sites:
@@ -88,7 +91,8 @@ def readout_table(spec: NetSpec, values: dict[str, torch.Tensor], *, what: str) 
     return rows
 
 
-def relevance_auc(scores, is_real) -> float:
+def relevance_auc(scores: torch.Tensor | Sequence[float],
+                  is_real: torch.Tensor | Sequence[bool]) -> float:
     """Area under the ROC curve of ``scores`` separating ``is_real`` from the rest (ties 1/2).
 
     The Mann-Whitney statistic: the probability that a random real feature scores above a
@@ -203,13 +207,64 @@ def unit_grid(noise: _noise.NoiseDistribution, points: int = 16, *,
     return q, torch.full((points,), -math.log(points), dtype=torch.float64)
 
 
-def _readout_fn(noise, n, precision, sigma0):
+def _readout_fn(noise: _noise.NoiseDistribution, n: int | None, precision: float,
+                sigma0: float) -> Callable[[torch.Tensor], torch.Tensor]:
     if isinstance(noise, _noise.Bernoulli):
         return lambda x: (x != 0).double()
     if n is None:
         raise ValueError("the read-out of a continuous family needs n (the training size) for "
                          "shrinkage factors, but got n=None")
     return lambda x: 1.0 - _kappa(x, n, precision, sigma0)
+
+
+_Draws = dict[str, torch.Tensor]
+
+
+def _draw_round(noise: _noise.NoiseDistribution, sites: list[ScaleSite], q: torch.Tensor,
+                logpi: torch.Tensor, logq: _Draws, samples: int, discrete: bool,
+                generator: torch.Generator | None
+                ) -> tuple[_Draws, _Draws | None, torch.Tensor]:
+    """One round's S draws of every site, shaped (S, *site_shape); with ``discrete`` drawn on
+    the grid ``q`` from the proposal ``logq``, else from the prior. Also the per-unit
+    ``log p(xi) - log q(xi)`` (S, units) per site (None for the prior) and its total (S,)."""
+    dtype = torch.get_default_dtype()
+    if not discrete:
+        draws = {s.name: noise.sample((samples, *s.shape), generator=generator).to(dtype)
+                 for s in sites}
+        return draws, None, torch.zeros(samples, dtype=torch.float64)
+    idx = {s.name: torch.multinomial(logq[s.name].exp(), samples, replacement=True,
+                                     generator=generator).T for s in sites}
+    draws = {s.name: q[idx[s.name]].to(dtype).reshape(samples, *s.shape) for s in sites}
+    # log p(xi) - log q(xi) per unit of every draw, (S, units)
+    lr = {s.name: (logpi[idx[s.name]] - logq[s.name].gather(1, idx[s.name].T).T)
+          for s in sites}
+    lr_total = sum(v.sum(1) for v in lr.values())
+    return draws, lr, lr_total
+
+
+def _read_site(log_likelihood: Callable[[_Draws], torch.Tensor], draws: _Draws,
+               site: ScaleSite, q: torch.Tensor, logpi: torch.Tensor, lr: _Draws | None,
+               lr_total: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior over the grid (units, K) and ESS (units,) of every unit of ``site``."""
+    dtype = torch.get_default_dtype()
+    K, samples, units = q.numel(), next(iter(draws.values())).shape[0], math.prod(site.shape)
+    post = torch.empty(units, K, dtype=torch.float64)
+    ess = torch.empty(units, dtype=torch.float64)
+    for r in range(units):
+        # K * S configurations: the S draws with unit r set to each grid value
+        cfg = {k: v.repeat(K, *([1] * (v.ndim - 1))) for k, v in draws.items()}
+        x = cfg[site.name].reshape(K, samples, units).clone()
+        x[..., r] = q.to(dtype)[:, None]
+        cfg[site.name] = x.reshape(K * samples, *site.shape)
+        ll = torch.cat([log_likelihood({k: v[i:i + batch] for k, v in cfg.items()})
+                        for i in range(0, K * samples, batch)]).double()
+        # + log p(xi_-r) / q(xi_-r): the other units' importance ratio
+        lw = lr_total - lr[site.name][:, r] if lr is not None else lr_total
+        L = ll.reshape(K, samples) + lw
+        post[r] = torch.softmax(logpi + torch.logsumexp(L, 1), 0)  # 1/S cancels
+        w = torch.softmax(torch.logsumexp(logpi[:, None] + L, 0), 0)
+        ess[r] = 1.0 / (w**2).sum()
+    return post, ess
 
 
 def conditional_readout(log_likelihood: Callable[[dict[str, torch.Tensor]], torch.Tensor],
@@ -250,50 +305,23 @@ def conditional_readout(log_likelihood: Callable[[dict[str, torch.Tensor]], torc
     """
     if samples < 1 or rounds < 1:
         raise ValueError(f"samples and rounds have to be >= 1, but got {samples}, {rounds}")
-    dtype = torch.get_default_dtype()
     q, logpi = unit_grid(noise, grid, generator=generator)
     f = _readout_fn(noise, n, precision, sigma0)(q)
     K = q.numel()
     discrete = rounds > 1 or isinstance(noise, _noise.Bernoulli)
-    # proposal: per site, log-probabilities (units, K) over the grid (None: the prior itself)
+    # proposal: per site, log-probabilities (units, K) over the grid (the prior at first)
     logq = {s.name: logpi.expand(math.prod(s.shape), K).clone() for s in sites}
     todo = sites if (only is None or rounds > 1) else [s for s in sites if s.name in only]
     out = ConditionalReadout()
     with torch.no_grad():
         for t in range(rounds):
-            if discrete:
-                idx = {s.name: torch.multinomial(logq[s.name].exp(), samples, replacement=True,
-                                                 generator=generator).T for s in sites}
-                draws = {s.name: q[idx[s.name]].to(dtype).reshape(samples, *s.shape)
-                         for s in sites}
-                # log p(xi) - log q(xi) per unit of every draw, (S, units)
-                lr = {s.name: (logpi[idx[s.name]] - logq[s.name].gather(
-                    1, idx[s.name].T).T) for s in sites}
-                lr_total = sum(v.sum(1) for v in lr.values())
-            else:
-                draws = {s.name: noise.sample((samples, *s.shape), generator=generator)
-                         .to(dtype) for s in sites}
-                lr, lr_total = None, torch.zeros(samples, dtype=torch.float64)
+            draws, lr, lr_total = _draw_round(noise, sites, q, logpi, logq, samples, discrete,
+                                              generator)
             out = ConditionalReadout()
             out.ess, out.posterior, out.grid, out.samples = {}, {}, q, samples
             for site in todo:
-                units = math.prod(site.shape)
-                post = torch.empty(units, K, dtype=torch.float64)
-                ess = torch.empty(units, dtype=torch.float64)
-                for r in range(units):
-                    # K * S configurations: the S draws with unit r set to each grid value
-                    cfg = {k: v.repeat(K, *([1] * (v.ndim - 1))) for k, v in draws.items()}
-                    x = cfg[site.name].reshape(K, samples, units).clone()
-                    x[..., r] = q.to(dtype)[:, None]
-                    cfg[site.name] = x.reshape(K * samples, *site.shape)
-                    ll = torch.cat([log_likelihood({k: v[i:i + batch] for k, v in cfg.items()})
-                                    for i in range(0, K * samples, batch)]).double()
-                    # + log p(xi_-r) / q(xi_-r): the other units' importance ratio
-                    lw = lr_total - lr[site.name][:, r] if lr is not None else lr_total
-                    L = ll.reshape(K, samples) + lw
-                    post[r] = torch.softmax(logpi + torch.logsumexp(L, 1), 0)  # 1/S cancels
-                    w = torch.softmax(torch.logsumexp(logpi[:, None] + L, 0), 0)
-                    ess[r] = 1.0 / (w**2).sum()
+                post, ess = _read_site(log_likelihood, draws, site, q, logpi, lr, lr_total,
+                                       batch)
                 out[site.name] = (post @ f).reshape(site.shape)
                 out.posterior[site.name] = post
                 out.ess[site.name] = ess.reshape(site.shape)

@@ -38,6 +38,7 @@ __all__ = [
     "ard_add_objective",
     "VIResult",
     "fit_vi",
+    "Hyperprior",
 ]
 
 
@@ -48,7 +49,8 @@ class InverseGammaHyperprior:
     concentration: float = 1.0
     rate: float = 1.0
 
-    def log_density(self, std):
+    def log_density(self, std: torch.Tensor) -> torch.Tensor:
+        """``log p(s)`` up to a constant, elementwise."""
         v = std**2
         return -(self.concentration + 1) * torch.log(v) - self.rate / v
 
@@ -59,17 +61,24 @@ class HalfCauchyHyperprior:
 
     scale: float = 1.0
 
-    def log_density(self, std):
+    def log_density(self, std: torch.Tensor) -> torch.Tensor:
+        """``log p(s)`` up to a constant, elementwise."""
         return -torch.log1p((std / self.scale) ** 2)
 
 
-def scale_objective(std, moment, count, hyperprior):
+#: The hyperpriors :func:`scale_update` solves in closed form.
+Hyperprior = InverseGammaHyperprior | HalfCauchyHyperprior
+_Num = float | torch.Tensor
+
+
+def scale_objective(std: _Num, moment: _Num, count: float, hyperprior: Hyperprior
+                    ) -> torch.Tensor:
     """``J(s) = -D log s - M / (2 s^2) + log p(s)`` up to constants (see module docstring)."""
     std, moment = torch.as_tensor(std, dtype=torch.float64), torch.as_tensor(moment)
     return -count * torch.log(std) - moment / (2 * std**2) + hyperprior.log_density(std)
 
 
-def scale_update(moment, count, hyperprior) -> torch.Tensor:
+def scale_update(moment: _Num, count: float, hyperprior: Hyperprior) -> torch.Tensor:
     """The maximiser ``s*`` of :func:`scale_objective` (the optimal prior std of the group)."""
     M = torch.as_tensor(moment, dtype=torch.float64)
     D = float(count)
@@ -84,7 +93,8 @@ def scale_update(moment, count, hyperprior) -> torch.Tensor:
                     f"got {type(hyperprior).__name__}")
 
 
-def ard_add_objective(lam, tau, moments, count, hyper_ard, hyper_add):
+def ard_add_objective(lam: _Num, tau: _Num, moments: _Num, count: float,
+                      hyper_ard: Hyperprior, hyper_add: Hyperprior) -> torch.Tensor:
     """Joint ``J(lambda, tau)`` of one ARD+ADD layer: rows ``r`` of ``count`` weights each."""
     lam = torch.as_tensor(lam, dtype=torch.float64)
     tau = torch.as_tensor(tau, dtype=torch.float64)
@@ -94,8 +104,9 @@ def ard_add_objective(lam, tau, moments, count, hyper_ard, hyper_add):
             + hyper_add.log_density(tau))
 
 
-def ard_add_update(moments, count, hyper_ard, hyper_add, *, tau=1.0, iters: int = 5000,
-                   tol: float = 1e-13):
+def ard_add_update(moments: _Num, count: float, hyper_ard: Hyperprior,
+                   hyper_add: Hyperprior, *, tau: float = 1.0, iters: int = 5000,
+                   tol: float = 1e-13) -> tuple[torch.Tensor, torch.Tensor]:
     """Block coordinate ascent of :func:`ard_add_objective`: returns ``(lambda (R,), tau)``."""
     M = torch.as_tensor(moments, dtype=torch.float64)
     tau = torch.as_tensor(float(tau), dtype=torch.float64)
@@ -123,7 +134,9 @@ class VIResult:
     scales: dict[str, torch.Tensor]
 
 
-def _prior_stds(spec: NetSpec, mu, sd, hyperprior, taus):
+def _prior_stds(spec: NetSpec, mu: list[torch.Tensor], sd: list[torch.Tensor],
+                hyperprior: Hyperprior, taus: dict[int, float]
+                ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Closed-form prior stds per weight (in, out) for every layer, and the named scales."""
     stds, named = [], {}
     for l in range(spec.n_layers):
@@ -148,7 +161,7 @@ def _prior_stds(spec: NetSpec, mu, sd, hyperprior, taus):
     return stds, named
 
 
-def fit_vi(spec: NetSpec, X: torch.Tensor, y: torch.Tensor, *, hyperprior,
+def fit_vi(spec: NetSpec, X: torch.Tensor, y: torch.Tensor, *, hyperprior: Hyperprior,
            likelihood: str = "gaussian", precision: float = 1.0, samples: int = 4,
            steps: int = 2000, lr: float = 1e-2, seed: int = 0) -> VIResult:
     """Mean-field Gaussian VI with the structured prior's scales set in closed form each step.

@@ -18,6 +18,7 @@ autograd flows to ``w``, ``sigma0`` and whatever the log density captures.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -30,8 +31,12 @@ _J = 10  # nodes per panel: 2J + 1
 _J_FIRST = 4  # nodes per panel in the first (peak-locating) pass
 _PROBE_PROBS = (1e-13, 1e-2, 0.5, 0.99, 1.0 - 1e-13)
 
+#: log density of ``|xi|``, evaluated elementwise
+LogDensity = Callable[[torch.Tensor], torch.Tensor]
 
-def _tanh_sinh(j: int, dtype, device):
+
+def _tanh_sinh(j: int, dtype: torch.dtype, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     h = _S_MAX / j
     s = torch.arange(-j, j + 1, dtype=torch.float64) * h
     q = 0.5 * math.pi * torch.sinh(s)
@@ -47,7 +52,7 @@ def _tanh_sinh(j: int, dtype, device):
     )
 
 
-def _nodes(edges: torch.Tensor, j: int = _J):
+def _nodes(edges: torch.Tensor, j: int = _J) -> tuple[torch.Tensor, torch.Tensor]:
     """One tanh-sinh panel per consecutive pair of sorted edges ``(E, *shape)``; returns nodes
     ``(N, *shape)`` in t and log weights ``(N, *shape)`` (``-inf`` for empty panels)."""
     pa, pb = edges[:-1], edges[1:]  # (P, *shape)
@@ -64,7 +69,9 @@ def _nodes(edges: torch.Tensor, j: int = _J):
 
 
 @torch.no_grad()
-def probe_quantiles(abs_log_density, lower, upper, dtype, probs=_PROBE_PROBS):
+def probe_quantiles(abs_log_density: LogDensity, lower: float | torch.Tensor,
+                    upper: float | torch.Tensor, dtype: torch.dtype,
+                    probs: Sequence[float] = _PROBE_PROBS) -> torch.Tensor:
     """Quantiles of ``log|xi|`` on a grid of step 1/8 in t (computed once per law; they only
     place panel edges, so they carry no gradient). Returns a tensor ``(len(probs), *batch)``."""
     lower = torch.as_tensor(lower, dtype=dtype)
@@ -86,7 +93,9 @@ def probe_quantiles(abs_log_density, lower, upper, dtype, probs=_PROBE_PROBS):
     return torch.stack(qs)
 
 
-def _limits(log_a, log_s0, log_lower, log_upper, log_breaks, q, extra=()):
+def _limits(log_a: torch.Tensor, log_s0: torch.Tensor, log_lower: torch.Tensor,
+            log_upper: torch.Tensor, log_breaks: Sequence[torch.Tensor], q: torch.Tensor,
+            extra: Sequence[torch.Tensor] = ()) -> torch.Tensor:
     """Sorted panel edges ``(E, *shape)`` for points with ``log(|w|) = log_a`` (may be -inf)."""
     finite_upper = torch.isfinite(log_upper)
     loc = log_a - log_s0  # log(|w| / sigma0), -inf at w = 0
@@ -94,7 +103,7 @@ def _limits(log_a, log_s0, log_lower, log_upper, log_breaks, q, extra=()):
     t_lo = torch.minimum(torch.clamp(loc - _CUT, min=_T_FLOOR), t_hi - 1.0)
     t_lo = torch.maximum(t_lo, log_lower)
 
-    def clamp(e):
+    def clamp(e: torch.Tensor) -> torch.Tensor:
         return torch.minimum(torch.maximum(e, t_lo), t_hi)
 
     t_c = clamp(loc + _CUT)
@@ -110,7 +119,8 @@ def _limits(log_a, log_s0, log_lower, log_upper, log_breaks, q, extra=()):
     return torch.sort(edges, dim=0).values
 
 
-def _log_integrand(kind, t, log_a, log_s0, abs_log_density):
+def _log_integrand(kind: str, t: torch.Tensor, log_a: torch.Tensor, log_s0: torch.Tensor,
+                   abs_log_density: LogDensity) -> torch.Tensor:
     lp = abs_log_density(torch.exp(t))
     # a node rounded onto an endpoint where the density is infinite: drop it (weight ~1e-14)
     lp = torch.where(lp == math.inf, torch.full_like(lp, -math.inf), lp)
@@ -122,7 +132,10 @@ def _log_integrand(kind, t, log_a, log_s0, abs_log_density):
     raise ValueError(f"kind has to be 'pdf' or 'sf', but got {kind!r}")  # pragma: no cover
 
 
-def log_mixture_integral(kind, a, sigma0, abs_log_density, lower, upper, breakpoints, q):
+def log_mixture_integral(kind: str, a: torch.Tensor, sigma0: torch.Tensor,
+                         abs_log_density: LogDensity, lower: torch.Tensor, upper: torch.Tensor,
+                         breakpoints: Sequence[float | torch.Tensor], q: torch.Tensor
+                         ) -> torch.Tensor:
     """``log p_w(a)`` (``kind="pdf"``) or ``log P(w > a)`` (``kind="sf"``) for ``a >= 0``.
 
     ``lower``, ``upper`` (may be inf), ``sigma0`` and each breakpoint are tensors broadcastable

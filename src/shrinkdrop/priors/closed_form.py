@@ -20,6 +20,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .._validation import check_positive, check_probability
+from ._quadrature import LogDensity as _LogDensity
 from ._quadrature import log_mixture_integral, probe_quantiles
 from .special import log_bessel_k0, log_exp1_scaled
 
@@ -28,27 +29,29 @@ __all__ = ["Horseshoe", "SpikeAndSlab", "VarianceGamma"]
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _INF = math.inf
 _EMPTY = torch.Size()
+_Shape = torch.Size | tuple[int, ...]  # a batch or sample shape
+_Value = torch.Tensor | float  # a point to score
 
 
-def _half_normal_log_density(x):
+def _half_normal_log_density(x: torch.Tensor) -> torch.Tensor:
     return math.log(2.0) - _LOG_SQRT_2PI - 0.5 * x * x
 
 
-def _half_cauchy_log_density(x):
+def _half_cauchy_log_density(x: torch.Tensor) -> torch.Tensor:
     return math.log(2.0 / math.pi) - torch.log1p(x * x)
 
 
-_PROBES: dict = {}
+_PROBES: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 
 
-def _probe(name, fn, dtype):
+def _probe(name: str, fn: _LogDensity, dtype: torch.dtype) -> torch.Tensor:
     key = (name, dtype)
     if key not in _PROBES:
         _PROBES[key] = probe_quantiles(fn, 0.0, math.inf, dtype)
     return _PROBES[key]
 
 
-def _broadcast(value, *params):
+def _broadcast(value: _Value, *params: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """``broadcast_all(value, *params)`` with the parameters moved to a tensor ``value``'s
     device first: as torch.distributions' scalar parameters, a prior built on the CPU scores
     weights where they are (CUDA weights on the GPU) and returns the result there."""
@@ -57,7 +60,8 @@ def _broadcast(value, *params):
     return broadcast_all(value, *params)
 
 
-def _cdf_by_quadrature(value, scale, name, fn):
+def _cdf_by_quadrature(value: _Value, scale: torch.Tensor, name: str, fn: _LogDensity
+                       ) -> torch.Tensor:
     """``P(w <= value)`` for ``w = scale * xi * z``, ``|xi|`` with log density ``fn``.
 
     The quadrature runs on the device of ``scale``; the result is moved to ``value``'s."""
@@ -67,7 +71,8 @@ def _cdf_by_quadrature(value, scale, name, fn):
     return _cdf_on_param_device(value, scale, name, fn).to(where)
 
 
-def _cdf_on_param_device(value, scale, name, fn):
+def _cdf_on_param_device(value: _Value, scale: torch.Tensor, name: str, fn: _LogDensity
+                         ) -> torch.Tensor:
     value, scale = broadcast_all(value, scale)
     a = value.abs()
     zero, inf = torch.zeros_like(a), torch.full_like(a, _INF)
@@ -83,14 +88,15 @@ class _SymmetricPrior(Distribution):
     has_rsample = False
 
     @property
-    def mean(self):
+    def mean(self) -> torch.Tensor:
         return torch.zeros(self.batch_shape, dtype=self._param.dtype, device=self._param.device)
 
     @property
-    def mode(self):
+    def mode(self) -> torch.Tensor:
         return self.mean
 
-    def _new(self, batch_shape, _instance, names):
+    def _new(self, batch_shape: _Shape, _instance: _SymmetricPrior | None,
+             names: tuple[str, ...]) -> _SymmetricPrior:
         new = self._get_checked_instance(type(self), _instance)
         batch_shape = torch.Size(batch_shape)
         for n in names:
@@ -133,24 +139,26 @@ class SpikeAndSlab(_SymmetricPrior):
 
     arg_constraints = {"keep": constraints.unit_interval, "sigma0": constraints.positive}
 
-    def __init__(self, keep, sigma0=1.0, validate_args=None):
+    def __init__(self, keep: float | torch.Tensor, sigma0: float | torch.Tensor = 1.0,
+                 validate_args: bool | None = None) -> None:
         keep = check_probability("keep", keep)
         sigma0 = check_positive("sigma0", sigma0)
         self.keep, self.sigma0 = broadcast_all(keep, sigma0)
         super().__init__(self.keep.shape, validate_args=validate_args)
 
     @property
-    def _param(self):
+    def _param(self) -> torch.Tensor:
         return self.sigma0
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(self, batch_shape: _Shape, _instance: SpikeAndSlab | None = None
+               ) -> SpikeAndSlab:
         return self._new(batch_shape, _instance, ("keep", "sigma0"))
 
     @property
-    def variance(self):
+    def variance(self) -> torch.Tensor:
         return self.keep * self.sigma0**2
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         value, keep, sigma0 = _broadcast(value, self.keep, self.sigma0)
@@ -159,14 +167,15 @@ class SpikeAndSlab(_SymmetricPrior):
         at_zero = torch.logaddexp(torch.log1p(-keep), slab)
         return torch.where(value == 0, at_zero, slab)
 
-    def cdf(self, value):
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         value, keep, sigma0 = _broadcast(value, self.keep, self.sigma0)
         step = (value >= 0).to(value.dtype)
         return keep * torch.special.ndtr(value / sigma0) + (1.0 - keep) * step
 
-    def sample(self, sample_shape=_EMPTY, generator=None):
+    def sample(self, sample_shape: _Shape = _EMPTY, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         opts = dict(dtype=self.keep.dtype, device=self.keep.device, generator=generator)
         with torch.no_grad():
@@ -197,33 +206,35 @@ class VarianceGamma(_SymmetricPrior):
 
     arg_constraints = {"scale": constraints.positive}
 
-    def __init__(self, scale, validate_args=None):
+    def __init__(self, scale: float | torch.Tensor, validate_args: bool | None = None) -> None:
         (self.scale,) = broadcast_all(check_positive("scale", scale))
         super().__init__(self.scale.shape, validate_args=validate_args)
 
     @property
-    def _param(self):
+    def _param(self) -> torch.Tensor:
         return self.scale
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(self, batch_shape: _Shape, _instance: VarianceGamma | None = None
+               ) -> VarianceGamma:
         return self._new(batch_shape, _instance, ("scale",))
 
     @property
-    def variance(self):
+    def variance(self) -> torch.Tensor:
         return self.scale**2
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         value, scale = _broadcast(value, self.scale)
         return log_bessel_k0(value.abs() / scale) - math.log(math.pi) - torch.log(scale)
 
-    def cdf(self, value):
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         return _cdf_by_quadrature(value, self.scale, "half_normal", _half_normal_log_density)
 
-    def sample(self, sample_shape=_EMPTY, generator=None):
+    def sample(self, sample_shape: _Shape = _EMPTY, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         opts = dict(dtype=self.scale.dtype, device=self.scale.device, generator=generator)
         with torch.no_grad():
@@ -253,19 +264,20 @@ class Horseshoe(_SymmetricPrior):
 
     arg_constraints = {"tau": constraints.positive}
 
-    def __init__(self, tau, validate_args=None):
+    def __init__(self, tau: float | torch.Tensor, validate_args: bool | None = None) -> None:
         (self.tau,) = broadcast_all(check_positive("tau", tau))
         super().__init__(self.tau.shape, validate_args=validate_args)
 
     @property
-    def _param(self):
+    def _param(self) -> torch.Tensor:
         return self.tau
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(self, batch_shape: _Shape, _instance: Horseshoe | None = None
+               ) -> Horseshoe:
         return self._new(batch_shape, _instance, ("tau",))
 
     @property
-    def mean(self):
+    def mean(self) -> torch.Tensor:
         # E|w| = tau E[xi] E|v| = inf: the mean does not exist. Returning NaN (as torch's Cauchy
         # does) would break the project's "never NaN" rule, and 0 would be a made-up value.
         raise ValueError(
@@ -274,26 +286,27 @@ class Horseshoe(_SymmetricPrior):
         )
 
     @property
-    def mode(self):
+    def mode(self) -> torch.Tensor:
         return torch.zeros(self.batch_shape, dtype=self.tau.dtype, device=self.tau.device)
 
     @property
-    def variance(self):
+    def variance(self) -> torch.Tensor:
         return torch.full(self.batch_shape, _INF, dtype=self.tau.dtype, device=self.tau.device)
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         value, tau = _broadcast(value, self.tau)
         u = 0.5 * (value / tau) ** 2
         return log_exp1_scaled(u) - torch.log(tau) - 0.5 * math.log(2.0 * math.pi**3)
 
-    def cdf(self, value):
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         return _cdf_by_quadrature(value, self.tau, "half_cauchy", _half_cauchy_log_density)
 
-    def sample(self, sample_shape=_EMPTY, generator=None):
+    def sample(self, sample_shape: _Shape = _EMPTY, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         opts = dict(dtype=self.tau.dtype, device=self.tau.device, generator=generator)
         with torch.no_grad():

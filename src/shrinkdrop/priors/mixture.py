@@ -72,16 +72,16 @@ class GaussianScaleMixture(Distribution):
     def __init__(
         self,
         abs_log_density: Callable[[torch.Tensor], torch.Tensor],
-        sigma0=1.0,
-        lower=0.0,
-        upper=math.inf,
-        breakpoints: Sequence = (),
-        sampler: Callable | None = None,
-        second_moment=None,
+        sigma0: float | torch.Tensor = 1.0,
+        lower: float | torch.Tensor = 0.0,
+        upper: float | torch.Tensor = math.inf,
+        breakpoints: Sequence[float | torch.Tensor] = (),
+        sampler: Callable[..., torch.Tensor] | None = None,
+        second_moment: float | torch.Tensor | None = None,
         name: str = "GaussianScaleMixture",
-        batch_shape=None,
-        validate_args=None,
-    ):
+        batch_shape: torch.Size | tuple[int, ...] | None = None,
+        validate_args: bool | None = None,
+    ) -> None:
         if not callable(abs_log_density):
             raise TypeError(
                 f"abs_log_density has to be callable, but got {type(abs_log_density).__name__}"
@@ -124,7 +124,8 @@ class GaussianScaleMixture(Distribution):
             self._pole_at_0 = (lower == 0) & (torch.nan_to_num(near0, nan=-math.inf) > -27.7)
         super().__init__(torch.Size(shape), validate_args=validate_args)
 
-    def expand(self, batch_shape, _instance=None):
+    def expand(self, batch_shape: torch.Size | tuple[int, ...],
+               _instance: GaussianScaleMixture | None = None) -> GaussianScaleMixture:
         new = self._get_checked_instance(GaussianScaleMixture, _instance)
         batch_shape = torch.Size(batch_shape)
         for k in ("abs_log_density", "breakpoints", "sampler", "_second_moment", "name", "_q",
@@ -135,18 +136,18 @@ class GaussianScaleMixture(Distribution):
         new._validate_args = self._validate_args
         return new
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"GaussianScaleMixture({self.name}, sigma0: {self.sigma0.tolist()})"
 
     # ------------------------------------------------------------------ quadrature
-    def _as_value(self, value):
+    def _as_value(self, value: torch.Tensor | float) -> torch.Tensor:
         value = torch.as_tensor(value, device=self.sigma0.device)
         dtype = torch.promote_types(value.dtype, self.sigma0.dtype)
         if not dtype.is_floating_point:
             dtype = torch.get_default_dtype()
         return value.to(dtype)
 
-    def _integral(self, kind, a):
+    def _integral(self, kind: str, a: torch.Tensor) -> torch.Tensor:
         shape = torch.broadcast_shapes(a.shape, self.batch_shape)
         a = a.expand(shape)
         q = self._q.reshape(self._q.shape[:1] + (1,) * (len(shape) - self._q.dim() + 1)
@@ -155,12 +156,12 @@ class GaussianScaleMixture(Distribution):
         return log_mixture_integral(kind, a, self.sigma0.to(a.dtype), self.abs_log_density,
                                     self.lower.to(a.dtype), self.upper.to(a.dtype), cast, q)
 
-    def _device_of(self, value):
+    def _device_of(self, value: torch.Tensor | float) -> torch.device:
         """Where the result goes: a tensor value's device (the quadrature itself runs on the
         device of the prior's parameters)."""
         return value.device if isinstance(value, torch.Tensor) else self.sigma0.device
 
-    def log_prob(self, value):
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         where = self._device_of(value)
@@ -170,7 +171,7 @@ class GaussianScaleMixture(Distribution):
         out = self._integral("pdf", torch.where(pole, torch.ones_like(a), a))
         return torch.where(pole, torch.full_like(out, math.inf), out).to(where)
 
-    def cdf(self, value):
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
         where = self._device_of(value)
@@ -179,7 +180,8 @@ class GaussianScaleMixture(Distribution):
         out = torch.where(value >= 0, 1.0 - sf, sf)
         return torch.where(value == 0, torch.full_like(out, 0.5), out).to(where)  # symmetric
 
-    def sample(self, sample_shape=_EMPTY, generator=None):
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = _EMPTY,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         if self.sampler is None:
             raise NotImplementedError(f"{self!r} was built without a sampler")
         shape = self._extended_shape(sample_shape)
@@ -211,15 +213,15 @@ class GaussianScaleMixture(Distribution):
         return torch.logsumexp(f, dim=0).exp()
 
     @property
-    def mean(self):
+    def mean(self) -> torch.Tensor:
         """0: the law is symmetric (finite whenever ``E|xi| < inf``)."""
         return torch.zeros(self.batch_shape, dtype=self.sigma0.dtype, device=self.sigma0.device)
 
     @property
-    def mode(self):
+    def mode(self) -> torch.Tensor:
         return torch.zeros(self.batch_shape, dtype=self.sigma0.dtype, device=self.sigma0.device)
 
     @property
-    def variance(self):
+    def variance(self) -> torch.Tensor:
         v = self.sigma0**2 * self.second_moment
         return v.expand(self.batch_shape) if v.dim() <= len(self.batch_shape) else v

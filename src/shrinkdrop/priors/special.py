@@ -12,6 +12,7 @@ differentiable functions, so first *and* second derivatives are available (Hessi
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import FunctionCtx
 
 __all__ = ["log_bessel_k0", "log_exp1_scaled"]
 
@@ -24,25 +25,25 @@ class _BesselK1OverK0(torch.autograd.Function):
     """``r(x) = K1(x) / K0(x)``; ``r'(x) = r^2 - r / x - 1`` (from K0' = -K1, K1' = -K0 - K1/x)."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: FunctionCtx, x: torch.Tensor) -> torch.Tensor:
         r = torch.special.scaled_modified_bessel_k1(x) / torch.special.scaled_modified_bessel_k0(x)
         ctx.save_for_backward(x, r)
         return r
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         x, r = ctx.saved_tensors
         return grad * (r * r - r / x - 1.0)
 
 
 class _LogBesselK0(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: FunctionCtx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         return torch.log(torch.special.scaled_modified_bessel_k0(x)) - x
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         return -grad * _BesselK1OverK0.apply(x)
 
@@ -94,13 +95,13 @@ class _LogExp1Scaled(torch.autograd.Function):
     """``y = log g(u)``, ``g = e^u E1(u)``: ``dy/du = 1 - 1 / (u g) = 1 - exp(-y) / u``."""
 
     @staticmethod
-    def forward(ctx, u):
+    def forward(ctx: FunctionCtx, u: torch.Tensor) -> torch.Tensor:
         y = _log_exp1_scaled_value(u)
         ctx.save_for_backward(u, y)
         return y
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         u, y = ctx.saved_tensors
         return grad * (1.0 - torch.exp(-y) / u)
 
