@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
 import types
 
 import pytest
@@ -261,6 +262,40 @@ def test_annotated_areas_stay_annotated():
                    reason=f"not yet annotated: {sorted(NOT_ANNOTATED_MODULES)}")
 def test_every_public_function_is_annotated():
     assert annotation_offenders() == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Sphinx-role references of the public docstrings (tools/check_api_refs.py, run by `make docs`)
+
+def _refs_checker() -> types.ModuleType:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "check_api_refs.py"
+    spec = importlib.util.spec_from_file_location("check_api_refs", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("check_api_refs", mod)  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return sys.modules["check_api_refs"]
+
+
+def test_public_docstring_references_resolve():
+    checker = _refs_checker()
+    count, bad = checker.broken_references(checker.docstrings(checker.public_modules()))
+    assert count > 100
+    assert bad == []
+
+
+def test_reference_checker_catches_broken_ones():
+    checker = _refs_checker()
+    ctx = (sd.functional, sd)
+    for good in ("unit_noise", "~shrinkdrop.noise.Bernoulli", "torch.Generator", "ValueError",
+                 "shrinkdrop.noise", "numpy.ndarray", "the layer <shrinkdrop.nn.UnitNoise>"):
+        assert checker.resolves(checker.target_of(good), ctx), good
+    for bad in ("unit_nosie", "torch.Genertor", "Bernoulli.nope", "nosuchpackage.x"):
+        assert not checker.resolves(checker.target_of(bad), ctx), bad
+    doc = checker.Doc("f.py", "m.f", "See :func:`unit_noise` and :class:`Nope`.", ctx)
+    assert checker.broken_references(iter([doc])) == (2, [("f.py", "m.f", ":class:`Nope`")])
 
 
 if __name__ == "__main__":  # list the offenders: python tests/test_public_api.py
