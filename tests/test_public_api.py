@@ -132,6 +132,12 @@ def test_top_level_is_lazy_and_helpers_are_private():
         sd.nope  # noqa: B018
 
 
+def test_py_typed_is_shipped():
+    from importlib.resources import files
+
+    assert files("shrinkdrop").joinpath("py.typed").is_file()
+
+
 def test_readme_names_are_attributes():
     assert sd.ensemble.fit_stacked is not None
     assert sd.fit is sd.objectives.fit
