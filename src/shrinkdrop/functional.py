@@ -34,13 +34,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from . import noise as _noise
+from ._lstm import _lstm_kernel, _untied_lstm_layer
 from ._validation import check_choice
 
 __all__ = [
@@ -519,46 +519,6 @@ def noisy_conv2d(
 
 
 # ============================================================================= LSTM
-def _quiet_cudnn_rnn(x: Tensor):
-    """On CUDA, cuDNN warns on every call that one layer's weights are not one contiguous
-    chunk (nn.LSTM keeps all layers' weights in one flat buffer); here each layer is its own
-    call, so cuDNN copies that layer's (small) weights per call: a cost measured in
-    benchmarks/bench_layers.py --device cuda, not a defect. The warning is silenced there."""
-    return _ignore_rnn_chunk_warning() if x.is_cuda else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _ignore_rnn_chunk_warning():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="RNN module weights are not part of single")
-        yield
-
-
-def _lstm_recurrence(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor):
-    """Run the LSTM recurrence over precomputed input projections ``gx`` (T, N, 4H)."""
-    w_hh_t = w_hh.t()
-    outs = []
-    for t in range(gx.shape[0]):
-        gates = torch.addmm(gx[t], h, w_hh_t)
-        i, f, g, o = gates.chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        outs.append(h)
-    return torch.stack(outs), h, c
-
-
-def _lstm_recurrence_fused(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor):
-    """:func:`_lstm_recurrence` through torch's LSTM kernel (cuDNN on CUDA): the projections
-    ``gx`` go in as the input with an identity input weight and no bias, so the kernel's input
-    GEMM reproduces ``gx`` (a ``4H x 4H`` product per row: cheap on a GPU, too dear on a CPU,
-    where the Python loop is kept) and its fused recurrence replaces the loop over time."""
-    eye = torch.eye(gx.shape[-1], dtype=gx.dtype, device=gx.device)
-    with _quiet_cudnn_rnn(gx):
-        out, h, c = torch._VF.lstm(gx, (h.unsqueeze(0), c.unsqueeze(0)), [eye, w_hh], False, 1,
-                                   0.0, True, False, False)
-    return out, h.squeeze(0), c.squeeze(0)
-
-
 def noisy_lstm(
     x: Tensor,
     hx: tuple[Tensor, Tensor] | None,
@@ -600,10 +560,9 @@ def noisy_lstm(
         x = x.unsqueeze(1)
     elif batch_first:
         x = x.transpose(0, 1)
-    T, N = x.shape[:2]
-    L = len(weights)
+    N = x.shape[1]
     if hx is None:
-        z = x.new_zeros(L, N, hidden_size)
+        z = x.new_zeros(len(weights), N, hidden_size)
         h0, c0 = z, z
     else:
         h0, c0 = hx
@@ -615,33 +574,17 @@ def noisy_lstm(
     hs, cs = [], []
     inp = x
     for layer, params in enumerate(weights):
-        w_ih, w_hh = params[0], params[1]
-        has_bias = len(params) == 4
         D = inp.shape[-1]
+        h0_l, c0_l = h0[layer:layer + 1], c0[layer:layer + 1]
         if not training:
             factor = _eval_factor(noise, normalize, "noisy_lstm")
-            with _quiet_cudnn_rnn(x):
-                out, h, c = torch._VF.lstm(_scale(inp, factor), (h0[layer:layer + 1],
-                                           c0[layer:layer + 1]), list(params), has_bias, 1,
-                                           0.0, False, False, False)
+            out, h, c = _lstm_kernel(_scale(inp, factor), h0_l, c0_l, params, False)
         elif tie_gates:
-            xi = draw_noise(noise, (N, D), **kw)
-            with _quiet_cudnn_rnn(x):
-                out, h, c = torch._VF.lstm(inp * xi, (h0[layer:layer + 1],
-                                           c0[layer:layer + 1]), list(params), has_bias, 1,
-                                           0.0, True, False, False)
+            out, h, c = _lstm_kernel(inp * draw_noise(noise, (N, D), **kw), h0_l, c0_l, params,
+                                     True)
         else:
-            H = w_hh.shape[1]
             xi = draw_noise(noise, (N, 4, D), **kw)  # (N or 1, 4, D)
-            # (4, T, N, D) scaled copies of the inputs, one per gate
-            xs = inp.unsqueeze(0) * xi.permute(1, 0, 2).unsqueeze(1)
-            gx = torch.bmm(xs.reshape(4, T * N, D), w_ih.view(4, H, D).transpose(1, 2))
-            gx = gx.view(4, T, N, H).permute(1, 2, 0, 3).reshape(T, N, 4 * H)
-            if has_bias:
-                gx = gx + (params[2] + params[3])
-            recurrence = _lstm_recurrence_fused if gx.is_cuda else _lstm_recurrence
-            out, h, c = recurrence(gx, h0[layer], c0[layer], w_hh)
-            h, c = h.unsqueeze(0), c.unsqueeze(0)
+            out, h, c = _untied_lstm_layer(inp, xi, h0[layer], c0[layer], params)
         hs.append(h)
         cs.append(c)
         inp = out
