@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -173,10 +173,11 @@ class NoiseDistribution(Distribution):
     def _dtype(self) -> torch.dtype:
         return next(iter(self._params())).dtype
 
-    def _params(self):
+    def _params(self) -> Iterator[Tensor]:
         return (getattr(self, k) for k in self.arg_constraints)
 
-    def _gsm(self, sigma0, lower, upper, breakpoints=()):
+    def _gsm(self, sigma0: float | Tensor, lower: float, upper: float,
+             breakpoints: Sequence[float] = ()) -> Distribution:
         """Generic marginal prior by quadrature over |xi| (families with no closed form)."""
         s0 = self._sigma0(sigma0)
         if self.batch_shape != torch.Size():

@@ -43,7 +43,8 @@ class Uniform(NoiseDistribution):
         super().__init__(self.low.shape, validate_args=validate_args)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
-    def support(self):
+    def support(self) -> constraints.Constraint:
+        """The interval ``[low, high]``."""
         return constraints.interval(self.low, self.high)
 
     def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
