@@ -5,7 +5,7 @@
 1. Bernoulli draws by geometric gaps (the default at drop rate <= 0.12) against the 31-bit path
    (forced by ``_GAP_MAX_DROP = 0``), same process: ratio gaps / bits; then the gaps themselves,
    ``Tensor.geometric_`` against the vectorised ``ceil(-log(1 - u) / lambda)`` of
-   ``functional._bernoulli_gaps``, and a fill of a fresh 8 MB tensor against a kept one (the
+   ``sampling.bernoulli.bernoulli_gaps``, and a fill of a fresh 8 MB tensor against a kept one (the
    page faults ``ensemble._NoisePool`` avoids by redrawing its blocks in place).
 2. ``stacked_predictive`` of 36 models x 1475 rows (kin8nm's validation size, 8-50-1 networks,
    MC dropout's four rates) in blocks of 2^21 activations (the default) against one 2^24 block.
@@ -14,13 +14,13 @@
    and on each half) plus ``10 x samples`` draws scored at four taus (grid, fitted, and the two
    halves' for the cross-fitted score), against ``10 x samples`` draws at one (the runner's
    1000 : 10,000).
-4. The table sampler of Beta and inverse-Nakagami noise (``shrinkdrop._rwt``): 2^20 float32
+4. The table sampler of Beta and inverse-Nakagami noise (``shrinkdrop.sampling.rwt``): 2^20 float32
    draws, and the share of their time spent on the remainder (the rejection sampler of the caps
    and tails), timed alone for the number of remainder draws 2^20 draws make on average; the
    same draws with torch's random words (``_rwt.NUMPY_MIN`` raised past 2^20) against NumPy's
    SFC64 words (the default from 2^15 elements on), and the words alone.
 5. Small Beta / inverse-Nakagami draws: the table against torch's gamma kernel (the crossover
-   behind ``functional._NATIVE_GAMMA_MAX``), the SFC64 seeding, 10 remainder draws.
+   behind ``sampling.gamma.NATIVE_GAMMA_MAX``), the SFC64 seeding, 10 remainder draws.
 
     python benchmarks/bench_sampling.py --only 5     # one part
 """
@@ -34,10 +34,12 @@ import numpy as np
 import torch
 from _timing import time_pair
 
-from shrinkdrop import _rwt
 from shrinkdrop import functional as F
 from shrinkdrop.ensemble import StackedNoisyMLP, stacked_fit_tau, stacked_predictive
 from shrinkdrop.noise import Bernoulli, Beta, InverseNakagami
+from shrinkdrop.sampling import bernoulli as SB
+from shrinkdrop.sampling import gamma as SG
+from shrinkdrop.sampling import rwt as _rwt
 
 
 def _median(fn, reps):
@@ -63,15 +65,15 @@ def main() -> None:
         (table_sampler if args.only == 4 else small_draws)(g, args.reps)
         return
     n = 36 * 128 * 58
-    default = F._GAP_MAX_DROP
+    default = SB.GAP_MAX_DROP
     print(f"Bernoulli draws of {n} elements, median of {args.reps}")
     for drop in (0.005, 0.01, 0.05, 0.1, 0.12, 0.15, 0.2):
         nz = Bernoulli(1 - drop)
-        F._GAP_MAX_DROP = 0.0
+        SB.GAP_MAX_DROP = 0.0
         bits = _median(lambda nz=nz: F.draw_noise(nz, (n,), generator=g), args.reps)
-        F._GAP_MAX_DROP = 1.0
+        SB.GAP_MAX_DROP = 1.0
         gaps = _median(lambda nz=nz: F.draw_noise(nz, (n,), generator=g), args.reps)
-        F._GAP_MAX_DROP = default
+        SB.GAP_MAX_DROP = default
         print(f"  p = {drop:<6} bits {bits * 1e6:7.0f} us  gaps {gaps * 1e6:7.0f} us  "
               f"gaps/bits {gaps / bits:5.2f}")
     import math
@@ -151,8 +153,8 @@ def table_sampler(g, reps: int) -> None:
 
 
 def small_draws(g, reps: int) -> None:
-    """Part 5: where the table stops paying (``functional._NATIVE_GAMMA_MAX``)."""
-    default = F._NATIVE_GAMMA_MAX
+    """Part 5: where the table stops paying (``sampling.gamma.NATIVE_GAMMA_MAX``)."""
+    default = SG.NATIVE_GAMMA_MAX
     print(f"small float32 draws through draw_noise, median of {reps} (table against torch's "
           "gamma kernel, forced either way):")
     for name, law in (("Beta(2, 2)", Beta(2.0, 2.0)), ("inverse Nakagami(5, 1)",
@@ -160,12 +162,12 @@ def small_draws(g, reps: int) -> None:
         cells = []
         for n in (50, 1000, 2000, 3000, 4000, 6000, 8000, 16000):
             try:
-                F._NATIVE_GAMMA_MAX = 0
+                SG.NATIVE_GAMMA_MAX = 0
                 tab = _median(lambda n=n, law=law: F.draw_noise(law, (n,), generator=g), reps)
-                F._NATIVE_GAMMA_MAX = 1 << 62
+                SG.NATIVE_GAMMA_MAX = 1 << 62
                 nat = _median(lambda n=n, law=law: F.draw_noise(law, (n,), generator=g), reps)
             finally:
-                F._NATIVE_GAMMA_MAX = default
+                SG.NATIVE_GAMMA_MAX = default
             cells.append(f"{n}: {tab * 1e6:.0f}/{nat * 1e6:.0f}")
         print(f"  {name}, n: table/gamma us  " + "  ".join(cells))
     tab = _rwt.table("beta", 2.0, 2.0)

@@ -24,6 +24,7 @@ from torch import nn
 
 import shrinkdrop as sd
 import shrinkdrop.noise as N
+from shrinkdrop import _lstm as L
 from shrinkdrop import functional as F
 from shrinkdrop.ensemble import StackedNoisyMLP, fit_stacked, stacked_fit_tau, stacked_predictive
 from shrinkdrop.objectives import (
@@ -438,7 +439,7 @@ def test_fused_lstm_recurrence_equals_the_loop(device):
     c0 = torch.randn(Nb, H, generator=g, dtype=torch.float64)
     w = torch.randn(4 * H, H, generator=g, dtype=torch.float64) / 3
     results = []
-    for fn in (F._lstm_recurrence, F._lstm_recurrence_fused):
+    for fn in (L._lstm_recurrence, L._lstm_recurrence_fused):
         args = [t.to(device).requires_grad_(True) for t in (gx, h0, c0, w)]
         out, h, c = fn(*args)
         (out.sin().sum() + h.square().sum() + c.cos().sum()).backward()

@@ -11,6 +11,7 @@ import torch
 
 from shrinkdrop import functional as F
 from shrinkdrop import noise as N
+from shrinkdrop.sampling import bernoulli as SB
 
 
 def gen(seed=0):
@@ -64,9 +65,9 @@ def test_bernoulli_gap_law(keep, margin, monkeypatch):
     """Small drop rates are drawn by geometric gaps: the count of zeros, their spacing and
     their positions follow iid Bernoulli(keep), also when the gaps are drawn in several
     batches. Failure rate <= 4e-4 per parametrisation (four tests at 1e-4)."""
-    monkeypatch.setattr(F, "_GAP_MARGIN_SD", margin)
+    monkeypatch.setattr(SB, "GAP_MARGIN_SD", margin)
     drop = 1 - keep
-    assert drop <= F._GAP_MAX_DROP
+    assert drop <= SB.GAP_MAX_DROP
     xi = F.draw_noise(N.Bernoulli(keep), (1001, 999), normalize=False, generator=gen(6))
     assert set(xi.unique().tolist()) <= {0.0, 1.0}
     assert st.binomtest(int(xi.sum()), xi.numel(), keep).pvalue > 1e-4

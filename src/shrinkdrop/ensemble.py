@@ -151,9 +151,8 @@ class StackedNoisyMLP(nn.Module):
         self.normalize, self.generator = normalize, generator
         self._groups = _groups(noises)
         for nz, _, _ in self._groups:
-            plan = F._plan(nz)
             if normalize:
-                F._check_normalizable(nz, plan, "StackedNoisyMLP")
+                nz.normalizing_mean("StackedNoisyMLP")
         ws = [[] for _ in sizes[1:]]
         bs = [[] for _ in sizes[1:]]
         with torch.random.fork_rng(devices=[]):
@@ -188,7 +187,7 @@ class StackedNoisyMLP(nn.Module):
     def _eval_factors(self, dtype) -> Tensor | None:
         if self.normalize:
             return None
-        f = [F._eval_factor(nz, F._plan(nz), False, "StackedNoisyMLP") for nz in self.noises]
+        f = [F._eval_factor(nz, False, "StackedNoisyMLP") for nz in self.noises]
         return torch.tensor(f, dtype=dtype, device=self.weights[0].device).view(-1, 1, 1)
 
     def forward(self, x: Tensor, noise: bool | None = None) -> Tensor:

@@ -34,15 +34,13 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from . import _rwt
 from . import noise as _noise
+from ._lstm import _lstm_kernel, _untied_lstm_layer
 from ._validation import check_choice
 
 __all__ = [
@@ -111,21 +109,8 @@ def current_sample_groups() -> int:
     return _GROUPS[-1]
 
 
-# ============================================================================= noise plans
-class _Plan(NamedTuple):
-    """Python-float description of a scalar noise family (computed once, compile-friendly)."""
-
-    kind: str  # "bernoulli" | "gaussian" | "uniform" | "rayleigh" | "inverse_nakagami" | "beta"
-    #            | "half_cauchy" | "generic" (any other law: its own sample(), moved to the device)
-    mean: float  # E[xi] (may be inf or 0)
-    a: float = 0.0
-    b: float = 0.0
-
-
-_PLAN_ATTR = "_shrinkdrop_plan"
-
-
-def check_noise(noise, name: str = "noise") -> _noise.NoiseDistribution:
+# ============================================================================= noise draws
+def check_noise(noise: object, name: str = "noise") -> _noise.NoiseDistribution:
     """Check that ``noise`` is a scalar-parameter noise family; return it."""
     if not isinstance(noise, _noise.NoiseDistribution):
         raise TypeError(
@@ -138,209 +123,6 @@ def check_noise(noise, name: str = "noise") -> _noise.NoiseDistribution:
             f"{noise!r} has batch_shape {tuple(noise.batch_shape)}"
         )
     return noise
-
-
-def _plan(noise: _noise.NoiseDistribution) -> _Plan:
-    plan = noise.__dict__.get(_PLAN_ATTR)
-    if plan is not None:
-        return plan
-    check_noise(noise)
-    mean = float(noise.mean)
-    if isinstance(noise, _noise.Bernoulli):
-        plan = _Plan("bernoulli", mean, float(noise.keep))
-    elif isinstance(noise, _noise.Gaussian):
-        plan = _Plan("gaussian", mean, float(noise.mean_), float(noise.std))
-    elif isinstance(noise, _noise.Uniform):
-        plan = _Plan("uniform", mean, float(noise.low), float(noise.high))
-    elif isinstance(noise, _noise.Rayleigh):
-        plan = _Plan("rayleigh", mean, float(noise.scale))
-    elif isinstance(noise, _noise.InverseNakagami):
-        df, scale = float(noise.df), float(noise.scale)
-        plan = _Plan("inverse_nakagami", mean, df / 2, df * scale**2 / 2)
-    elif isinstance(noise, _noise.Beta):
-        plan = _Plan("beta", mean, float(noise.a), float(noise.b))
-    elif isinstance(noise, _noise.HalfCauchy):
-        plan = _Plan("half_cauchy", mean, float(noise.scale))
-    else:
-        plan = _Plan("generic", mean)
-    noise.__dict__[_PLAN_ATTR] = plan
-    return plan
-
-
-def _check_normalizable(noise, plan: _Plan, what: str) -> None:
-    if not math.isfinite(plan.mean) or plan.mean == 0:
-        noise.check_normalizable(what)  # raises NotNormalizableError with the family's message
-
-
-def _gamma(alpha: float, n: int, dtype, device, generator) -> Tensor:
-    """``n`` draws of Gamma(alpha, 1) for a Python-float ``alpha`` (Marsaglia & Tsang 2000).
-
-    Vectorised over the draws with the constants as floats; the few rejected draws (under 5% for
-    alpha >= 1) are redrawn recursively. About 2x faster on CPU than ``torch._standard_gamma``.
-    """
-    if generator is None and device is not None and torch.device(device).type == "cuda":
-        # torch's native gamma kernel (torch.distributions.Gamma's): one launch and no host
-        # sync, where the rejection loop below syncs on every call (bench_layers --device cuda)
-        return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype, device=device))
-    if n < _NATIVE_GAMMA_MAX and (device is None or torch.device(device).type == "cpu"):
-        # few draws: one call of torch's kernel beats the many small tensor operations of
-        # the rejection loop below
-        return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype), generator=generator)
-    boost = alpha < 1
-    a = alpha + 1 if boost else alpha
-    d = a - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    kw = dict(dtype=dtype, device=device, generator=generator)
-    z = torch.randn(n, **kw)
-    v = (z * c).add_(1.0).pow_(3)
-    u = torch.rand(n, **kw).log_()
-    # accept iff v > 0 and log u < z^2 / 2 + d - d v + d log v
-    rhs = v.clamp_min(torch.finfo(dtype).tiny).log_().sub_(v).add_(1.0).mul_(d)
-    ok = (u < rhs.addcmul_(z, z, value=0.5)) & (v > 0)
-    out = v.mul_(d)
-    bad = (~ok).nonzero().squeeze(1)
-    if bad.numel():
-        out[bad] = _gamma(a, bad.numel(), dtype, device, generator)
-    if boost:
-        out.mul_(torch.rand(n, **kw).pow_(1.0 / alpha))
-    return out
-
-
-#: CPU draws of Beta / inverse-Nakagami noise needing fewer gamma variates than this (Beta two
-#: per element, inverse Nakagami one) take torch's native gamma kernel; larger ones the table
-#: sampler, whose fixed cost per call (its tensor operations, ~100 us more when a remainder slot
-#: is hit) is more below it: benchmarks/bench_sampling.py part 5 puts the crossover near 3,000
-#: Beta and 6,000-8,000 inverse-Nakagami elements (2026-12-04)
-_NATIVE_GAMMA_MAX = 6144
-
-# 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
-_TWO31 = 2147483648
-#: Bernoulli noise with a drop probability at most this is drawn by geometric gaps (CPU only):
-#: with the vectorised gaps, gaps / bits 0.37 at 0.1, 0.68 at 0.12, 0.81 at 0.2 idle, even near
-#: 0.15 under load (benchmarks/bench_sampling.py; docs/layers.md)
-_GAP_MAX_DROP = 0.12
-#: extra gaps drawn beyond the expected count, in standard deviations (tests lower it to force
-#: the refill loop)
-_GAP_MARGIN_SD = 6.0
-
-
-def _bernoulli_gaps(out: Tensor, drop: float, value: float, generator) -> Tensor:
-    """Fill the contiguous ``out`` with iid ``value * Bernoulli(1 - drop)`` by drawing only the
-    zeros: the gaps between consecutive zeros of an iid sequence are iid Geometric(drop) on
-    {1, 2, ...}, so the positions of the zeros are their cumulative sums. About ``drop *
-    numel`` random numbers instead of one per element. A gap is ``ceil(E / lambda)`` with
-    ``E = -log(1 - u) ~ Exp(1)`` (``u`` float64 uniform on [0, 1)) and ``lambda = -log(1 -
-    drop)``: ``P(gap = k) = (1 - drop)^(k - 1) drop``, the law ``Tensor.geometric_`` draws, in
-    four vectorised kernels (0.45x the time of ``geometric_`` on the CPU, bench_sampling.py).
-    ``u = 0`` (probability 2^-53) would give a gap of 0 and is clamped to 1."""
-    flat = out.view(-1)
-    n = flat.numel()
-    flat.fill_(value)
-    inv_lam = 1.0 / math.log1p(-drop)  # negative: -1 / lambda
-    last = -1.0  # index of the previous zero
-    while last < n - 1:
-        rest = n - 1 - last
-        mean = rest * drop
-        m = max(16, int(mean + _GAP_MARGIN_SD * math.sqrt(mean * (1.0 - drop)) + 16))
-        pos = torch.empty(m, dtype=torch.float64, device=out.device)
-        pos.uniform_(generator=generator).neg_().log1p_().mul_(inv_lam).ceil_().clamp_min_(1.0)
-        pos.cumsum_(0).add_(last)
-        end = float(pos[-1])
-        cut = int(torch.searchsorted(pos, float(n))) if end >= n else m
-        flat.index_fill_(0, pos[:cut].to(torch.int64), 0.0)
-        last = end
-    return out
-
-
-def _raw_draw(noise, plan: _Plan, shape, normalize: bool, generator, dtype, device,
-              out: Tensor | None = None) -> Tensor:
-    """Draw noise of ``shape`` (normalised to mean 1 if asked) as a fresh ``dtype`` tensor, or
-    into the contiguous tensor ``out`` of that shape (then ``dtype``/``device`` are out's)."""
-    if out is not None:
-        dtype, device = out.dtype, out.device
-    n = math.prod(shape)
-    kw = dict(device=device, generator=generator)
-    if plan.kind == "bernoulli":
-        keep = plan.a
-        value = 1.0 / keep if normalize else 1.0
-        if keep == 1.0:
-            return torch.full(shape, value, dtype=dtype, device=device) if out is None \
-                else out.fill_(value)
-        cpu = device is None or torch.device(device).type == "cpu"
-        if cpu and 0.0 < 1.0 - keep <= _GAP_MAX_DROP and n > 0:
-            if out is None:
-                out = torch.empty(shape, dtype=dtype, device=device)
-            return _bernoulli_gaps(out, 1.0 - keep, value, generator)
-        if not cpu:  # accelerators: one bernoulli_ kernel beats the bit tricks below
-            if out is None:
-                out = torch.empty(shape, dtype=dtype, device=device)
-            out.bernoulli_(keep, generator=generator)
-            return out.mul_(value) if value != 1.0 else out
-        # One 64-bit draw gives two 31-bit uniforms (random_() on int64 fills [0, 2^63)): this is
-        # 2-3x cheaper on CPU than bernoulli_ / rand() < keep. keep is resolved to 2^-31.
-        bits = torch.empty((n + 1) // 2, dtype=torch.int64, device=device)
-        bits.random_(generator=generator)
-        u31 = bits.view(torch.int32)[:n].bitwise_and_(0x7FFFFFFF)
-        mask = u31.lt_(round(keep * _TWO31)).view(shape)
-        if out is None:
-            out = mask.to(dtype)
-        else:
-            out.copy_(mask)
-        return out.mul_(value) if value != 1.0 else out
-    if plan.kind == "gaussian":
-        m, s = plan.a, plan.b
-        if normalize:
-            m, s = 1.0, s / m
-        xi = torch.randn(shape, dtype=dtype, **kw) if out is None else \
-            out.normal_(generator=generator)
-        return xi.mul_(s).add_(m)
-    if plan.kind == "uniform":
-        lo, hi = plan.a, plan.b
-        if normalize:
-            lo, hi = lo / plan.mean, hi / plan.mean
-        u = torch.rand(shape, dtype=dtype, **kw) if out is None else \
-            out.uniform_(generator=generator)
-        return u.mul_(hi - lo).add_(lo)
-    if plan.kind == "rayleigh":
-        s2 = plan.a**2 / (plan.mean**2 if normalize else 1.0)
-        u = torch.rand(shape, dtype=dtype, **kw) if out is None else \
-            out.uniform_(generator=generator)
-        # inverse CDF with 1 - u in (0, 1]: sqrt(-2 s^2 log(1 - u)), never log(0)
-        return u.neg_().log1p_().mul_(-2.0 * s2).sqrt_()
-    if plan.kind in ("inverse_nakagami", "beta") and (device is None
-                                                      or torch.device(device).type == "cpu") \
-            and n * (2 if plan.kind == "beta" else 1) >= _NATIVE_GAMMA_MAX:
-        # CPU: the exact rectangle-wedge-tail table sampler (shrinkdrop._rwt; docs/layers.md),
-        # about one 31-bit random word and two table look-ups per element
-        if plan.kind == "beta":
-            tab, scale = _rwt.table("beta", plan.a, plan.b), 1.0
-        else:  # xi = sqrt(beta) G^(-1/2), G ~ Gamma(alpha, 1)
-            tab, scale = _rwt.table("inv_sqrt_gamma", plan.a), math.sqrt(plan.b)
-        if tab is not None:
-            if normalize:
-                scale /= plan.mean
-            xi = _rwt.sample(tab, n, dtype, scale, generator).view(shape)
-            return xi if out is None else out.copy_(xi)
-    if plan.kind == "inverse_nakagami":
-        # xi = sqrt(beta / G), G ~ Gamma(alpha, 1); guard the (probability ~0) G = 0
-        beta = plan.b / (plan.mean**2 if normalize else 1.0)
-        g = _gamma(plan.a, n, dtype, device, generator).clamp_min_(torch.finfo(dtype).tiny)
-        xi = g.reciprocal_().mul_(beta).sqrt_().view(shape)
-    elif plan.kind == "beta":
-        ga = _gamma(plan.a, n, dtype, device, generator)
-        gb = _gamma(plan.b, n, dtype, device, generator)
-        xi = ga.div_(gb.add_(ga)).view(shape)
-        xi = xi.mul_(1.0 / plan.mean) if normalize else xi
-    elif plan.kind == "half_cauchy":
-        # inverse CDF, as HalfCauchy.sample: scale * tan(pi u / 2), drawn on the target device
-        u = torch.rand(shape, dtype=dtype, **kw) if out is None else \
-            out.uniform_(generator=generator)
-        xi = u.mul_(0.5 * math.pi).tan_().mul_(plan.a)
-        xi = xi.mul_(1.0 / plan.mean) if normalize else xi
-    else:
-        xi = noise.sample(shape, generator).to(dtype=dtype, device=device)
-        xi = xi.mul_(1.0 / plan.mean) if normalize else xi
-    return xi if out is None else out.copy_(xi)
 
 
 def draw_noise(
@@ -367,22 +149,23 @@ def draw_noise(
         generator: a :class:`torch.Generator` for the draws (default: torch's global one).
         dtype, device: of the result (default float32 / CPU).
     """
-    plan = _plan(noise)
+    check_noise(noise)
     if normalize:
-        _check_normalizable(noise, plan, "draw_noise")
-    dtype = dtype or torch.get_default_dtype()
+        noise.normalizing_mean("draw_noise")
+    kw = dict(normalize=normalize, generator=generator,
+              dtype=dtype or torch.get_default_dtype(), device=device)
     shape = tuple(int(s) for s in shape)
     if not share_across_batch:
-        return _raw_draw(noise, plan, shape, normalize, generator, dtype, device)
+        return noise._fast_draw(shape, **kw)
     S = _GROUPS[-1]
     N = shape[0]
     if S == 1:
-        return _raw_draw(noise, plan, (1,) + shape[1:], normalize, generator, dtype, device)
+        return noise._fast_draw((1,) + shape[1:], **kw)
     if N % S:
         raise ValueError(
             f"sample_groups({S}): the batch size has to be a multiple of {S}, but got {N}"
         )
-    xi = _raw_draw(noise, plan, (S,) + shape[1:], normalize, generator, dtype, device)
+    xi = noise._fast_draw((S,) + shape[1:], **kw)
     return xi.repeat_interleave(N // S, dim=0)
 
 
@@ -390,27 +173,28 @@ def _draw_into(noise: _noise.NoiseDistribution, out: Tensor, *, normalize: bool 
                generator: torch.Generator | None = None) -> Tensor:
     """:func:`draw_noise` (per example, not shared) written into the contiguous tensor ``out``
     (its shape, dtype and device): lets a caller fill slices of one buffer without a copy."""
-    plan = _plan(noise)
+    check_noise(noise)
     if normalize:
-        _check_normalizable(noise, plan, "draw_noise")
+        noise.normalizing_mean("draw_noise")
     if not out.is_contiguous():
         raise ValueError("out has to be contiguous")
-    return _raw_draw(noise, plan, tuple(out.shape), normalize, generator, out.dtype, out.device,
-                     out=out)
+    return noise._fast_draw(tuple(out.shape), normalize=normalize, generator=generator,
+                            dtype=out.dtype, device=out.device, out=out)
 
 
-def _eval_factor(noise, plan: _Plan, normalize: bool, what: str) -> float:
+def _eval_factor(noise: _noise.NoiseDistribution, normalize: bool, what: str) -> float:
     """The deterministic factor E[xi] applied in eval (1 when normalised)."""
     if normalize:
-        _check_normalizable(noise, plan, what)
+        noise.normalizing_mean(what)
         return 1.0
-    if not math.isfinite(plan.mean):
+    mean = noise.scalar_mean
+    if not math.isfinite(mean):
         raise EvalNoiseError(
             f"{what}: {noise!r} has infinite mean, so eval() with normalize=False cannot apply the "
             "weight-scaling rule x * E[xi] (it would be inf); predict by Monte Carlo with the "
             "noise on: `with shrinkdrop.mc_mode(model): ...` and average several forward passes"
         )
-    return plan.mean
+    return mean
 
 
 def _check_rank(x: Tensor, what: str, min_dim: int, expected: str) -> None:
@@ -423,17 +207,18 @@ def _check_rank(x: Tensor, what: str, min_dim: int, expected: str) -> None:
         )
 
 
-def _torch_dropout_path(x: Tensor, noise, plan: _Plan, normalize: bool, generator,
-                        share_across_batch: bool, what: str) -> bool:
+def _torch_dropout_path(x: Tensor, noise: _noise.NoiseDistribution, normalize: bool,
+                        generator: torch.Generator | None, share_across_batch: bool,
+                        what: str) -> bool:
     """Whether per-example, mean-normalised Bernoulli noise on a CUDA tensor, drawn from torch's
     global generator, goes through torch's own dropout kernels (the same law: every element
     0 or ``1 / keep``): on CUDA they are fused and faster than drawing ``xi`` and multiplying
     (benchmarks/bench_layers.py --device cuda); on the CPU our draws are the faster ones, and
     torch's dropout takes no generator."""
-    if not (x.is_cuda and plan.kind == "bernoulli" and normalize and generator is None
+    if not (x.is_cuda and noise._dropout_keep is not None and normalize and generator is None
             and not share_across_batch):
         return False
-    _check_normalizable(noise, plan, what)
+    noise.normalizing_mean(what)
     return True
 
 
@@ -468,14 +253,13 @@ def unit_noise(
         x and output ``(N, *, D)``; noise ``x.shape``, or ``(1, ..., 1, D)`` when shared.
     """
     _check_rank(x, "unit_noise", 1, "(N, *, D)")
-    plan = _plan(noise)
+    check_noise(noise)
     if not training:
-        return _scale(x, _eval_factor(noise, plan, normalize, "unit_noise"))
-    if plan.kind == "bernoulli" and plan.a == 1.0:
+        return _scale(x, _eval_factor(noise, normalize, "unit_noise"))
+    if noise._dropout_keep == 1.0:
         return x
-    if _torch_dropout_path(x, noise, plan, normalize, generator, share_across_batch,
-                           "unit_noise"):
-        return torch.nn.functional.dropout(x, 1.0 - plan.a, True)
+    if _torch_dropout_path(x, noise, normalize, generator, share_across_batch, "unit_noise"):
+        return torch.nn.functional.dropout(x, 1.0 - noise._dropout_keep, True)
     if share_across_batch:
         shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],) if x.dim() > 1 else x.shape
     else:
@@ -508,12 +292,12 @@ def channel_noise(
         x and output ``(N, C, *)``; noise ``(N, C, 1, ..., 1)`` (``(1, C, 1, ...)`` when shared).
     """
     _check_rank(x, "channel_noise", 3, "(N, C, *) with at least one spatial dimension")
-    plan = _plan(noise)
+    check_noise(noise)
     if not training:
-        return _scale(x, _eval_factor(noise, plan, normalize, "channel_noise"))
-    if _torch_dropout_path(x, noise, plan, normalize, generator, share_across_batch,
-                           "channel_noise"):
-        return torch.feature_dropout(x, 1.0 - plan.a, True)  # nn.Dropout1d/2d/3d's kernel
+        return _scale(x, _eval_factor(noise, normalize, "channel_noise"))
+    if _torch_dropout_path(x, noise, normalize, generator, share_across_batch, "channel_noise"):
+        # nn.Dropout1d/2d/3d's kernel
+        return torch.feature_dropout(x, 1.0 - noise._dropout_keep, True)
     shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
     xi = draw_noise(noise, shape, share_across_batch=share_across_batch, normalize=normalize,
                     generator=generator, dtype=x.dtype, device=x.device)
@@ -538,9 +322,9 @@ def layer_noise(
         x and output ``(N, *)``; noise ``(N, 1, ..., 1)`` (``(1, ..., 1)`` when shared).
     """
     _check_rank(x, "layer_noise", 1, "(N, *)")
-    plan = _plan(noise)
+    check_noise(noise)
     if not training:
-        return _scale(x, _eval_factor(noise, plan, normalize, "layer_noise"))
+        return _scale(x, _eval_factor(noise, normalize, "layer_noise"))
     shape = (x.shape[0],) + (1,) * (x.dim() - 1)
     xi = draw_noise(noise, shape, share_across_batch=share_across_batch, normalize=normalize,
                     generator=generator, dtype=x.dtype, device=x.device)
@@ -580,12 +364,12 @@ def weight_noise_linear(
         ``(N, D_out, D_in)`` or ``(1, D_out, D_in)`` when shared.
     """
     _check_rank(x, "weight_noise_linear", 2, "(N, *, D_in)")
-    plan = _plan(noise)
+    check_noise(noise)
     if not training:
-        w = _scale(weight, _eval_factor(noise, plan, normalize, "weight_noise_linear"))
+        w = _scale(weight, _eval_factor(noise, normalize, "weight_noise_linear"))
         return torch.nn.functional.linear(x, w, bias)
     if local_reparameterization:
-        if plan.kind != "gaussian":
+        if noise._gaussian_params is None:
             raise ValueError(
                 "weight_noise_linear: local_reparameterization needs Gaussian noise (the sum of "
                 f"Gaussian-scaled terms is Gaussian), but got {noise!r}"
@@ -595,9 +379,9 @@ def weight_noise_linear(
                 "weight_noise_linear: local_reparameterization samples independent noise per "
                 "example and cannot be combined with share_across_batch=True"
             )
-        m, s = plan.a, plan.b
+        m, s = noise._gaussian_params
         if normalize:
-            _check_normalizable(noise, plan, "weight_noise_linear")
+            noise.normalizing_mean("weight_noise_linear")
             m, s = 1.0, s / m
         mu = torch.nn.functional.linear(x, weight if m == 1.0 else weight * m, bias)
         var = torch.nn.functional.linear(x * x, weight * weight)
@@ -649,7 +433,7 @@ def noisy_residual(
         factor = 1.0
         for nz in (layer_noise, unit_noise):
             if nz is not None:
-                factor *= _eval_factor(nz, _plan(nz), normalize, "noisy_residual")
+                factor *= _eval_factor(check_noise(nz), normalize, "noisy_residual")
         return h + block(_scale(h, factor))
     z = h
     if unit_noise is not None:
@@ -675,9 +459,9 @@ def noisy_conv2d(
     training: bool = True,
     *,
     tie: Tie | str = Tie.FILTER,
-    stride=1,
-    padding=0,
-    dilation=1,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     share_across_batch: bool = False,
     normalize: bool = True,
@@ -702,12 +486,12 @@ def noisy_conv2d(
     if not isinstance(x, Tensor) or x.dim() != 4:
         got = f"a {x.dim()}D input" if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"noisy_conv2d: Expected 4D input (N, C_in, H, W), but received {got}")
-    plan = _plan(noise)
+    check_noise(noise)
     conv = torch.nn.functional.conv2d
     F_out, C_g = weight.shape[:2]
     N = x.shape[0]
     if not training:
-        f = _eval_factor(noise, plan, normalize, "noisy_conv2d")
+        f = _eval_factor(noise, normalize, "noisy_conv2d")
         if tie is Tie.BOTH:
             f = f * f
         return conv(x, _scale(weight, f), bias, stride, padding, dilation, groups)
@@ -735,46 +519,6 @@ def noisy_conv2d(
 
 
 # ============================================================================= LSTM
-def _quiet_cudnn_rnn(x: Tensor):
-    """On CUDA, cuDNN warns on every call that one layer's weights are not one contiguous
-    chunk (nn.LSTM keeps all layers' weights in one flat buffer); here each layer is its own
-    call, so cuDNN copies that layer's (small) weights per call: a cost measured in
-    benchmarks/bench_layers.py --device cuda, not a defect. The warning is silenced there."""
-    return _ignore_rnn_chunk_warning() if x.is_cuda else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _ignore_rnn_chunk_warning():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="RNN module weights are not part of single")
-        yield
-
-
-def _lstm_recurrence(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor):
-    """Run the LSTM recurrence over precomputed input projections ``gx`` (T, N, 4H)."""
-    w_hh_t = w_hh.t()
-    outs = []
-    for t in range(gx.shape[0]):
-        gates = torch.addmm(gx[t], h, w_hh_t)
-        i, f, g, o = gates.chunk(4, 1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        outs.append(h)
-    return torch.stack(outs), h, c
-
-
-def _lstm_recurrence_fused(gx: Tensor, h: Tensor, c: Tensor, w_hh: Tensor):
-    """:func:`_lstm_recurrence` through torch's LSTM kernel (cuDNN on CUDA): the projections
-    ``gx`` go in as the input with an identity input weight and no bias, so the kernel's input
-    GEMM reproduces ``gx`` (a ``4H x 4H`` product per row: cheap on a GPU, too dear on a CPU,
-    where the Python loop is kept) and its fused recurrence replaces the loop over time."""
-    eye = torch.eye(gx.shape[-1], dtype=gx.dtype, device=gx.device)
-    with _quiet_cudnn_rnn(gx):
-        out, h, c = torch._VF.lstm(gx, (h.unsqueeze(0), c.unsqueeze(0)), [eye, w_hh], False, 1,
-                                   0.0, True, False, False)
-    return out, h.squeeze(0), c.squeeze(0)
-
-
 def noisy_lstm(
     x: Tensor,
     hx: tuple[Tensor, Tensor] | None,
@@ -816,48 +560,31 @@ def noisy_lstm(
         x = x.unsqueeze(1)
     elif batch_first:
         x = x.transpose(0, 1)
-    T, N = x.shape[:2]
-    L = len(weights)
+    N = x.shape[1]
     if hx is None:
-        z = x.new_zeros(L, N, hidden_size)
+        z = x.new_zeros(len(weights), N, hidden_size)
         h0, c0 = z, z
     else:
         h0, c0 = hx
         if unbatched:
             h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
-    plan = _plan(noise)
+    check_noise(noise)
     kw = dict(share_across_batch=share_across_batch, normalize=normalize, generator=generator,
               dtype=x.dtype, device=x.device)
     hs, cs = [], []
     inp = x
     for layer, params in enumerate(weights):
-        w_ih, w_hh = params[0], params[1]
-        has_bias = len(params) == 4
         D = inp.shape[-1]
+        h0_l, c0_l = h0[layer:layer + 1], c0[layer:layer + 1]
         if not training:
-            factor = _eval_factor(noise, plan, normalize, "noisy_lstm")
-            with _quiet_cudnn_rnn(x):
-                out, h, c = torch._VF.lstm(_scale(inp, factor), (h0[layer:layer + 1],
-                                           c0[layer:layer + 1]), list(params), has_bias, 1,
-                                           0.0, False, False, False)
+            factor = _eval_factor(noise, normalize, "noisy_lstm")
+            out, h, c = _lstm_kernel(_scale(inp, factor), h0_l, c0_l, params, False)
         elif tie_gates:
-            xi = draw_noise(noise, (N, D), **kw)
-            with _quiet_cudnn_rnn(x):
-                out, h, c = torch._VF.lstm(inp * xi, (h0[layer:layer + 1],
-                                           c0[layer:layer + 1]), list(params), has_bias, 1,
-                                           0.0, True, False, False)
+            out, h, c = _lstm_kernel(inp * draw_noise(noise, (N, D), **kw), h0_l, c0_l, params,
+                                     True)
         else:
-            H = w_hh.shape[1]
             xi = draw_noise(noise, (N, 4, D), **kw)  # (N or 1, 4, D)
-            # (4, T, N, D) scaled copies of the inputs, one per gate
-            xs = inp.unsqueeze(0) * xi.permute(1, 0, 2).unsqueeze(1)
-            gx = torch.bmm(xs.reshape(4, T * N, D), w_ih.view(4, H, D).transpose(1, 2))
-            gx = gx.view(4, T, N, H).permute(1, 2, 0, 3).reshape(T, N, 4 * H)
-            if has_bias:
-                gx = gx + (params[2] + params[3])
-            recurrence = _lstm_recurrence_fused if gx.is_cuda else _lstm_recurrence
-            out, h, c = recurrence(gx, h0[layer], c0[layer], w_hh)
-            h, c = h.unsqueeze(0), c.unsqueeze(0)
+            out, h, c = _untied_lstm_layer(inp, xi, h0[layer], c0[layer], params)
         hs.append(h)
         cs.append(c)
         inp = out

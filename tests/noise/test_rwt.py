@@ -1,4 +1,5 @@
-"""The table sampler of the Beta / inverse-Nakagami layer noise (shrinkdrop._rwt) against scipy.
+"""The table sampler of the Beta / inverse-Nakagami layer noise (shrinkdrop.sampling.rwt)
+against scipy.
 
 Each case: one fixed seed, n = 50,000 float64 draws through ``draw_noise`` (the layers' path),
 Kolmogorov-Smirnov against scipy's law, reject at 1e-3 (under fresh seeds a correct sampler fails
@@ -14,7 +15,8 @@ from scipy import stats
 
 import shrinkdrop.functional as F
 import shrinkdrop.noise as N
-from shrinkdrop import _rwt
+from shrinkdrop.sampling import gamma as _gamma
+from shrinkdrop.sampling import rwt as _rwt
 
 CASES = [
     (N.Beta(2.0, 2.0), stats.beta(2.0, 2.0)),
@@ -159,11 +161,11 @@ def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype, n):
 @pytest.mark.parametrize("i", [0, 1, 5, 8])
 @pytest.mark.parametrize("size,draws", [(1000, 50), (10_000, 5)])
 def test_small_draws_follow_law(i, size, draws):
-    """Small draws: under ``functional._NATIVE_GAMMA_MAX`` gamma variates (1,000 elements)
+    """Small draws: under ``sampling.gamma.NATIVE_GAMMA_MAX`` gamma variates (1,000 elements)
     torch's native gamma kernel, above it and under ``NUMPY_MIN`` elements (10,000) the table
     with torch's words; 50,000 elements in all, one KS test as in
     test_table_sampler_follows_law (reject at 1e-3)."""
-    assert 2 * 1000 < F._NATIVE_GAMMA_MAX <= 10_000 < _rwt.NUMPY_MIN
+    assert 2 * 1000 < _gamma.NATIVE_GAMMA_MAX <= 10_000 < _rwt.NUMPY_MIN
     fam, ref = CASES[i]
     g = torch.Generator().manual_seed(200 + i + size)
     x = torch.cat([F.draw_noise(fam, (size,), normalize=False, generator=g,
@@ -175,7 +177,7 @@ def test_small_draws_follow_law(i, size, draws):
 @pytest.mark.parametrize("i", [0, 1, 5, 7])
 def test_no_table_keeps_the_gamma_sampler(i, monkeypatch):
     """Where no table can be built, large draws take the vectorised Marsaglia-Tsang gamma
-    sampler (``functional._gamma``): forced here, 50,000 draws, KS at 1e-3."""
+    sampler (``sampling.gamma.gamma``): forced here, 50,000 draws, KS at 1e-3."""
     monkeypatch.setattr(_rwt, "table", lambda *a: None)
     fam, ref = CASES[i]
     x = _draw(fam, 300 + i).numpy()

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions.transforms import PowerTransform
 
 from .. import noise as _noise
 from .._validation import check_choice, check_positive
@@ -153,29 +152,12 @@ class NetSpec:
 
 
 def pyro_law(noise: _noise.NoiseDistribution) -> dist.Distribution:
-    """The Pyro distribution of a :mod:`shrinkdrop.noise` law (for NUTS' support transforms).
-
-    half-Cauchy -> ``dist.HalfCauchy``; inverse Nakagami -> ``sqrt`` of ``InverseGamma(nu/2,
-    nu s^2/2)``; Rayleigh -> ``sqrt`` of ``Exponential(1/(2 s^2))``; Gaussian -> ``Normal``;
-    Beta, Uniform, Bernoulli -> their Pyro namesakes.
-    """
-    if isinstance(noise, _noise.HalfCauchy):
-        return dist.HalfCauchy(noise.scale)
-    if isinstance(noise, _noise.InverseNakagami):
-        base = dist.InverseGamma(noise.df / 2, noise.df * noise.scale**2 / 2)
-        return dist.TransformedDistribution(base, [PowerTransform(0.5)])
-    if isinstance(noise, _noise.Rayleigh):
-        base = dist.Exponential(0.5 / noise.scale**2)
-        return dist.TransformedDistribution(base, [PowerTransform(0.5)])
-    if isinstance(noise, _noise.Gaussian):
-        return dist.Normal(noise.mean_, noise.std)
-    if isinstance(noise, _noise.Beta):
-        return dist.Beta(noise.a, noise.b)
-    if isinstance(noise, _noise.Uniform):
-        return dist.Uniform(noise.low, noise.high)
-    if isinstance(noise, _noise.Bernoulli):
-        return dist.Bernoulli(noise.keep)
-    raise TypeError(f"noise has to be a shrinkdrop.noise family, but got {type(noise).__name__}")
+    """The Pyro distribution of a :mod:`shrinkdrop.noise` law (for NUTS' support transforms):
+    the family's own :meth:`~shrinkdrop.noise.NoiseDistribution.pyro_law`."""
+    if not isinstance(noise, _noise.NoiseDistribution):
+        raise TypeError(
+            f"noise has to be a shrinkdrop.noise family, but got {type(noise).__name__}")
+    return noise.pyro_law()
 
 
 def _scale_value(spec: NetSpec, l: int, scales: dict[str, torch.Tensor]) -> torch.Tensor | None:

@@ -65,9 +65,8 @@ class NoiseLayer(nn.Module):
     ) -> None:
         super().__init__()
         F.check_noise(noise, noise_name)
-        plan = F._plan(noise)
         if normalize:
-            F._check_normalizable(noise, plan, type(self).__name__)
+            noise.normalizing_mean(type(self).__name__)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(
                 f"generator has to be a torch.Generator or None, but got {type(generator).__name__}"

@@ -55,7 +55,7 @@ class WeightNoiseLinear(NoiseLayer):
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
         if local_reparameterization:
-            if F._plan(noise).kind != "gaussian":
+            if noise._gaussian_params is None:
                 raise ValueError(
                     "local_reparameterization needs Gaussian noise, but got noise="
                     f"{noise!r}"

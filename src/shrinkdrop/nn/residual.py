@@ -56,7 +56,7 @@ class NoisyResidual(NoiseLayer):
         if layer_noise is not None and unit_noise is not None:
             F.check_noise(unit_noise, "unit_noise")
             if normalize:
-                F._check_normalizable(unit_noise, F._plan(unit_noise), "NoisyResidual")
+                unit_noise.normalizing_mean("NoisyResidual")
         self.block = block
         self.layer_noise = layer_noise
         self.unit_noise = unit_noise

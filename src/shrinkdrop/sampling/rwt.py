@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,7 +58,7 @@ _Q63 = 63 - K_BITS  # position bits of a 63-bit word (float64 output)
 class _Tail:
     """A tail piece of the remainder: envelope mass and a draw of (x, log f(x) / env(x))."""
 
-    def __init__(self, mass: float, draw):
+    def __init__(self, mass: float, draw: _TailDraw) -> None:
         self.mass = mass
         self.draw = draw  # draw(u: float64 tensor in (0, 1]) -> (x, log acceptance ratio)
 
@@ -67,7 +68,8 @@ def _exp(v: float) -> float:
     return math.exp(v) if v < 709.0 else math.inf
 
 
-def _exp_tail(h, dh, yc: float, d: int, to_x) -> _Tail | None:
+def _exp_tail(h: Callable, dh: Callable[[float], float], yc: float, d: int,
+              to_x: Callable[[Tensor], Tensor]) -> _Tail | None:
     """Tail ``d * (y - yc) > 0`` of a log-concave density ``exp(h(y))`` in a coordinate ``y``
     (``x = to_x(y)``) under the tangent exponential at ``yc``; None if the tangent rises there."""
     slope = dh(yc)
@@ -92,7 +94,7 @@ def _tighter(*tails):
 class _BetaLaw:
     """Beta(a, b) on (0, 1)."""
 
-    def __init__(self, a: float, b: float):
+    def __init__(self, a: float, b: float) -> None:
         self.a, self.b = a, b
         self.lo, self.hi = 0.0, 1.0
         self.logB = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
@@ -164,7 +166,7 @@ class _BetaLaw:
 class _InvNakagamiLaw:
     """xi = G^(-1/2), G ~ Gamma(alpha, 1) (inverse Nakagami with beta = 1; scale sqrt(beta))."""
 
-    def __init__(self, alpha: float):
+    def __init__(self, alpha: float) -> None:
         self.alpha = alpha
         self.lo, self.hi = 0.0, math.inf
         self.c0 = math.log(2.0) - math.lgamma(alpha)
@@ -218,6 +220,12 @@ class _InvNakagamiLaw:
                 logr = (al - 1.0) * torch.log(t / t0) - (1.0 - lam) * (t - t0)
                 return torch.rsqrt(t), logr
         return _Tail(mass, draw)
+
+
+#: a tail's draw: uniforms in (0, 1] -> (x, log acceptance ratio)
+_TailDraw = Callable[[Tensor], tuple[Tensor, Tensor]]
+#: the law of a table
+_Law = _BetaLaw | _InvNakagamiLaw
 
 
 # ============================================================================= table
@@ -277,7 +285,7 @@ class Table:
         return got
 
 
-def _bounds(law, x0: float, x1: float, f0: float, f1: float) -> tuple[float, float]:
+def _bounds(law: _Law, x0: float, x1: float, f0: float, f1: float) -> tuple[float, float]:
     """(inf, sup) of f on [x0, x1] (f is monotone on either side of its stationary point)."""
     lo, hi = min(f0, f1), max(f0, f1)
     s = law.stat
@@ -287,7 +295,7 @@ def _bounds(law, x0: float, x1: float, f0: float, f1: float) -> tuple[float, flo
     return lo, hi
 
 
-def _side(law, x0: float, d: int, room: int) -> list[float]:
+def _side(law: _Law, x0: float, d: int, room: int) -> list[float]:
     """Bin edges from x0 in direction d (excluding x0), at most ``room`` bins."""
     target, aim = _A * (1.0 + _SAFE), _A * (1.0 + 2.0 * _SAFE)
     edges = []
@@ -317,7 +325,7 @@ def _side(law, x0: float, d: int, room: int) -> list[float]:
     return edges
 
 
-def _build(law) -> Table:
+def _build(law: _Law) -> Table | None:
     x0 = law.start
     right = _side(law, x0, +1, K)
     left = _side(law, x0, -1, K - len(right))
@@ -382,7 +390,7 @@ def _alias(masses: Tensor) -> Tensor:
     return torch.tensor([thr, [float(a) for a in alias]], dtype=torch.float64).t().contiguous()
 
 
-def _remainder(tab: Table, m: int, generator) -> Tensor:
+def _remainder(tab: Table, m: int, generator: torch.Generator | None) -> Tensor:
     """``m`` float64 draws from the remainder law r / (1 - n_rect / K), by rejection.
 
     Each round draws enough candidates for all outstanding draws at the known acceptance rate
@@ -443,7 +451,8 @@ def _flagged(flags: Tensor) -> Tensor:
 NUMPY_MIN = 1 << 15
 
 
-def words_source(n: int, generator, most: int):
+def words_source(n: int, generator: torch.Generator | None, most: int
+                 ) -> Callable[[int], Tensor]:
     """``source(k) -> (k,) int64`` random 64-bit words (``k <= most``) for a draw of ``n``
     elements.
 
@@ -462,7 +471,8 @@ def words_source(n: int, generator, most: int):
     return lambda k: torch.from_numpy(bg.random_raw(k).view(np.int64))
 
 
-def sample(tab: Table, n: int, dtype: torch.dtype, scale: float, generator) -> Tensor:
+def sample(tab: Table, n: int, dtype: torch.dtype, scale: float,
+           generator: torch.Generator | None) -> Tensor:
     """``n`` draws of ``scale * X``, X from ``tab``'s law, as a CPU tensor of ``dtype``.
 
     Fast path in chunks of ``_CHUNK`` elements: random words -> slot (low 12 bits) and grid

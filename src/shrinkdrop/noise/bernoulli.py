@@ -1,0 +1,99 @@
+"""Bernoulli noise: dropout."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import Bernoulli as _TorchBernoulli
+from torch.distributions import (
+    Distribution,
+    constraints,
+)
+from torch.distributions.utils import broadcast_all
+
+from .. import priors as _priors
+from .._validation import check_probability
+from ..sampling import bernoulli as _bernoulli
+from .base import NoiseDistribution, _full
+
+
+class Bernoulli(NoiseDistribution):
+    """Bernoulli noise, ``xi in {0, 1}`` with ``P(xi = 1) = keep``: dropout.
+
+    Prior: spike-and-slab ``keep * N(0, sigma0^2) + (1 - keep) * delta_0`` (Eq. 12).
+
+    Args:
+        keep: keep probability in (0, 1] (``nn.Dropout(p)`` has ``keep = 1 - p``).
+    """
+
+    arg_constraints = {"keep": constraints.unit_interval}
+    support = constraints.boolean
+    name = "bernoulli"
+    is_discrete = True
+
+    def __init__(self, keep: float | Tensor, validate_args: bool | None = None) -> None:
+        keep = check_probability("keep", keep)
+        (self.keep,) = broadcast_all(keep)
+        super().__init__(self.keep.shape, validate_args=validate_args)
+
+    def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+        return torch.bernoulli(self.keep.expand(shape), generator=generator)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return _TorchBernoulli(probs=self.keep, validate_args=False).log_prob(value)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.keep
+
+    @property
+    def variance(self) -> Tensor:
+        return self.keep * (1 - self.keep)
+
+    @property
+    def second_moment(self) -> Tensor:
+        return self.keep
+
+    @property
+    def inverse_square_mean(self) -> Tensor:
+        return torch.where(self.keep == 1, _full(self.keep, 1.0), _full(self.keep, math.inf))
+
+    @property
+    def inverse_square_variance(self) -> Tensor:
+        return torch.where(self.keep == 1, _full(self.keep, 0.0), _full(self.keep, math.inf))
+
+    @property
+    def log_abs_mean(self) -> Tensor:
+        return torch.where(self.keep == 1, _full(self.keep, 0.0), _full(self.keep, -math.inf))
+
+    def variance_prior(self) -> Distribution:
+        return _TorchBernoulli(probs=self.keep)
+
+    def marginal_prior(self, sigma0: float | Tensor = 1.0) -> Distribution:
+        return _priors.SpikeAndSlab(self.keep, self._sigma0(sigma0))
+
+    # ----- the layers' fast draw ----------------------------------------------------------
+    @functools.cached_property
+    def _dropout_keep(self) -> float:
+        return float(self.keep)
+
+    def _fast_draw(self, shape: tuple[int, ...], *, normalize: bool,
+                   generator: torch.Generator | None, dtype: torch.dtype,
+                   device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
+        """Geometric gaps (small drop rates) or 31-bit words on the CPU, ``bernoulli_``
+        elsewhere (:func:`shrinkdrop.sampling.bernoulli.draw`); kept entries are ``1 / keep``
+        when normalised."""
+        keep = self._dropout_keep
+        value = 1.0 / keep if normalize else 1.0
+        return _bernoulli.draw(shape, keep, value, generator, dtype, device, out)
+
+    def pyro_law(self) -> Distribution:
+        """``pyro.distributions.Bernoulli(keep)``."""
+        import pyro.distributions as dist
+
+        return dist.Bernoulli(self.keep)

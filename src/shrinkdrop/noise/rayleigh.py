@@ -1,0 +1,109 @@
+"""Rayleigh noise: the Laplace prior."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import (
+    Distribution,
+    constraints,
+)
+from torch.distributions import Exponential as _TorchExponential
+from torch.distributions.utils import broadcast_all
+
+from .. import priors as _priors
+from .._validation import check_positive
+from .base import _EULER, NoiseDistribution, _full
+
+
+class Rayleigh(NoiseDistribution):
+    """Rayleigh noise with scale ``s``: density ``x / s^2 exp(-x^2 / (2 s^2))``, ``x > 0``.
+
+    ``xi^2 ~ Exponential(rate 1 / (2 s^2))``; prior: ``Laplace(0, b = sigma0 s)``.
+
+    Args:
+        scale: ``s > 0``.
+    """
+
+    arg_constraints = {"scale": constraints.positive}
+    support = constraints.positive
+    has_rsample = True
+    name = "rayleigh"
+
+    def __init__(self, scale: float | Tensor, validate_args: bool | None = None) -> None:
+        (self.scale,) = broadcast_all(check_positive("scale", scale))
+        super().__init__(self.scale.shape, validate_args=validate_args)
+
+    def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+        u = torch.rand(shape, dtype=self.scale.dtype, device=self.scale.device, generator=generator)
+        # inverse CDF with 1 - u in (0, 1]: never log(0)
+        return self.scale * torch.sqrt(-2.0 * torch.log1p(-u))
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        s2 = self.scale**2
+        return torch.log(value) - torch.log(s2) - value**2 / (2 * s2)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        return -torch.expm1(-(value**2) / (2 * self.scale**2))
+
+    @property
+    def mean(self) -> Tensor:
+        return self.scale * math.sqrt(math.pi / 2)
+
+    @property
+    def variance(self) -> Tensor:
+        return (4 - math.pi) / 2 * self.scale**2
+
+    @property
+    def second_moment(self) -> Tensor:
+        return 2 * self.scale**2
+
+    @property
+    def inverse_square_mean(self) -> Tensor:
+        # xi^2 ~ Exponential has positive density at 0: E[xi^-2] = inf
+        return _full(self.scale, math.inf)
+
+    @property
+    def inverse_square_variance(self) -> Tensor:
+        return _full(self.scale, math.inf)
+
+    @property
+    def log_abs_mean(self) -> Tensor:
+        return torch.log(self.scale) + 0.5 * (math.log(2.0) - _EULER)
+
+    def variance_prior(self) -> Distribution:
+        return _TorchExponential(0.5 / self.scale**2)
+
+    def marginal_prior(self, sigma0: float | Tensor = 1.0) -> Distribution:
+        return _priors.Laplace(torch.zeros_like(self.scale), self._sigma0(sigma0) * self.scale)
+
+    def _abs_log_density(self, x: Tensor) -> Tensor:
+        return self.log_prob(x)
+
+    # ----- the layers' fast draw ----------------------------------------------------------
+    @functools.cached_property
+    def _scale_value(self) -> float:
+        return float(self.scale)
+
+    def _fast_draw(self, shape: tuple[int, ...], *, normalize: bool,
+                   generator: torch.Generator | None, dtype: torch.dtype,
+                   device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
+        """Inverse CDF in place: ``sqrt(-2 s^2 log(1 - u))``."""
+        s2 = self._scale_value**2 / (self.scalar_mean**2 if normalize else 1.0)
+        u = torch.rand(shape, dtype=dtype, device=device, generator=generator) if out is None \
+            else out.uniform_(generator=generator)
+        # inverse CDF with 1 - u in (0, 1]: sqrt(-2 s^2 log(1 - u)), never log(0)
+        return u.neg_().log1p_().mul_(-2.0 * s2).sqrt_()
+
+    def pyro_law(self) -> Distribution:
+        """``sqrt`` of ``pyro.distributions.Exponential(1 / (2 s^2))``."""
+        import pyro.distributions as dist
+        from pyro.distributions.transforms import PowerTransform
+
+        base = dist.Exponential(0.5 / self.scale**2)
+        return dist.TransformedDistribution(base, [PowerTransform(0.5)])
