@@ -183,8 +183,34 @@ class SpikeAndSlab(_SymmetricPrior):
             return mask * self.sigma0.expand(shape) * torch.randn(shape, **opts)
 
 
+class _OneScalePrior(_SymmetricPrior):
+    """A prior ``w = b * |xi| * z`` (``z ~ N(0, 1)``, the law of ``|xi|`` fixed) with one positive
+    scale ``b`` stored as the attribute ``_scale_attr``; its CDF by quadrature over ``|xi|``."""
+
+    _scale_attr: str
+    _abs_law: tuple[str, _LogDensity]  # (cache name, log density of |xi|)
+
+    def _set_scale(self, value: float | torch.Tensor, validate_args: bool | None) -> None:
+        (scale,) = broadcast_all(check_positive(self._scale_attr, value))
+        setattr(self, self._scale_attr, scale)
+        super().__init__(scale.shape, validate_args=validate_args)
+
+    @property
+    def _param(self) -> torch.Tensor:
+        return getattr(self, self._scale_attr)
+
+    def expand(self, batch_shape: _Shape, _instance: _OneScalePrior | None = None
+               ) -> _OneScalePrior:
+        return self._new(batch_shape, _instance, (self._scale_attr,))
+
+    def cdf(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return _cdf_by_quadrature(value, self._param, *self._abs_law)
+
+
 # =============================================================================== VarianceGamma
-class VarianceGamma(_SymmetricPrior):
+class VarianceGamma(_OneScalePrior):
     r"""Variance-gamma prior: the law of ``w = xi * v`` for mean-0 Gaussian noise.
 
     With ``xi ~ N(0, s^2)`` and ``v ~ N(0, sigma0^2)``, ``w`` is a product of two Gaussians
@@ -205,18 +231,11 @@ class VarianceGamma(_SymmetricPrior):
     """
 
     arg_constraints = {"scale": constraints.positive}
+    _scale_attr = "scale"
+    _abs_law = ("half_normal", _half_normal_log_density)
 
     def __init__(self, scale: float | torch.Tensor, validate_args: bool | None = None) -> None:
-        (self.scale,) = broadcast_all(check_positive("scale", scale))
-        super().__init__(self.scale.shape, validate_args=validate_args)
-
-    @property
-    def _param(self) -> torch.Tensor:
-        return self.scale
-
-    def expand(self, batch_shape: _Shape, _instance: VarianceGamma | None = None
-               ) -> VarianceGamma:
-        return self._new(batch_shape, _instance, ("scale",))
+        self._set_scale(scale, validate_args)
 
     @property
     def variance(self) -> torch.Tensor:
@@ -228,11 +247,6 @@ class VarianceGamma(_SymmetricPrior):
         value, scale = _broadcast(value, self.scale)
         return log_bessel_k0(value.abs() / scale) - math.log(math.pi) - torch.log(scale)
 
-    def cdf(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return _cdf_by_quadrature(value, self.scale, "half_normal", _half_normal_log_density)
-
     def sample(self, sample_shape: _Shape = _EMPTY, generator: torch.Generator | None = None
                ) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
@@ -243,7 +257,7 @@ class VarianceGamma(_SymmetricPrior):
 
 
 # =================================================================================== Horseshoe
-class Horseshoe(_SymmetricPrior):
+class Horseshoe(_OneScalePrior):
     r"""Horseshoe prior: the law of ``w = xi * v`` for half-Cauchy noise.
 
     With ``xi ~ C+(0, s)`` and ``v ~ N(0, sigma0^2)``, ``tau = s * sigma0``:
@@ -251,8 +265,9 @@ class Horseshoe(_SymmetricPrior):
     .. math:: p(w) = \frac{e^{u} E_1(u)}{\tau \sqrt{2 \pi^3}}, \qquad u = \frac{w^2}{2 \tau^2}
 
     (Carvalho, Polson & Scott 2010). ``log_prob(0) = +inf`` (logarithmic pole), tails
-    ``~ 1 / w^2``; the mean does not exist (``E|w| = inf``), so :attr:`mean` is NaN as for
-    ``torch.distributions.Cauchy``; :attr:`variance` is ``inf``. :meth:`cdf` by quadrature.
+    ``~ 1 / w^2``; the mean does not exist (``E|w| = inf``), so :attr:`mean` raises
+    :class:`ValueError` (not NaN as ``torch.distributions.Cauchy``'s: this package never
+    returns NaN); :attr:`variance` is ``inf``. :meth:`cdf` by quadrature.
 
     Args:
         tau: global scale ``s * sigma0``, positive.
@@ -263,18 +278,11 @@ class Horseshoe(_SymmetricPrior):
     """
 
     arg_constraints = {"tau": constraints.positive}
+    _scale_attr = "tau"
+    _abs_law = ("half_cauchy", _half_cauchy_log_density)
 
     def __init__(self, tau: float | torch.Tensor, validate_args: bool | None = None) -> None:
-        (self.tau,) = broadcast_all(check_positive("tau", tau))
-        super().__init__(self.tau.shape, validate_args=validate_args)
-
-    @property
-    def _param(self) -> torch.Tensor:
-        return self.tau
-
-    def expand(self, batch_shape: _Shape, _instance: Horseshoe | None = None
-               ) -> Horseshoe:
-        return self._new(batch_shape, _instance, ("tau",))
+        self._set_scale(tau, validate_args)
 
     @property
     def mean(self) -> torch.Tensor:
@@ -299,11 +307,6 @@ class Horseshoe(_SymmetricPrior):
         value, tau = _broadcast(value, self.tau)
         u = 0.5 * (value / tau) ** 2
         return log_exp1_scaled(u) - torch.log(tau) - 0.5 * math.log(2.0 * math.pi**3)
-
-    def cdf(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return _cdf_by_quadrature(value, self.tau, "half_cauchy", _half_cauchy_log_density)
 
     def sample(self, sample_shape: _Shape = _EMPTY, generator: torch.Generator | None = None
                ) -> torch.Tensor:
