@@ -77,6 +77,11 @@ class Bernoulli(NoiseDistribution):
     def marginal_prior(self, sigma0: float | Tensor = 1.0) -> Distribution:
         return _priors.SpikeAndSlab(self.keep, self._sigma0(sigma0))
 
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float]:
+        """Dropout itself: ``keep = 1 - rate``."""
+        return {"keep": 1.0 - rate}
+
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property
     def _dropout_keep(self) -> float:

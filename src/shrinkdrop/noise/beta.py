@@ -32,6 +32,8 @@ class Beta(NoiseDistribution):
     arg_constraints = {"a": constraints.positive, "b": constraints.positive}
     support = constraints.unit_interval
     name = "beta"
+    #: symmetric Beta(a, a)
+    _dropout_path = (lambda t: {"a": t, "b": t}, (1e-3, 1e6))
 
     def __init__(self, a: float | Tensor, b: float | Tensor,
                  validate_args: bool | None = None) -> None:

@@ -131,6 +131,13 @@ class Gaussian(NoiseDistribution):
         m, s = self.mean_.abs().max().item(), self.std.max().item()
         return self._gsm(s0, 0.0, m + 40.0 * s, ())
 
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float] | None:
+        """Gaussian dropout :meth:`dropout`: ``N(1, rate / (1 - rate))`` (None at rate 0)."""
+        if rate <= 0:
+            return None
+        return {"mean": 1.0, "std": float(cls.dropout(rate).std)}
+
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property
     def _gaussian_params(self) -> tuple[float, float]:

@@ -85,6 +85,12 @@ class Rayleigh(NoiseDistribution):
     def _abs_log_density(self, x: Tensor) -> Tensor:
         return self.log_prob(x)
 
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float]:
+        """Rayleigh's normalised variance is the constant ``(4 - pi) / pi`` whatever its scale:
+        one point, scale 1, for every rate."""
+        return {"scale": 1.0}
+
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property
     def _scale_value(self) -> float:
