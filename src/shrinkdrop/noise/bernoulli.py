@@ -8,10 +8,7 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Bernoulli as _TorchBernoulli
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors

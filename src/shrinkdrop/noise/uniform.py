@@ -7,10 +7,7 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .._validation import as_param
