@@ -15,4 +15,5 @@ class DataError(ShrinkdropError, ValueError):
 class NotNormalizableError(ShrinkdropError, ValueError):
     """Raised when noise cannot be normalised to mean 1 (E[xi] infinite or zero)."""
 
+
 __all__ += ["NotNormalizableError"]

@@ -139,7 +139,9 @@ def draw_noise(
 
     With ``share_across_batch=True`` one draw of ``shape[1:]`` is shared by all ``N`` rows (the
     result has a leading 1, broadcasting against the batch), or, inside :func:`sample_groups`
-    ``(S)``, one draw per group of ``N / S`` rows (the result then has ``N`` rows).
+    ``(S)``, one draw per group of ``N / S`` rows (the result then has ``N`` rows). The values
+    come from the family's own fast draw (``NoiseDistribution._fast_draw``, docs/layers.md
+    "Adding a noise family"); this function checks the law and lays out the shape.
 
     Args:
         noise: a family from :mod:`shrinkdrop.noise` with scalar parameters.

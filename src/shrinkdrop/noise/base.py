@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -195,6 +195,43 @@ class NoiseDistribution(Distribution):
             second_moment=self.second_moment,
             name=repr(self),
         )
+
+    # ----- matched to dropout ---------------------------------------------------------------
+    #: a one-parameter path ``t -> parameters`` through the family, mean-free (normalisation
+    #: divides by E[xi]), and its range of ``t``: how :meth:`matched_to_dropout` reaches a given
+    #: normalised variance (``None``: the family overrides the method or has no path)
+    _dropout_path: tuple[Callable[[float], dict[str, float]], tuple[float, float]] | None = None
+
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float] | None:
+        """Parameters whose mean-normalised noise has the variance of dropout at ``rate``.
+
+        Inverted dropout of rate ``p`` has ``Var[xi] / E[xi]^2 = p / (1 - p)``; the family's
+        ``_dropout_path`` is solved numerically (SciPy's ``brentq``) against its own ``mean``
+        and ``variance`` in float64. Returns None where the family cannot reach that variance
+        or for ``p = 0``."""
+        if cls._dropout_path is None:
+            raise ValueError(f"{cls.__name__} has no path of parameters matched to dropout")
+        if rate <= 0:
+            return None
+        import numpy as np
+        from scipy.optimize import brentq
+
+        target = rate / (1.0 - rate)
+        path, (lo, hi) = cls._dropout_path
+
+        def f(t: float) -> float:  # float64 parameters: the moments to high relative accuracy
+            law = cls(**{k: torch.tensor(v, dtype=torch.float64) for k, v in path(t).items()})
+            return math.log(float(law.variance) / float(law.mean) ** 2) - math.log(target)
+
+        try:
+            flo, fhi = f(lo), f(hi)
+        except ValueError:  # pragma: no cover - a family rejecting an end of its path
+            return None
+        if not (np.isfinite(flo) and np.isfinite(fhi)) or flo * fhi > 0:
+            return None
+        t = brentq(f, lo, hi, xtol=1e-12, rtol=1e-10)
+        return {k: float(v) for k, v in path(t).items()}
 
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property

@@ -8,10 +8,7 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Bernoulli as _TorchBernoulli
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
@@ -76,6 +73,11 @@ class Bernoulli(NoiseDistribution):
 
     def marginal_prior(self, sigma0: float | Tensor = 1.0) -> Distribution:
         return _priors.SpikeAndSlab(self.keep, self._sigma0(sigma0))
+
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float]:
+        """Dropout itself: ``keep = 1 - rate``."""
+        return {"keep": 1.0 - rate}
 
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property

@@ -8,10 +8,7 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Beta as _TorchBeta
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .._validation import check_positive
@@ -32,6 +29,8 @@ class Beta(NoiseDistribution):
     arg_constraints = {"a": constraints.positive, "b": constraints.positive}
     support = constraints.unit_interval
     name = "beta"
+    #: symmetric Beta(a, a)
+    _dropout_path = (lambda t: {"a": t, "b": t}, (1e-3, 1e6))
 
     def __init__(self, a: float | Tensor, b: float | Tensor,
                  validate_args: bool | None = None) -> None:

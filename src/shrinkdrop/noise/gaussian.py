@@ -7,10 +7,7 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions import Gamma as _TorchGamma
 from torch.distributions.utils import broadcast_all
 
@@ -130,6 +127,13 @@ class Gaussian(NoiseDistribution):
             return _priors.VarianceGamma(self.std * s0)
         m, s = self.mean_.abs().max().item(), self.std.max().item()
         return self._gsm(s0, 0.0, m + 40.0 * s, ())
+
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float] | None:
+        """Gaussian dropout :meth:`dropout`: ``N(1, rate / (1 - rate))`` (None at rate 0)."""
+        if rate <= 0:
+            return None
+        return {"mean": 1.0, "std": float(cls.dropout(rate).std)}
 
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property

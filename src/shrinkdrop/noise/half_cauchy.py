@@ -97,6 +97,11 @@ class HalfCauchy(NoiseDistribution):
     def _abs_log_density(self, x: Tensor) -> Tensor:
         return self.log_prob(x)
 
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float] | None:
+        """Never: half-Cauchy noise cannot be normalised (it takes a grid of scales)."""
+        raise ValueError("half_cauchy noise cannot be normalised; it uses a scale grid")
+
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property
     def _scale_value(self) -> float:

@@ -7,10 +7,7 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions import InverseGamma as _TorchInverseGamma
 from torch.distributions.utils import broadcast_all
 
@@ -36,6 +33,8 @@ class InverseNakagami(NoiseDistribution):
     arg_constraints = {"df": constraints.positive, "scale": constraints.positive}
     support = constraints.positive
     name = "inverse_nakagami"
+    #: scale 1, solve for df
+    _dropout_path = (lambda t: {"df": t, "scale": 1.0}, (2.0 + 1e-6, 1e5))
 
     def __init__(self, df: float | Tensor, scale: float | Tensor,
                  validate_args: bool | None = None) -> None:

@@ -7,10 +7,7 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions import Exponential as _TorchExponential
 from torch.distributions.utils import broadcast_all
 
@@ -84,6 +81,12 @@ class Rayleigh(NoiseDistribution):
 
     def _abs_log_density(self, x: Tensor) -> Tensor:
         return self.log_prob(x)
+
+    @classmethod
+    def matched_to_dropout(cls, rate: float) -> dict[str, float]:
+        """Rayleigh's normalised variance is the constant ``(4 - pi) / pi`` whatever its scale:
+        one point, scale 1, for every rate."""
+        return {"scale": 1.0}
 
     # ----- the layers' fast draw ----------------------------------------------------------
     @functools.cached_property

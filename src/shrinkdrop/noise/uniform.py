@@ -7,10 +7,7 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import (
-    Distribution,
-    constraints,
-)
+from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .._validation import as_param
@@ -27,6 +24,8 @@ class Uniform(NoiseDistribution):
     arg_constraints = {"low": constraints.real, "high": constraints.real}
     has_rsample = True
     name = "uniform"
+    #: Uniform(1 - h, 1 + h) (reaches p / (1 - p) <= 1/3)
+    _dropout_path = (lambda t: {"low": 1.0 - t, "high": 1.0 + t}, (1e-6, 1.0))
 
     def __init__(self, low: float | Tensor, high: float | Tensor,
                  validate_args: bool | None = None) -> None:
