@@ -9,3 +9,13 @@ class ShrinkdropError(Exception):
 
 class DataError(ShrinkdropError, ValueError):
     """A data file or directory is missing or malformed; the message names the file and line."""
+
+
+# ---- from layers (nn/, inference/svi/)
+class UnsupportedLayerError(ShrinkdropError, TypeError):
+    """A noise layer asked for something its structure does not have (e.g. the global scale
+    sites of a layer whose noise is not one scale per unit, channel, filter or layer)."""
+
+
+class SVIError(ShrinkdropError, ValueError):
+    """A model or argument that structured VI cannot handle."""
