@@ -204,6 +204,6 @@ class mc_mode:  # noqa: N801 - used like a function / context manager
     def __enter__(self) -> nn.Module:
         return self.model
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for m, old in self._previous:
             m.mc = old

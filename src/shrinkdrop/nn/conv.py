@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -57,10 +58,10 @@ class NoisyConv2d(NoiseLayer):
                            "all weights of filter f share tau_f"),
     }
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  noise: _noise.NoiseDistribution, tie: F.Tie | str = F.Tie.FILTER, *,
                  share_across_batch: bool = False, normalize: bool = True,
-                 generator: torch.Generator | None = None, **conv_kwargs) -> None:
+                 generator: torch.Generator | None = None, **conv_kwargs: Any) -> None:
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
         self.tie = check_choice("tie", tie, F.Tie)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from .. import functional as F
@@ -236,7 +237,7 @@ def _rate_attributes(m: nn.Module) -> list[tuple[str, float]]:
 def convert(model: nn.Module,
             noise: _noise.NoiseDistribution | str | Callable[[float], _noise.NoiseDistribution],
             *, share_across_batch: bool = False, normalize: bool = True,
-            generator=None) -> ConversionReport:
+            generator: torch.Generator | None = None) -> ConversionReport:
     """Replace the dropout sites of ``model`` in place by structured noise and report each one.
 
     * ``nn.Dropout`` -> :class:`UnitNoise`; ``nn.Dropout1d/2d/3d`` -> :class:`ChannelNoise`;
