@@ -111,3 +111,20 @@ def test_prior_and_sites_share_the_words():
     conv = sd.nn.NoisyConv2d(2, 3, 3, N.Bernoulli(0.5), tie="channel")
     assert conv.prior().groups == conv._MEANINGS["xi"].groups
     assert conv.scale_sites((1, 2, 5, 5))[0].structure == conv._MEANINGS["xi"].structure
+
+
+def test_scale_shape_is_the_ard_shape_of_the_weight():
+    model = nn.Sequential(sd.nn.UnitNoise(N.Bernoulli(0.5)), nn.Linear(5, 3),
+                          sd.nn.NoisyConv2d(2, 4, 3, N.Bernoulli(0.5)))
+    assert [p.scale_shape() for p in noisy_weights(model)] == [(1, 5), (1, 2, 1, 1)]
+
+
+def test_given_scales_leave_no_state_behind():
+    from shrinkdrop.inference import given_scales
+
+    layer = sd.nn.UnitNoise(N.Bernoulli(0.5))
+    model = nn.Sequential(layer, nn.Linear(3, 1))
+    assert "_given_scales" not in vars(layer)
+    with given_scales(model, {"0.xi": torch.zeros(3)}):
+        torch.testing.assert_close(model(torch.ones(2, 3)), model[1].bias.expand(2, 1))
+    assert layer._given_scales is None and layer.forward.__func__ is type(layer).forward

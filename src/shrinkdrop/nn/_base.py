@@ -67,6 +67,9 @@ class NoiseLayer(nn.Module):
     pairs_with_next_weight: ClassVar[bool] = True
     #: role (``"xi"``, ``"tau"``) -> what that role's scales mean (layers with global scales)
     _MEANINGS: ClassVar[dict[str, SiteMeaning]] = {}
+    #: set by :func:`shrinkdrop.inference.given_scales` on an instance for the length of the
+    #: context: a callable returning ``{role: scale}``, read at each forward pass
+    _given_scales: Callable[[], Mapping[str, Tensor]] | None = None
 
     def __init__(
         self,
@@ -91,8 +94,6 @@ class NoiseLayer(nn.Module):
         self.normalize = bool(normalize)
         self.generator = generator
         self.mc = False
-        # set by shrinkdrop.inference.given_scales: a callable returning {role: scale}
-        self._given_scales: Callable[[], Mapping[str, Tensor]] | None = None
 
     @property
     def noisy(self) -> bool:

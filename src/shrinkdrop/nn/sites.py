@@ -71,6 +71,13 @@ class NoisyWeight(NamedTuple):
     noise: _noise.NoiseDistribution
     c: float
 
+    def scale_shape(self) -> tuple[int, ...]:
+        """The shape of one draw of the weight's scales in the ARD reading: one scale per input
+        unit (PyTorch's dimension 1), shared across the outputs (dimension 0) and the kernel:
+        ``(1, D_in, 1, ...)``, broadcastable to the weight."""
+        w = self.weight
+        return (1, w.shape[1]) + (1,) * (w.ndim - 2)
+
 
 def _scale_factor(module: nn.Module, noise: _noise.NoiseDistribution) -> float:
     if getattr(module, "normalize", False):
