@@ -15,7 +15,29 @@ from .sites import SiteMeaning, SVISite
 __all__ = ["UnitNoise", "ChannelNoise", "LayerNoise"]
 
 
-class UnitNoise(NoiseLayer):
+class _ActivationNoise(NoiseLayer):
+    """A weightless noise layer on activations: one structure of :mod:`shrinkdrop.functional`
+    (named by ``_FUNCTIONAL``) and one role of scales (``_ROLE``)."""
+
+    _FUNCTIONAL: str
+    _ROLE: str
+
+    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
+                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
+        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
+                         generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._given_scales is not None:
+            return self._at_given_scales(x)
+        draw = getattr(F, self._FUNCTIONAL)
+        return draw(x, self.noise, self.training or self.mc, **self._kw())
+
+    def scale_roles(self) -> tuple[str, ...]:
+        return (self._ROLE,)
+
+
+class UnitNoise(_ActivationNoise):
     """ARD multiplicative noise on the input units of the next layer: the drop-in for nn.Dropout.
 
     Nalisnick & Smyth, section 3 (Eq. 8): ``(x * xi) W^T`` is the expanded parametrization of
@@ -38,21 +60,9 @@ class UnitNoise(NoiseLayer):
         >>> y = layer(torch.randn(32, 100))
     """
 
+    _FUNCTIONAL, _ROLE = "unit_noise", "xi"
     _MEANINGS = {"xi": SiteMeaning("xi", "ARD (per input unit)",
                                    "all weights leaving input unit r share xi_r")}
-
-    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
-                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
-        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
-                         generator=generator)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self._given_scales is not None:
-            return self._at_given_scales(x)
-        return F.unit_noise(x, self.noise, self.training or self.mc, **self._kw())
-
-    def scale_roles(self) -> tuple[str, ...]:
-        return ("xi",)
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
         """One ``xi`` per input unit (the last dimension)."""
@@ -73,7 +83,7 @@ class UnitNoise(NoiseLayer):
         )
 
 
-class ChannelNoise(NoiseLayer):
+class ChannelNoise(_ActivationNoise):
     """One noise scale per (example, channel): the tied-filters prior after a convolution.
 
     Nalisnick & Smyth, section 5.3 (Eq. 23): scaling output map ``f`` of a conv by ``tau_f`` is the
@@ -91,22 +101,10 @@ class ChannelNoise(NoiseLayer):
         >>> y = layer(torch.randn(8, 16, 32, 32))
     """
 
+    _FUNCTIONAL, _ROLE = "channel_noise", "tau"
     _MEANINGS = {"tau": SiteMeaning(
         "tau", "tied filters (per channel)",
         "all weights of the filter producing channel f share tau_f")}
-
-    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
-                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
-        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
-                         generator=generator)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self._given_scales is not None:
-            return self._at_given_scales(x)
-        return F.channel_noise(x, self.noise, self.training or self.mc, **self._kw())
-
-    def scale_roles(self) -> tuple[str, ...]:
-        return ("tau",)
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
         """One ``tau`` per channel (dimension 1)."""
@@ -128,7 +126,7 @@ class ChannelNoise(NoiseLayer):
         )
 
 
-class LayerNoise(NoiseLayer):
+class LayerNoise(_ActivationNoise):
     """One noise scale per example for a whole tensor: ADD applied to a residual branch's output.
 
     Nalisnick & Smyth, section 5.1. ``h + LayerNoise(block(h))`` with ``Bernoulli(keep)`` is
@@ -141,21 +139,9 @@ class LayerNoise(NoiseLayer):
         input and output ``(N, *)``; noise ``(N, 1, ..., 1)`` (``(1, ..., 1)`` when shared).
     """
 
+    _FUNCTIONAL, _ROLE = "layer_noise", "tau"
     _MEANINGS = {"tau": SiteMeaning("tau", "ADD (per layer)",
                                     "all weights of the residual branch share tau_l")}
-
-    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
-                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
-        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
-                         generator=generator)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self._given_scales is not None:
-            return self._at_given_scales(x)
-        return F.layer_noise(x, self.noise, self.training or self.mc, **self._kw())
-
-    def scale_roles(self) -> tuple[str, ...]:
-        return ("tau",)
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
         """One ``tau`` for the whole tensor."""
