@@ -15,7 +15,7 @@ from .. import noise as _noise
 from ..errors import UnsupportedLayerError
 from .sites import SiteMeaning, SVISite, weight_pairing
 
-__all__ = ["StructuredPrior", "NoiseLayer", "mc_mode", "site_layers"]
+__all__ = ["StructuredPrior", "NoiseLayer", "mc_mode"]
 
 
 @dataclass(frozen=True)
@@ -123,12 +123,24 @@ class NoiseLayer(nn.Module):
     def _unsupported(self, what: str) -> UnsupportedLayerError:
         return UnsupportedLayerError(
             f"{type(self).__name__} has no {what}: its noise is not one global scale per unit, "
-            f"channel, filter or layer (layers with scale sites: {', '.join(site_layers())})")
+            "channel, filter or layer (layers with scale sites: "
+            f"{', '.join(NoiseLayer.layers_with_sites())})")
 
     @classmethod
     def has_scale_sites(cls) -> bool:
         """Whether this layer type has global scale sites (implements :meth:`scale_sites`)."""
         return cls.forward_at_scales is not NoiseLayer.forward_at_scales
+
+    @staticmethod
+    def layers_with_sites() -> list[str]:
+        """The names of the noise-layer types that have global scale sites (sorted)."""
+        out, todo = [], list(NoiseLayer.__subclasses__())
+        while todo:
+            cls = todo.pop(0)
+            if cls.has_scale_sites() and cls.__name__ not in out:
+                out.append(cls.__name__)
+            todo.extend(cls.__subclasses__())
+        return sorted(out)
 
     def scale_roles(self) -> tuple[str, ...]:
         """The roles of this layer's scale sites, in order (``"xi"``: ARD / channels,
@@ -164,17 +176,6 @@ class NoiseLayer(nn.Module):
         axis: ARD); ``c = 1 / E[xi]`` if the layer normalizes, else 1. ``None`` when the noise
         is not a scale of a learned weight (:attr:`pairs_with_next_weight` is False)."""
         return weight_pairing(self)
-
-
-def site_layers() -> list[str]:
-    """The names of the noise-layer types that have global scale sites."""
-    out, todo = [], list(NoiseLayer.__subclasses__())
-    while todo:
-        cls = todo.pop(0)
-        if cls.has_scale_sites() and cls.__name__ not in out:
-            out.append(cls.__name__)
-        todo.extend(cls.__subclasses__())
-    return out
 
 
 class mc_mode:  # noqa: N801 - used like a function / context manager

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 
 from ...errors import SVIError, UnsupportedLayerError
 from ...nn import NoiseLayer
-from ...nn._base import site_layers
 from ...nn.sites import SVISite
 
 __all__ = ["SVISite", "scale_sites", "given_scales"]
@@ -54,6 +53,10 @@ def _own_scales(get: Callable[[], Scales], path: str, roles: tuple[str, ...]
     return own
 
 
+def _supported() -> str:
+    return ", ".join(NoiseLayer.layers_with_sites())
+
+
 def _noise_layers(model: nn.Module) -> list[tuple[str, NoiseLayer]]:
     out: list[tuple[str, NoiseLayer]] = []
     for path, m in model.named_modules():
@@ -61,8 +64,7 @@ def _noise_layers(model: nn.Module) -> list[tuple[str, NoiseLayer]]:
             if not m.has_scale_sites():
                 raise SVIError(
                     f"model has a {type(m).__name__} at {path or '<root>'!r}; structured VI "
-                    f"supports {', '.join(site_layers())} (global scales per unit, channel, "
-                    "filter or layer)")
+                    f"supports {_supported()} (global scales per unit, channel, filter or layer)")
             if any(path.startswith(p + ".") for p, _ in out if p):
                 raise SVIError(f"noise layer {path!r} is nested inside another noise layer; "
                                "structured VI needs them side by side")
@@ -75,8 +77,7 @@ def scale_sites(model: nn.Module, example: Tensor) -> list[SVISite]:
     (each layer names its own sites for the input it sees)."""
     layers = _noise_layers(model)
     if not layers:
-        raise SVIError(f"model has no shrinkdrop noise layer ({', '.join(site_layers())}): "
-                       "nothing to infer")
+        raise SVIError(f"model has no shrinkdrop noise layer ({_supported()}): nothing to infer")
     shapes: dict[str, torch.Size] = {}
     hooks = [layer.register_forward_pre_hook(
         lambda mod, args, _p=path: shapes.__setitem__(_p, args[0].shape))
