@@ -101,14 +101,19 @@ def slab_owners(model: nn.Module, sites: list[SVISite], X: Tensor, probes: int =
     return owners
 
 
-def _draw_params(mu, sd, points, g) -> dict[str, Tensor]:
+def _draw_params(mu: dict[str, Tensor], sd: dict[str, Tensor], points: dict[str, Tensor],
+                 g: torch.Generator) -> dict[str, Tensor]:
+    """One draw of every parameter: the weights from ``N(mu, sd^2)``, the point estimates."""
     params = dict(points)
     for k, m in mu.items():
         params[k] = m + sd[k] * torch.randn(m.shape, generator=g, dtype=m.dtype)
     return params
 
 
-def _loglik(out: Tensor, y: Tensor, likelihood: str, precision) -> Tensor:
+def _loglik(out: Tensor, y: Tensor, likelihood: str, precision: float | Tensor | None
+            ) -> Tensor:
+    """Per-row log-likelihood: Gaussian with ``precision`` (an output of width 1 is squeezed)
+    or categorical on logits."""
     if likelihood == "gaussian":
         out = out.reshape(*out.shape[:-1]) if out.shape[-1] == 1 else out
         prec = torch.as_tensor(precision, dtype=out.dtype)

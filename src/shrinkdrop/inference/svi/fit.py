@@ -12,7 +12,7 @@ from torch.func import functional_call
 
 from ..._validation import check_choice
 from ...errors import SVIError
-from .estimators import _loglik, local_expectation_grad, slab_owners
+from .estimators import _draw_params, _loglik, local_expectation_grad, slab_owners
 from .guides import _BernoulliQ, _ContinuousQ
 from .result import SVIResult
 from .sites import SVISite, given_scales, scale_sites
@@ -95,9 +95,7 @@ def _step_loss(st: _State, xb: Tensor, yb: Tensor, scale: float, frozen: bool, g
     """``(-(ELBO + local-expectation surrogate), ELBO)`` for one minibatch, one draw."""
     dtype = xb.dtype
     sd = {k: torch.nn.functional.softplus(r) for k, r in st.rho.items()}
-    theta = dict(st.points)
-    for k, m in st.mu.items():
-        theta[k] = m + sd[k] * torch.randn(m.shape, generator=g, dtype=dtype)
+    theta = _draw_params(st.mu, sd, st.points, g)
     prec = st.log_prec.exp() if st.log_prec is not None else st.precision
     xi, kl_cont = {}, torch.zeros((), dtype=dtype)
     for s in st.sites:
@@ -177,8 +175,10 @@ def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussi
                      n=X.shape[0], elbo=history, seconds=time.perf_counter() - t0)
 
 
-def _check_args(model, X, y, likelihood, precision, sigma0, epochs, lr, batch_size,
-                init_inclusion, init_sd, warmup) -> str:
+def _check_args(model: nn.Module, X: Tensor, y: Tensor, likelihood: str,
+                precision: float | None, sigma0: float, epochs: int, lr: float,
+                batch_size: int | None, init_inclusion: float, init_sd: float,
+                warmup: float) -> str:
     """Validate :func:`fit_svi`'s arguments; returns the likelihood's checked name."""
     likelihood = check_choice("likelihood", likelihood, ("gaussian", "categorical"))
     if not isinstance(model, nn.Module):
@@ -205,7 +205,6 @@ def _check_args(model, X, y, likelihood, precision, sigma0, epochs, lr, batch_si
         raise SVIError("y has non-finite values")
     if not torch.isfinite(X).all():
         raise SVIError("X has non-finite values")
-
     return likelihood
 
 
