@@ -17,7 +17,8 @@ __all__ = ["SVIResult"]
 
 @dataclass
 class SVIResult:
-    """What :func:`fit_svi` learnt: the sites, their ``q``, the weights' ``q`` and the history.
+    """What :func:`~shrinkdrop.inference.fit_svi` learnt: the sites, their ``q``, the weights'
+    ``q`` and the history.
 
     Read-outs: :meth:`inclusion` (Bernoulli sites: ``p(xi_r != 0 | data)``), :meth:`relevance`
     (every site: inclusion probability, or ``1 - E_q[kappa]`` for continuous laws),
