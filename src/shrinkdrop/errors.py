@@ -17,3 +17,12 @@ class NotNormalizableError(ShrinkdropError, ValueError):
 
 
 __all__ += ["NotNormalizableError"]
+
+# ---- from layers (nn/, inference/svi/)
+class UnsupportedLayerError(ShrinkdropError, TypeError):
+    """A noise layer asked for something its structure does not have (e.g. the global scale
+    sites of a layer whose noise is not one scale per unit, channel, filter or layer)."""
+
+
+class SVIError(ShrinkdropError, ValueError):
+    """A model or argument that structured VI cannot handle."""

@@ -10,11 +10,9 @@ from scipy import integrate, stats
 from torch import nn
 
 import shrinkdrop as sd
+from shrinkdrop.errors import SVIError
 from shrinkdrop.inference import relevance_auc
 from shrinkdrop.inference.svi import (
-    SVIError,
-    _BernoulliQ,
-    _ContinuousQ,
     bernoulli_kl,
     fit_svi,
     given_scales,
@@ -22,6 +20,7 @@ from shrinkdrop.inference.svi import (
     scale_sites,
     slab_owners,
 )
+from shrinkdrop.inference.svi.guides import _BernoulliQ, _ContinuousQ
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,7 @@ from .convert import ConversionReport, NotConverted, Replacement, convert
 from .linear import WeightNoiseLinear
 from .residual import NoisyResidual
 from .rnn import NoisyLSTM
+from .sites import NoisyWeight, SVISite, noisy_weights
 from .stacked_rnn import NoisyStackedRNN
 from .unit import ChannelNoise, LayerNoise, UnitNoise
 
@@ -45,6 +46,9 @@ __all__ = [
     "AttentionNoise",
     "NoisyMultiheadAttention",
     "StructuredPrior",
+    "SVISite",
+    "NoisyWeight",
+    "noisy_weights",
     "mc_mode",
     "convert",
     "ConversionReport",

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from .. import functional as F
 from .. import noise as _noise
+from ..errors import UnsupportedLayerError
+from .sites import SiteMeaning, SVISite, weight_pairing
 
 __all__ = ["StructuredPrior", "NoiseLayer", "mc_mode"]
 
@@ -52,7 +56,20 @@ class NoiseLayer(nn.Module):
 
     Noise is on while ``self.training`` or while MC prediction is enabled (``self.mc``, set by
     :func:`mc_mode`); otherwise the layer is deterministic (identity when ``normalize=True``).
+
+    A layer also says what it means: its global scale sites (:meth:`scale_sites`, which weights
+    share which scale), its forward at given scales (:meth:`forward_at_scales`) and the weight
+    its noise scales (:meth:`weight_pairing`). Layers without global scales (DropConnect,
+    LSTM, attention noise) raise :class:`~shrinkdrop.errors.UnsupportedLayerError` there.
     """
+
+    #: whether the noise scales a learned weight (``False``: attention / between-RNN noise)
+    pairs_with_next_weight: ClassVar[bool] = True
+    #: role (``"xi"``, ``"tau"``) -> what that role's scales mean (layers with global scales)
+    _MEANINGS: ClassVar[dict[str, SiteMeaning]] = {}
+    #: set by :func:`shrinkdrop.inference.given_scales` on an instance for the length of the
+    #: context: a callable returning ``{role: scale}``, read at each forward pass
+    _given_scales: Callable[[], Mapping[str, Tensor]] | None = None
 
     def __init__(
         self,
@@ -101,6 +118,64 @@ class NoiseLayer(nn.Module):
     def _marginal(self, noise, sigma0):
         return noise.marginal_prior(sigma0)
 
+    # ------------------------------------------------------------- what the layer means
+    def _unsupported(self, what: str) -> UnsupportedLayerError:
+        return UnsupportedLayerError(
+            f"{type(self).__name__} has no {what}: its noise is not one global scale per unit, "
+            "channel, filter or layer (layers with scale sites: "
+            f"{', '.join(NoiseLayer.layers_with_sites())})")
+
+    @classmethod
+    def has_scale_sites(cls) -> bool:
+        """Whether this layer type has global scale sites (implements :meth:`scale_sites`)."""
+        return cls.forward_at_scales is not NoiseLayer.forward_at_scales
+
+    @staticmethod
+    def layers_with_sites() -> list[str]:
+        """The names of the noise-layer types that have global scale sites (sorted)."""
+        out, todo = [], list(NoiseLayer.__subclasses__())
+        while todo:
+            cls = todo.pop(0)
+            if cls.has_scale_sites() and cls.__name__ not in out:
+                out.append(cls.__name__)
+            todo.extend(cls.__subclasses__())
+        return sorted(out)
+
+    def scale_roles(self) -> tuple[str, ...]:
+        """The roles of this layer's scale sites, in order (``"xi"``: ARD / channels,
+        ``"tau"``: ADD / filters)."""
+        raise self._unsupported("scale roles")
+
+    def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
+        """This layer's scale sites for an input of ``input_shape`` (``path`` left empty):
+        each site's role, structure, noise law (the prior of the raw scales) and draw shape."""
+        raise self._unsupported("scale sites")
+
+    def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
+        """The forward pass with the given global scales ``{role: tensor of the site's shape}``
+        (unnormalized; no other noise)."""
+        raise self._unsupported("forward at given scales")
+
+    def _site(self, role: str, shape: tuple[int, ...],
+              noise: _noise.NoiseDistribution | None = None) -> SVISite:
+        return SVISite("", role, self._MEANINGS[role].structure,
+                       self.noise if noise is None else noise, tuple(int(n) for n in shape))
+
+    def _at_given_scales(self, x: Tensor) -> Tensor:
+        """The forward at the scales set by ``given_scales`` (read now: lazily, per pass);
+        a role without a given scale is 1 (the unit is on)."""
+        cur = self._given_scales()
+        own = {role: cur[role] if role in cur else torch.ones((), dtype=x.dtype, device=x.device)
+               for role in self.scale_roles()}
+        return self.forward_at_scales(x, own)
+
+    def weight_pairing(self) -> tuple[Tensor | None, _noise.NoiseDistribution, float] | None:
+        """Which weight this layer's noise scales, as ``(weight, noise, c)``: the layer's own
+        weight (two or more dimensions) or ``None`` (the next weighted module's, along its input
+        axis: ARD); ``c = 1 / E[xi]`` if the layer normalizes, else 1. ``None`` when the noise
+        is not a scale of a learned weight (:attr:`pairs_with_next_weight` is False)."""
+        return weight_pairing(self)
+
 
 class mc_mode:  # noqa: N801 - used like a function / context manager
     """Keep the noise of every shrinkdrop layer in ``model`` on in ``eval()`` (MC prediction).
@@ -130,6 +205,6 @@ class mc_mode:  # noqa: N801 - used like a function / context manager
     def __enter__(self) -> nn.Module:
         return self.model
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for m, old in self._previous:
             m.mc = old

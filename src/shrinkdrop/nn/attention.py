@@ -11,6 +11,7 @@ parameters (``prior().marginal`` is ``None``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -109,7 +110,8 @@ class NoisyMultiheadAttention(nn.MultiheadAttention):
                  bias: bool = True, kdim: int | None = None, vdim: int | None = None,
                  batch_first: bool = False, share_across_batch: bool = False,
                  normalize: bool = True, generator: torch.Generator | None = None,
-                 device=None, dtype=None) -> None:
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__(embed_dim, num_heads, dropout=0.0, bias=bias, kdim=kdim, vdim=vdim,
                          batch_first=batch_first, device=device, dtype=dtype)
         self.attn_noise = AttentionNoise(noise, share_across_batch, normalize=normalize,
@@ -117,7 +119,7 @@ class NoisyMultiheadAttention(nn.MultiheadAttention):
 
     @classmethod
     def from_module(cls, mha: nn.MultiheadAttention, noise: _noise.NoiseDistribution,
-                    **kw) -> NoisyMultiheadAttention:
+                    **kw: Any) -> NoisyMultiheadAttention:
         """The noisy twin of ``mha``, sharing its parameter tensors (not copies)."""
         if not isinstance(mha, nn.MultiheadAttention):
             raise TypeError(f"mha has to be an nn.MultiheadAttention, but got {type(mha).__name__}")
@@ -137,7 +139,7 @@ class NoisyMultiheadAttention(nn.MultiheadAttention):
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
                 key_padding_mask: Tensor | None = None, need_weights: bool = True,
                 attn_mask: Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False):
+                is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
         if not (self.attn_noise.training or self.attn_noise.mc):
             return super().forward(query, key, value, key_padding_mask=key_padding_mask,
                                    need_weights=need_weights, attn_mask=attn_mask,

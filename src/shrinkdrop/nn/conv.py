@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -9,6 +12,7 @@ from .. import functional as F
 from .. import noise as _noise
 from .._validation import check_choice
 from ._base import NoiseLayer, StructuredPrior, _sampling_words
+from .sites import SiteMeaning, SVISite
 
 __all__ = ["NoisyConv2d"]
 
@@ -47,10 +51,17 @@ class NoisyConv2d(NoiseLayer):
         >>> y = conv(torch.randn(8, 3, 32, 32))
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size,
+    _MEANINGS = {
+        "xi": SiteMeaning("xi", "tied channels (per input channel, filter)",
+                          "the kH x kW weights of (channel c, filter f) share xi_cf"),
+        "tau": SiteMeaning("tau", "tied filters (per filter)",
+                           "all weights of filter f share tau_f"),
+    }
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  noise: _noise.NoiseDistribution, tie: F.Tie | str = F.Tie.FILTER, *,
                  share_across_batch: bool = False, normalize: bool = True,
-                 generator: torch.Generator | None = None, **conv_kwargs) -> None:
+                 generator: torch.Generator | None = None, **conv_kwargs: Any) -> None:
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
         self.tie = check_choice("tie", tie, F.Tie)
@@ -68,9 +79,30 @@ class NoisyConv2d(NoiseLayer):
         self.bias = conv.bias
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._given_scales is not None:
+            return self._at_given_scales(x)
         return F.noisy_conv2d(x, self.weight, self.bias, self.noise, self.training or self.mc,
                               tie=self.tie, stride=self.stride, padding=self.padding,
                               dilation=self.dilation, groups=self.groups, **self._kw())
+
+    def scale_roles(self) -> tuple[str, ...]:
+        return {"filter": ("tau",), "channel": ("xi",), "both": ("xi", "tau")}[self.tie.value]
+
+    def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
+        """``xi`` per (input channel of a group, filter) and / or ``tau`` per filter."""
+        f_out, c_g = self.weight.shape[:2]
+        shapes = {"xi": (c_g, f_out), "tau": (f_out,)}
+        return [self._site(r, shapes[r]) for r in self.scale_roles()]
+
+    def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
+        w = self.weight
+        if "xi" in scales:  # (C_in/g, F) -> (F, C_in/g, 1, 1)
+            w = w * scales["xi"].transpose(-1, -2)[..., None, None]
+        y = nn.functional.conv2d(x, w, None, self.stride, self.padding, self.dilation,
+                                 self.groups)
+        if "tau" in scales:
+            y = y * scales["tau"][:, None, None]
+        return y if self.bias is None else y + self.bias[:, None, None]
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -87,10 +119,9 @@ class NoisyConv2d(NoiseLayer):
         n = "1" if self.share_across_batch else "N"
         marginal = self._marginal(self.noise, sigma0)
         if self.tie is F.Tie.FILTER:
-            s, groups, shape = ("tied filters", "all weights of filter f share tau_f", (n, "F"))
+            s, groups, shape = ("tied filters", self._MEANINGS["tau"].groups, (n, "F"))
         elif self.tie is F.Tie.CHANNEL:
-            s, groups, shape = ("tied channels",
-                                "the kH x kW weights of (channel c, filter f) share xi_cf",
+            s, groups, shape = ("tied channels", self._MEANINGS["xi"].groups,
                                 (n, "C_in/groups", "F"))
         else:
             s, groups = "tied filters x tied channels", "w_hwcf has scale tau_f * xi_cf"

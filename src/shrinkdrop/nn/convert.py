@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from .. import functional as F
@@ -236,7 +237,7 @@ def _rate_attributes(m: nn.Module) -> list[tuple[str, float]]:
 def convert(model: nn.Module,
             noise: _noise.NoiseDistribution | str | Callable[[float], _noise.NoiseDistribution],
             *, share_across_batch: bool = False, normalize: bool = True,
-            generator=None) -> ConversionReport:
+            generator: torch.Generator | None = None) -> ConversionReport:
     """Replace the dropout sites of ``model`` in place by structured noise and report each one.
 
     * ``nn.Dropout`` -> :class:`UnitNoise`; ``nn.Dropout1d/2d/3d`` -> :class:`ChannelNoise`;
@@ -279,17 +280,38 @@ def convert(model: nn.Module,
     if _drop_rate(model) is not None or isinstance(model, (nn.MultiheadAttention, nn.RNNBase)):
         raise ValueError("convert replaces submodules in place; wrap a bare dropout, attention or "
                          "RNN module (e.g. nn.Sequential(module)) before converting")
-    report = ConversionReport()
-    derived = not isinstance(noise, _noise.NoiseDistribution)
-    kw = dict(normalize=normalize, generator=generator)
-    rate_holders: dict[int, str] = {}  # id of an HF attention's rate-holding Dropout -> site
-    hf_sites = 0
+    conv = _Converter(noise, share_across_batch, dict(normalize=normalize, generator=generator))
+    conv.leftovers("", model)
+    conv.visit(model, "")
+    conv.switch_fast_paths(model)
+    if conv.hf_sites:
+        switched = _hf.use_implementation(model)
+        conv.report.notes.append(
+            f"transformers attention implementation set to {_hf.IMPLEMENTATION!r} on "
+            f"{', '.join(switched) or 'the configs'}; setting another one afterwards turns the "
+            "attention noise off")
+    return conv.report
 
-    def noisy_inside(m: nn.Module) -> bool:
-        return any(isinstance(x, NoiseLayer) for x in m.modules())
 
-    def attention_site(name: str, m: nn.Module) -> None:
-        nonlocal hf_sites
+def _noisy_inside(m: nn.Module) -> bool:
+    return any(isinstance(x, NoiseLayer) for x in m.modules())
+
+
+class _Converter:
+    """One :func:`convert` run: the settings, the report, and the walk over the model."""
+
+    def __init__(self, noise, share_across_batch: bool, kw: dict) -> None:
+        self.noise = noise
+        self.derived = not isinstance(noise, _noise.NoiseDistribution)
+        self.share = share_across_batch
+        self.kw = kw
+        self.report = ConversionReport()
+        self.rate_holders: dict[int, str] = {}  # id of an HF attention's rate-holding Dropout
+        self.hf_sites = 0
+
+    def attention_site(self, name: str, m: nn.Module) -> None:
+        """A Hugging Face attention module: attach an :class:`AttentionNoise` to it."""
+        report = self.report
         attr, p, is_module = _hf.attention_rate(m)
         if not attr:
             report.not_converted.append(NotConverted(
@@ -297,118 +319,120 @@ def convert(model: nn.Module,
                 "convert does not understand", _ATTENTION))
             return
         if is_module:
-            rate_holders[id(getattr(m, attr))] = name
+            self.rate_holders[id(getattr(m, attr))] = name
         if hasattr(m, _hf.ATTR):
             return
-        if derived and p == 0:
+        if self.derived and p == 0:
             report.skipped.append((f"{name}.{attr}", "drop rate 0: no noise"))
             return
-        layer = AttentionNoise(_family(noise, p), share_across_batch, **kw)
+        layer = AttentionNoise(_family(self.noise, p), self.share, **self.kw)
         layer.train(m.training)
         setattr(m, _hf.ATTR, layer)
-        hf_sites += 1
+        self.hf_sites += 1
         report.replaced.append(Replacement(
             name, f"{type(m).__name__}: attention dropout p={p:g} (functional, rate .{attr})",
             f"{_hf.ATTR} = {layer!r} (attention implementation {_hf.IMPLEMENTATION!r})",
             _ATTENTION))
 
-    def leftovers(name: str, m: nn.Module) -> None:
+    def leftovers(self, name: str, m: nn.Module) -> None:
+        """Report the dropout of ``m`` that convert cannot reach (rate attributes, F.dropout)."""
         if isinstance(m, (NoiseLayer, nn.MultiheadAttention, nn.RNNBase)) or \
                 _drop_rate(m) is not None or _hf.attention_rate(m) is not None:
             return
         for attr, p in _rate_attributes(m):
-            report.not_converted.append(NotConverted(
+            self.report.not_converted.append(NotConverted(
                 name or "<model>", attr, p, "a float dropout rate read by this module's forward "
                 "(functional dropout): convert cannot reach it"))
         if _calls_functional_dropout(m) and not _rate_attributes(m):
-            report.not_converted.append(NotConverted(
+            self.report.not_converted.append(NotConverted(
                 name or "<model>", "forward", math.nan, "forward calls functional dropout "
                 "(F.dropout / torch.dropout): convert cannot reach it"))
 
-    def visit(parent: nn.Module, prefix: str) -> None:
-        pname = prefix[:-1]
+    def visit(self, parent: nn.Module, prefix: str) -> None:
+        """Convert the children of ``parent`` (qualified names start with ``prefix``)."""
         if _hf.attention_rate(parent) is not None:
-            attention_site(pname, parent)
+            self.attention_site(prefix[:-1], parent)
         for child_name, child in list(parent.named_children()):
             name = f"{prefix}{child_name}"
             if isinstance(child, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
-                report.skipped.append((name, f"{type(child).__name__} is not multiplicative"))
-                continue
-            if id(child) in rate_holders:
-                site = rate_holders[id(child)]
-                report.skipped.append((name, f"holds the rate of the attention site {site} "
-                                             "(its .p is read there; the site is converted)"))
-                continue
-            if isinstance(child, NoisyMultiheadAttention) or isinstance(child, NoiseLayer) \
+                self.report.skipped.append((name, f"{type(child).__name__} is not "
+                                                  "multiplicative"))
+            elif id(child) in self.rate_holders:
+                site = self.rate_holders[id(child)]
+                self.report.skipped.append((name, f"holds the rate of the attention site {site} "
+                                                  "(its .p is read there; the site is converted)"))
+            elif isinstance(child, NoisyMultiheadAttention) or isinstance(child, NoiseLayer) \
                     and not isinstance(child, NoisyResidual):
                 continue
-            if isinstance(child, nn.MultiheadAttention):
-                p = float(child.dropout)
-                if derived and p == 0:
-                    report.skipped.append((name, "attention drop rate 0: no noise"))
-                    continue
-                try:
-                    new = NoisyMultiheadAttention.from_module(
-                        child, _family(noise, p), share_across_batch=share_across_batch, **kw)
-                except ValueError as e:
-                    if p > 0:
-                        report.not_converted.append(NotConverted(name, "dropout", p, str(e),
-                                                                 _ATTENTION))
-                    continue
-                setattr(parent, child_name, new)
-                report.replaced.append(Replacement(name, _short(child), _short(new), _ATTENTION))
-                continue
-            if isinstance(child, (nn.LSTM, nn.GRU, nn.RNN)):
-                p = float(child.dropout)
-                if p == 0:
-                    continue
-                if child.num_layers == 1:
-                    report.skipped.append((name, f"dropout={p:g} with num_layers=1: torch "
-                                                 "applies none"))
-                    continue
-                new = NoisyStackedRNN.from_module(child, _family(noise, p),
-                                                  share_across_batch=share_across_batch, **kw)
-                setattr(parent, child_name, new)
-                report.replaced.append(Replacement(name, _short(child), _short(new), _RNN))
-                continue
-            found = _drop_rate(child)
-            if found is None:
-                leftovers(name, child)
-                visit(child, f"{name}.")
-                continue
-            kind, p = found
-            if derived and p == 0:
-                report.skipped.append((name, "drop rate 0: no noise"))
-                continue
-            fam = _family(noise, p)
-            if kind == "unit":
-                new = UnitNoise(fam, share_across_batch, **kw)
-            elif kind == "channel":
-                new = ChannelNoise(fam, share_across_batch, **kw)
+            elif isinstance(child, nn.MultiheadAttention):
+                self._attention(parent, child_name, name, child)
+            elif isinstance(child, (nn.LSTM, nn.GRU, nn.RNN)):
+                self._rnn(parent, child_name, name, child)
+            elif _drop_rate(child) is None:
+                self.leftovers(name, child)
+                self.visit(child, f"{name}.")
             else:
-                new = LayerNoise(fam, share_across_batch or kind == "layer_batch", **kw)
-            new.train(child.training)
-            setattr(parent, child_name, new)
-            report.replaced.append(Replacement(name, repr(child), repr(new),
-                                               _structure(parent, child_name, kind)))
+                self._dropout(parent, child_name, name, child)
 
-    leftovers("", model)
-    visit(model, "")
-    for name, m in model.named_modules():
-        if isinstance(m, nn.TransformerEncoderLayer) and m.activation_relu_or_gelu \
-                and noisy_inside(m):
-            # its eval fast path (torch._transformer_encoder_layer_fwd) reads the weights and
-            # skips every submodule, noise included; this flag is only read by that check
-            m.activation_relu_or_gelu = 0
-            report.notes.append(f"{name}: eval fast path switched off "
-                                "(activation_relu_or_gelu = 0) so that mc_mode noise runs")
-        elif isinstance(m, nn.TransformerEncoder) and getattr(m, "use_nested_tensor", False) \
-                and noisy_inside(m):
-            m.use_nested_tensor = False
-            report.notes.append(f"{name}: nested-tensor fast path switched off")
-    if hf_sites:
-        switched = _hf.use_implementation(model)
-        report.notes.append(f"transformers attention implementation set to "
-                            f"{_hf.IMPLEMENTATION!r} on {', '.join(switched) or 'the configs'}; "
-                            "setting another one afterwards turns the attention noise off")
-    return report
+    def _attention(self, parent: nn.Module, child_name: str, name: str,
+                   child: nn.MultiheadAttention) -> None:
+        p = float(child.dropout)
+        if self.derived and p == 0:
+            self.report.skipped.append((name, "attention drop rate 0: no noise"))
+            return
+        try:
+            new = NoisyMultiheadAttention.from_module(
+                child, _family(self.noise, p), share_across_batch=self.share, **self.kw)
+        except ValueError as e:
+            if p > 0:
+                self.report.not_converted.append(NotConverted(name, "dropout", p, str(e),
+                                                              _ATTENTION))
+            return
+        setattr(parent, child_name, new)
+        self.report.replaced.append(Replacement(name, _short(child), _short(new), _ATTENTION))
+
+    def _rnn(self, parent: nn.Module, child_name: str, name: str, child: nn.RNNBase) -> None:
+        p = float(child.dropout)
+        if p == 0:
+            return
+        if child.num_layers == 1:
+            self.report.skipped.append((name, f"dropout={p:g} with num_layers=1: torch "
+                                              "applies none"))
+            return
+        new = NoisyStackedRNN.from_module(child, _family(self.noise, p),
+                                          share_across_batch=self.share, **self.kw)
+        setattr(parent, child_name, new)
+        self.report.replaced.append(Replacement(name, _short(child), _short(new), _RNN))
+
+    def _dropout(self, parent: nn.Module, child_name: str, name: str, child: nn.Module) -> None:
+        kind, p = _drop_rate(child)
+        if self.derived and p == 0:
+            self.report.skipped.append((name, "drop rate 0: no noise"))
+            return
+        fam = _family(self.noise, p)
+        if kind == "unit":
+            new = UnitNoise(fam, self.share, **self.kw)
+        elif kind == "channel":
+            new = ChannelNoise(fam, self.share, **self.kw)
+        else:
+            new = LayerNoise(fam, self.share or kind == "layer_batch", **self.kw)
+        new.train(child.training)
+        setattr(parent, child_name, new)
+        self.report.replaced.append(Replacement(name, repr(child), repr(new),
+                                                _structure(parent, child_name, kind)))
+
+    def switch_fast_paths(self, model: nn.Module) -> None:
+        """Switch off the torch transformer fast paths that would skip the new noise."""
+        for name, m in model.named_modules():
+            if isinstance(m, nn.TransformerEncoderLayer) and m.activation_relu_or_gelu \
+                    and _noisy_inside(m):
+                # its eval fast path (torch._transformer_encoder_layer_fwd) reads the weights and
+                # skips every submodule, noise included; this flag is only read by that check
+                m.activation_relu_or_gelu = 0
+                self.report.notes.append(f"{name}: eval fast path switched off "
+                                         "(activation_relu_or_gelu = 0) so that mc_mode noise "
+                                         "runs")
+            elif isinstance(m, nn.TransformerEncoder) and getattr(m, "use_nested_tensor", False) \
+                    and _noisy_inside(m):
+                m.use_nested_tensor = False
+                self.report.notes.append(f"{name}: nested-tensor fast path switched off")

@@ -51,7 +51,9 @@ class WeightNoiseLinear(NoiseLayer):
     def __init__(self, in_features: int, out_features: int, noise: _noise.NoiseDistribution,
                  share_across_batch: bool = False, *, bias: bool = True,
                  local_reparameterization: bool = False, normalize: bool = True,
-                 generator: torch.Generator | None = None, device=None, dtype=None) -> None:
+                 generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
         if local_reparameterization:

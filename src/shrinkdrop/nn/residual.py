@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from torch import Tensor, nn
 
 from .. import functional as F
 from .. import noise as _noise
 from ._base import NoiseLayer, StructuredPrior, _sampling_words
+from .sites import SiteMeaning, SVISite
 
 __all__ = ["NoisyResidual"]
 
@@ -41,6 +44,13 @@ class NoisyResidual(NoiseLayer):
         >>> y = res(torch.randn(16, 64))
     """
 
+    _MEANINGS = {
+        "xi": SiteMeaning("xi", "ARD (per input unit of the block)",
+                          "weights leaving input unit r of the block share xi_r"),
+        "tau": SiteMeaning("tau", "ADD (per residual block)",
+                           "all weights of the block's first layer share tau_l"),
+    }
+
     def __init__(self, block: nn.Module, layer_noise: _noise.NoiseDistribution | None = None,
                  unit_noise: _noise.NoiseDistribution | None = None, *,
                  share_across_batch: bool = False, normalize: bool = True,
@@ -62,9 +72,29 @@ class NoisyResidual(NoiseLayer):
         self.unit_noise = unit_noise
 
     def forward(self, h: Tensor) -> Tensor:
+        if self._given_scales is not None:
+            return self._at_given_scales(h)
         return F.noisy_residual(h, self.block, self.training or self.mc,
                                 layer_noise=self.layer_noise, unit_noise=self.unit_noise,
                                 **self._kw())
+
+    def scale_roles(self) -> tuple[str, ...]:
+        return tuple(r for r, nz in (("xi", self.unit_noise), ("tau", self.layer_noise))
+                     if nz is not None)
+
+    def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
+        """``xi`` per input unit of the block (ARD) and / or one ``tau`` for the block (ADD)."""
+        shapes = {"xi": (input_shape[-1],), "tau": ()}
+        laws = {"xi": self.unit_noise, "tau": self.layer_noise}
+        return [self._site(r, shapes[r], laws[r]) for r in self.scale_roles()]
+
+    def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
+        z = x
+        if "xi" in scales:
+            z = z * scales["xi"]
+        if "tau" in scales:
+            z = z * scales["tau"]
+        return x + self.block(z)
 
     def _noise_repr(self) -> str:
         return f"layer_noise={self.layer_noise!r}, unit_noise={self.unit_noise!r}"
@@ -80,10 +110,10 @@ class NoisyResidual(NoiseLayer):
         shared = self.share_across_batch
         n = "1" if shared else "N"
         if s == "ADD":
-            shape, groups = (n,), "all weights of the block's first layer share tau_l"
+            shape, groups = (n,), self._MEANINGS["tau"].groups
             marginal = self._marginal(self.layer_noise, sigma0)
         elif s == "ARD":
-            shape, groups = (n, "D"), "weights leaving input unit r of the block share xi_r"
+            shape, groups = (n, "D"), self._MEANINGS["xi"].groups
             marginal = self._marginal(self.unit_noise, sigma0)
         else:
             shape = ((n,), (n, "D"))

@@ -47,7 +47,9 @@ class NoisyLSTM(NoiseLayer):
     def __init__(self, input_size: int, hidden_size: int, noise: _noise.NoiseDistribution,
                  tie_gates: bool = True, num_layers: int = 1, batch_first: bool = False, *,
                  bias: bool = True, share_across_batch: bool = False, normalize: bool = True,
-                 generator: torch.Generator | None = None, device=None, dtype=None) -> None:
+                 generator: torch.Generator | None = None,
+                 device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
@@ -80,7 +82,8 @@ class NoisyLSTM(NoiseLayer):
     def _weights(self) -> list[list[Tensor]]:
         return [[getattr(self, n) for n in names] for names in self._flat_names]
 
-    def forward(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None):
+    def forward(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         return F.noisy_lstm(x, hx, self._weights(), self.noise, self.training or self.mc,
                             hidden_size=self.hidden_size, tie_gates=self.tie_gates,
                             batch_first=self.batch_first, **self._kw())

@@ -8,6 +8,8 @@ between the layers, with the same per-element law: ``Bernoulli(1 - p)`` is torch
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -60,7 +62,7 @@ class NoisyStackedRNN(NoiseLayer):
 
     @classmethod
     def from_module(cls, rnn: nn.RNNBase, noise: _noise.NoiseDistribution,
-                    **kw) -> NoisyStackedRNN:
+                    **kw: Any) -> NoisyStackedRNN:
         """The noisy twin of ``rnn`` (an ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN``), sharing its
         parameter tensors; ``rnn.dropout`` is replaced by ``noise``."""
         if not isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN)):
@@ -83,7 +85,8 @@ class NoisyStackedRNN(NoiseLayer):
         # time-major (T, N, H): the batch is dimension 1 (matters for share_across_batch)
         return F.unit_noise(out.transpose(0, 1), self.noise, noisy, **self._kw()).transpose(0, 1)
 
-    def forward(self, x: Tensor, hx=None):
+    def forward(self, x: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
         if isinstance(x, nn.utils.rnn.PackedSequence):
             raise TypeError("NoisyStackedRNN does not take a PackedSequence; pass a padded "
                             "tensor (and mask the padded steps in the loss)")

@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from torch import Tensor
 
 from .. import functional as F
 from .. import noise as _noise
 from ._base import NoiseLayer, StructuredPrior, _sampling_words
+from .sites import SiteMeaning, SVISite
 
 __all__ = ["UnitNoise", "ChannelNoise", "LayerNoise"]
 
 
-class UnitNoise(NoiseLayer):
+class _ActivationNoise(NoiseLayer):
+    """A weightless noise layer on activations: one structure of :mod:`shrinkdrop.functional`
+    (named by ``_FUNCTIONAL``) and one role of scales (``_ROLE``)."""
+
+    _FUNCTIONAL: str
+    _ROLE: str
+
+    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
+                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
+        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
+                         generator=generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._given_scales is not None:
+            return self._at_given_scales(x)
+        draw = getattr(F, self._FUNCTIONAL)
+        return draw(x, self.noise, self.training or self.mc, **self._kw())
+
+    def scale_roles(self) -> tuple[str, ...]:
+        return (self._ROLE,)
+
+
+class UnitNoise(_ActivationNoise):
     """ARD multiplicative noise on the input units of the next layer: the drop-in for nn.Dropout.
 
     Nalisnick & Smyth, section 3 (Eq. 8): ``(x * xi) W^T`` is the expanded parametrization of
@@ -35,19 +60,22 @@ class UnitNoise(NoiseLayer):
         >>> y = layer(torch.randn(32, 100))
     """
 
-    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
-                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
-        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
-                         generator=generator)
+    _FUNCTIONAL, _ROLE = "unit_noise", "xi"
+    _MEANINGS = {"xi": SiteMeaning("xi", "ARD (per input unit)",
+                                   "all weights leaving input unit r share xi_r")}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.unit_noise(x, self.noise, self.training or self.mc, **self._kw())
+    def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
+        """One ``xi`` per input unit (the last dimension)."""
+        return [self._site("xi", (input_shape[-1],))]
+
+    def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
+        return x * scales["xi"]
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
         """The ARD prior on the weights of the layer that consumes this layer's output."""
         shape = ("1", "D_in") if self.share_across_batch else ("N", "D_in")
         return StructuredPrior(
-            "ARD", "all weights leaving input unit r share xi_r", shape,
+            "ARD", self._MEANINGS["xi"].groups, shape,
             self._marginal(self.noise, sigma0),
             f"ARD: w_rj ~ N(0, sigma0^2 xi_r^2), xi ~ {self.noise!r}; "
             + _sampling_words(self.share_across_batch),
@@ -55,7 +83,7 @@ class UnitNoise(NoiseLayer):
         )
 
 
-class ChannelNoise(NoiseLayer):
+class ChannelNoise(_ActivationNoise):
     """One noise scale per (example, channel): the tied-filters prior after a convolution.
 
     Nalisnick & Smyth, section 5.3 (Eq. 23): scaling output map ``f`` of a conv by ``tau_f`` is the
@@ -73,19 +101,24 @@ class ChannelNoise(NoiseLayer):
         >>> y = layer(torch.randn(8, 16, 32, 32))
     """
 
-    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
-                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
-        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
-                         generator=generator)
+    _FUNCTIONAL, _ROLE = "channel_noise", "tau"
+    _MEANINGS = {"tau": SiteMeaning(
+        "tau", "tied filters (per channel)",
+        "all weights of the filter producing channel f share tau_f")}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.channel_noise(x, self.noise, self.training or self.mc, **self._kw())
+    def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
+        """One ``tau`` per channel (dimension 1)."""
+        return [self._site("tau", (input_shape[1],))]
+
+    def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
+        tau = scales["tau"]
+        return x * tau.reshape(tau.shape + (1,) * (x.dim() - 2))
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
         """The tied-filters prior on the preceding convolution's weights."""
         shape = ("1", "C") if self.share_across_batch else ("N", "C")
         return StructuredPrior(
-            "tied filters", "all weights of the filter producing channel f share tau_f", shape,
+            "tied filters", self._MEANINGS["tau"].groups, shape,
             self._marginal(self.noise, sigma0),
             f"tied filters: w_{{.,.,c,f}} ~ N(0, sigma0^2 tau_f^2), tau ~ {self.noise!r}; "
             + _sampling_words(self.share_across_batch),
@@ -93,7 +126,7 @@ class ChannelNoise(NoiseLayer):
         )
 
 
-class LayerNoise(NoiseLayer):
+class LayerNoise(_ActivationNoise):
     """One noise scale per example for a whole tensor: ADD applied to a residual branch's output.
 
     Nalisnick & Smyth, section 5.1. ``h + LayerNoise(block(h))`` with ``Bernoulli(keep)`` is
@@ -106,18 +139,21 @@ class LayerNoise(NoiseLayer):
         input and output ``(N, *)``; noise ``(N, 1, ..., 1)`` (``(1, ..., 1)`` when shared).
     """
 
-    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
-                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
-        super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
-                         generator=generator)
+    _FUNCTIONAL, _ROLE = "layer_noise", "tau"
+    _MEANINGS = {"tau": SiteMeaning("tau", "ADD (per layer)",
+                                    "all weights of the residual branch share tau_l")}
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.layer_noise(x, self.noise, self.training or self.mc, **self._kw())
+    def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
+        """One ``tau`` for the whole tensor."""
+        return [self._site("tau", ())]
+
+    def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
+        return x * scales["tau"]
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
         shape = ("1",) if self.share_across_batch else ("N",)
         return StructuredPrior(
-            "ADD", "all weights of the residual branch share tau_l", shape,
+            "ADD", self._MEANINGS["tau"].groups, shape,
             self._marginal(self.noise, sigma0),
             f"ADD (noise on the branch output): tau ~ {self.noise!r}; equals ADD's prior "
             "w ~ N(0, sigma0^2 tau^2) for a bias-free ReLU branch and tau >= 0; "
