@@ -20,16 +20,16 @@ __version__ = "0.1.0"
 
 # Submodules and functions loaded on first use, so `import shrinkdrop` stays light.
 _LAZY_MODULES = {
-    "functional", "nn", "objectives", "diagnostics", "inference", "data", "experiments",
+    "functional", "nn", "train", "gaps", "inference", "data", "experiments",
 }
 _LAZY_ATTRS = {
     "convert": "nn",
     "mc_mode": "nn",
-    "fit": "objectives",
+    "fit": "train",
 }
 
 __all__ = [
-    "noise", "priors", "functional", "nn", "objectives", "diagnostics", "inference", "data",
+    "noise", "priors", "functional", "nn", "train", "gaps", "inference", "data",
     "convert", "mc_mode", "fit", "DataError", "ShrinkdropError", "__version__",
 ]
 

@@ -9,3 +9,11 @@ class ShrinkdropError(Exception):
 
 class DataError(ShrinkdropError, ValueError):
     """A data file or directory is missing or malformed; the message names the file and line."""
+
+
+# ---- from train
+class InfiniteObjectiveError(ShrinkdropError, ValueError):
+    """An objective is infinite (e.g. the HP objective when E[xi^-2] is infinite)."""
+
+
+__all__ += ["InfiniteObjectiveError"]

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from ._validation import check_choice
+from .train.likelihoods import LOG_2PI, gaussian_log_density, gaussian_log_prob
 
 __all__ = [
     "GapEstimate",
@@ -58,8 +59,6 @@ __all__ = [
     "scaled_log_likelihood",
     "noise_with_second_moment",
 ]
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -274,7 +273,7 @@ def hp_gap_exact(weight: torch.Tensor, noise, sigma0, c: float = 1.0, marginal=N
         marginal = noise.marginal_prior(s0 * c)
     log_marg = marginal.log_prob(w.to(torch.get_default_dtype()))
     elog = float(noise.log_abs_mean) + math.log(abs(c))
-    per = log_marg.to(torch.float64) + 0.5 * _LOG_2PI + math.log(s0) + elog + (
+    per = log_marg.to(torch.float64) + 0.5 * LOG_2PI + math.log(s0) + elog + (
         w**2 * inv2 / (2 * s0**2)
     )
     return float(per.sum())
@@ -294,7 +293,7 @@ def hp_gap_mc(
     xi = noise.sample((samples, w.shape[1]), generator).to(torch.float64)
     scale = (s0 * _c(c) * xi).abs()
     with torch.no_grad():
-        lp = -0.5 * (w / scale) ** 2 - torch.log(scale) - 0.5 * _LOG_2PI
+        lp = gaussian_log_prob(w, scale)
     lp = torch.nan_to_num(lp, nan=-math.inf)  # 0/0 only when w == 0 and xi == 0
     return jensen_gap_mc(lp)
 
@@ -313,7 +312,7 @@ def hp_series(weight: torch.Tensor, noise, sigma0, order: int = 1, c: float = 1.
         return math.inf
     w = weight.detach().to(torch.float64).reshape(-1)
     lam = torch.full_like(w, mean).requires_grad_(True)
-    lp = 0.5 * torch.log(lam) - 0.5 * _LOG_2PI - math.log(s0) - 0.5 * lam * w**2 / s0**2
+    lp = gaussian_log_density(w**2 / s0**2, lam) - math.log(s0)  # log N(w; 0, s0^2 / lam)
     (g,) = torch.autograd.grad(lp.sum(), lam, create_graph=order == 2)
     lead = 0.5 * var * g.detach().pow(2)
     if order == 1:
