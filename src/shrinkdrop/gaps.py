@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 from ._validation import check_choice
+from .noise import NoiseDistribution
 from .train.likelihoods import LOG_2PI, gaussian_log_density, gaussian_log_prob
 
 __all__ = [
@@ -210,7 +212,7 @@ def ep_series(
 
 
 @contextlib.contextmanager
-def input_scales(modules: Sequence[nn.Module], xis: Scales):
+def input_scales(modules: Sequence[nn.Module], xis: Scales) -> Iterator[None]:
     """Multiply the input of each module by a scale tensor (forward pre-hooks), i.e. put the unit
     noise ``x * xi`` of ``UnitNoise(normalize=False)`` in front of it with given values."""
     if len(modules) != len(xis):
@@ -257,7 +259,8 @@ def _c(c) -> float:
     return float(c)
 
 
-def hp_gap_exact(weight: torch.Tensor, noise, sigma0, c: float = 1.0, marginal=None) -> float:
+def hp_gap_exact(weight: torch.Tensor, noise: NoiseDistribution, sigma0: float, c: float = 1.0,
+                 marginal: Distribution | None = None) -> float:
     """Exact ``J_HP`` summed over weights, each with its own scale ``c * xi``.
 
     ``+inf`` when ``E[xi^-2]`` is infinite (for any non-zero weight: ``E log p(w | xi) = -inf``).
@@ -281,8 +284,8 @@ def hp_gap_exact(weight: torch.Tensor, noise, sigma0, c: float = 1.0, marginal=N
 
 def hp_gap_mc(
     weight: torch.Tensor,
-    noise,
-    sigma0,
+    noise: NoiseDistribution,
+    sigma0: float,
     samples: int = 1000,
     generator: torch.Generator | None = None,
     c: float = 1.0,
@@ -298,7 +301,8 @@ def hp_gap_mc(
     return jensen_gap_mc(lp)
 
 
-def hp_series(weight: torch.Tensor, noise, sigma0, order: int = 1, c: float = 1.0) -> float:
+def hp_series(weight: torch.Tensor, noise: NoiseDistribution, sigma0: float, order: int = 1,
+              c: float = 1.0) -> float:
     """Proposition 4.2's series, per weight, summed: with precision ``lambda = (c xi)^-2``,
     ``0.5 Var[lambda] (d/d lambda log N(w; 0, sigma0^2 / lambda))^2`` at ``lambda = E[lambda]``
     (``order=2`` adds ``-(0.5 Var[lambda] Psi)^2 / 2``). Infinite when ``Var[xi^-2]`` is."""
@@ -323,7 +327,8 @@ def hp_series(weight: torch.Tensor, noise, sigma0, order: int = 1, c: float = 1.
 
 
 # =================================================================================== the sweep
-def noise_with_second_moment(family: str, second_moment: float, **fixed):
+def noise_with_second_moment(family: str, second_moment: float,
+                             **fixed: float) -> NoiseDistribution:
     """A member of ``family`` with ``E[xi^2] = second_moment`` (for sweeps of shrinkage).
 
     =================  =============================================  =====================

@@ -20,7 +20,8 @@ class _FlatAdam:
     is Adam on each tensor: bit-identical to ``torch.optim.Adam`` (tested).
     """
 
-    def __init__(self, params: Sequence[Tensor], lr: float, betas=(0.9, 0.999),
+    def __init__(self, params: Sequence[Tensor], lr: float,
+                 betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
         self.params = list(params)
         self.flat = torch.cat([q.detach().reshape(-1) for q in self.params])

@@ -91,7 +91,7 @@ class StackedNoisyMLP(nn.Module):
 
     def __init__(self, sizes: Sequence[int], noises: Sequence[NoiseDistribution], *,
                  seeds: Sequence[int] | None = None, normalize: bool = True,
-                 generator: torch.Generator | None = None, init: str = "torch"):
+                 generator: torch.Generator | None = None, init: str = "torch") -> None:
         super().__init__()
         check_init(init)
         sizes = [int(s) for s in sizes]
@@ -131,7 +131,8 @@ class StackedNoisyMLP(nn.Module):
     def n_models(self) -> int:
         return len(self.noises)
 
-    def draw(self, shape: tuple[int, int], dtype=None, out: Tensor | None = None) -> Tensor:
+    def draw(self, shape: tuple[int, int], dtype: torch.dtype | None = None,
+             out: Tensor | None = None) -> Tensor:
         """Normalised noise for all models: ``(K, *shape)``, model k's from its own law;
         written into the contiguous ``out`` of that shape when given (no new memory)."""
         n, d = shape

@@ -528,8 +528,8 @@ def _fit_map_noise_library(model, X, y, *, epochs, lr, seed):
                 lin.bias.zero_()
     yy = y.to(torch.get_default_dtype()) if model.likelihood == "gaussian" else y
     train.fit(net, X, yy, likelihood=model.likelihood, tau=model.precision,
-                   sigma0=model.sigma0, epochs=epochs, batch_size=X.shape[0], lr=lr, seed=seed,
-                   progress=False)
+              sigma0=model.sigma0, epochs=epochs, batch_size=X.shape[0], lr=lr, seed=seed,
+              progress=False)
     out = {}
     for l, lin in enumerate(linears):
         out[f"v_{l}"] = lin.weight.detach().T.contiguous()
