@@ -11,7 +11,7 @@ from _timing import time_pair  # sibling module: benchmarks run as scripts
 from torch import nn
 
 import shrinkdrop as sd
-from shrinkdrop.objectives import noise_on, sample_outputs
+from shrinkdrop.train import noise_on, sample_outputs
 
 
 def model(d_in=13, hidden=50):

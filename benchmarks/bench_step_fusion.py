@@ -44,13 +44,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bmm_of, time_all  # noqa: E402
 
-from shrinkdrop.ensemble import (  # noqa: E402
-    StackedNoisyMLP,
-    _FlatAdam,
-    _NoisePool,
-    _one_hidden_one_output_backward,
-    _train_forward,
-)
+from shrinkdrop.ensemble import StackedNoisyMLP  # noqa: E402
+from shrinkdrop.ensemble.adam import _FlatAdam  # noqa: E402
+from shrinkdrop.ensemble.fit import _NoisePool  # noqa: E402
+from shrinkdrop.ensemble.step import _one_hidden_one_output_backward, _train_forward  # noqa: E402
 from shrinkdrop.noise import Bernoulli  # noqa: E402
 
 C_SOURCE = r"""
@@ -112,7 +109,7 @@ def plain_grads(x, y, n0, n1, W0, b0, W1, b1, c):
 def plain_step(x, y, W0, b0, W1, b1, ms, vs, t, c, wd, lr: float, keep: float) -> None:
     """A whole training step for torch.compile: Bernoulli(keep) noise drawn in the graph
     (inductor's own random numbers), :func:`plain_grads`, weight decay and Adam in place
-    (written out rather than ``ensemble._FlatAdam.step``, whose Python step counter would be a
+    (written out rather than ``ensemble.adam._FlatAdam.step``, whose Python step counter would be a
     new constant for the compiler at every step)."""
     K, B, d = x.shape
     n0 = (torch.rand(K, B, d) < keep).to(x.dtype) / keep

@@ -27,7 +27,7 @@ import shrinkdrop.noise as N
 from shrinkdrop import _lstm as L
 from shrinkdrop import functional as F
 from shrinkdrop.ensemble import StackedNoisyMLP, fit_stacked, stacked_fit_tau, stacked_predictive
-from shrinkdrop.objectives import (
+from shrinkdrop.train import (
     expected_log_prior_hp,
     fit,
     log_prior_ep,
@@ -307,8 +307,8 @@ def test_priors_of_a_model_on_device(device):
                lambda m: expected_log_prior_hp(m, 0.7)):
         try:
             ref = fn(cpu)
-        except sd.objectives.InfiniteObjectiveError:
-            with pytest.raises(sd.objectives.InfiniteObjectiveError):
+        except sd.train.InfiniteObjectiveError:
+            with pytest.raises(sd.train.InfiniteObjectiveError):
                 fn(dev)
             continue
         val = fn(dev)

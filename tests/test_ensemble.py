@@ -26,7 +26,7 @@ from shrinkdrop.ensemble import (
 )
 from shrinkdrop.nn import UnitNoise
 from shrinkdrop.noise import Bernoulli, Beta, Gaussian, HalfCauchy, Rayleigh, Uniform
-from shrinkdrop.objectives import (
+from shrinkdrop.train import (
     fit_predictive_precision,
     fit_predictive_tau,
     gaussian_log_likelihood,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shrinkdrop.ensemble import STEPS, StackedNoisyMLP, _FlatAdam, fit_stacked
+from shrinkdrop.ensemble import STEPS, StackedNoisyMLP, fit_stacked
+from shrinkdrop.ensemble.adam import _FlatAdam
 from shrinkdrop.noise import Bernoulli, Beta, Gaussian, Uniform
 
 
@@ -61,7 +62,7 @@ def test_manual_step_equals_autograd_with_noise(sizes, likelihood, objective, sa
 def test_manual_step_is_not_autograd_by_accident():
     """A wrong gradient is caught: the manual step with the hidden layer's noise mask dropped
     from the backward pass trains different weights than autograd (power of the test above)."""
-    import shrinkdrop.ensemble as E
+    import shrinkdrop.ensemble.fit as E
 
     g = torch.Generator().manual_seed(1)
     X, y = torch.randn(1, 64, 4, generator=g), torch.randn(1, 64, generator=g)

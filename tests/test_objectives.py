@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import shrinkdrop as sd
-from shrinkdrop import objectives as O
+from shrinkdrop import train as O
 
 
 class StandIn(nn.Module):

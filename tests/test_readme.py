@@ -28,7 +28,7 @@ def test_readme_tour_runs():
 def test_public_api():
     import shrinkdrop as sd
 
-    for name in ("noise", "priors", "nn", "functional", "objectives", "diagnostics", "convert",
+    for name in ("noise", "priors", "nn", "functional", "train", "gaps", "convert",
                  "mc_mode", "fit", "DataError", "ShrinkdropError", "__version__"):
         assert hasattr(sd, name), name
     assert set(sd.noise.FAMILIES) == {"bernoulli", "gaussian", "rayleigh", "inverse_nakagami",

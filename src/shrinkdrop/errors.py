@@ -26,3 +26,9 @@ class UnsupportedLayerError(ShrinkdropError, TypeError):
 
 class SVIError(ShrinkdropError, ValueError):
     """A model or argument that structured VI cannot handle."""
+# ---- from train
+class InfiniteObjectiveError(ShrinkdropError, ValueError):
+    """An objective is infinite (e.g. the HP objective when E[xi^-2] is infinite)."""
+
+
+__all__ += ["InfiniteObjectiveError"]

@@ -32,7 +32,6 @@ predict by Monte Carlo with the noise on (``shrinkdrop.mc_mode``).
 from __future__ import annotations
 
 import contextlib
-import enum
 import math
 from collections.abc import Callable, Iterator, Sequence
 
@@ -42,6 +41,7 @@ from torch import Tensor
 from . import noise as _noise
 from ._lstm import _lstm_kernel, _untied_lstm_layer
 from ._validation import check_choice
+from .enums import Tie
 
 __all__ = [
     "Tie",
@@ -58,17 +58,6 @@ __all__ = [
     "noisy_conv2d",
     "noisy_lstm",
 ]
-
-
-class Tie(str, enum.Enum):
-    """Which conv weights share a scale (section 5.3)."""
-
-    #: one scale per output filter, shared by all its channels (Eq. 23; SpatialDropout)
-    FILTER = "filter"
-    #: one scale per (input channel, filter) pair (Eq. 21-22)
-    CHANNEL = "channel"
-    #: the product of the two (Eq. 24-25)
-    BOTH = "both"
 
 
 class EvalNoiseError(ValueError):

@@ -81,10 +81,10 @@ def test_transformer_encoder_mc_prediction():
     model = _Encoder()
     sd.convert(model, N.Gaussian.dropout)
     x = torch.randn(4, 6, 16)
-    outs = sd.objectives.sample_outputs(model.eval(), x, 8)
+    outs = sd.train.sample_outputs(model.eval(), x, 8)
     assert outs.shape == (8, 4, 3) and torch.isfinite(outs).all()
     assert not torch.allclose(outs[0], outs[1])
-    p = sd.objectives.predict(model, x, samples=16, likelihood="categorical")
+    p = sd.train.predict(model, x, samples=16, likelihood="categorical")
     torch.testing.assert_close(p.sum(-1), torch.ones(4))
     assert torch.equal(model(x), model(x))
 
@@ -312,10 +312,10 @@ def test_hf_converted_mc_prediction(arch):
     with torch.no_grad():
         torch.testing.assert_close(net(x), ref_net(x), rtol=1e-5, atol=1e-5)  # eval: same model
         assert torch.equal(net(x), net(x))
-    outs = sd.objectives.sample_outputs(net, x, 4)
+    outs = sd.train.sample_outputs(net, x, 4)
     assert outs.shape[:2] == (4, 3) and torch.isfinite(outs).all()
     assert not torch.allclose(outs[0], outs[1])
-    mean = sd.objectives.predict(net, x, samples=8)
+    mean = sd.train.predict(net, x, samples=8)
     assert torch.isfinite(mean).all()
     model.train()  # training runs (BERT / GPT-2 read their rate holder's .p there)
     net(x).sum().backward()
@@ -353,11 +353,11 @@ def test_converted_encoder_exports_in_eval_and_train():
 def test_attention_and_rnn_noise_are_not_paired_with_the_next_weight():
     model = nn.Sequential(nn.LSTM(3, 4, 2, dropout=0.2), nn.Linear(4, 2))
     sd.convert(model, "bernoulli")
-    assert sd.objectives.noisy_weights(model) == []
+    assert sd.train.noisy_weights(model) == []
     mha = nn.Sequential(nn.Dropout(0.1), nn.Linear(4, 4), _Wrap(nn.MultiheadAttention(4, 2, 0.1)),
                         nn.Linear(4, 4))
     sd.convert(mha, "bernoulli")
-    pairs = sd.objectives.noisy_weights(mha)
+    pairs = sd.train.noisy_weights(mha)
     assert len(pairs) == 1 and pairs[0][0] is mha[1].weight  # only the UnitNoise -> Linear
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .. import noise as N
-from .. import objectives as O
+from .. import train as O
 from ..errors import ShrinkdropError
 from .report import Section, write_section
 from .runner import write_csv_atomic

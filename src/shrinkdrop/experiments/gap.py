@@ -4,7 +4,7 @@ Trains a small ReLU network (10 -> 50 -> 1) on scikit-learn's bundled diabetes d
 download), then for every noise family sweeps the (unnormalised) noise so that ``E[xi^2]`` spans
 strong to weak shrinkage, with ARD scales on the inputs of both layers (``UnitNoise(
 normalize=False)`` semantics: ``x * xi``), and writes ``gaps.csv``, ``gaps.png`` and a report
-section with a verdict per claim of Sec. 4. All estimates come from :mod:`shrinkdrop.diagnostics`.
+section with a verdict per claim of Sec. 4. All estimates come from :mod:`shrinkdrop.gaps`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import diagnostics as D
+from .. import gaps as D
 from .. import noise as _noise
-from ..objectives import fit, gaussian_log_likelihood
+from ..train import fit, gaussian_log_likelihood
 from .report import Section, atomic_write_text, write_section
 
 HELP = "Jensen gaps J_EP and J_HP (MC, exact, series) versus E[xi^2] for every noise family."

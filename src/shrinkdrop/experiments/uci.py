@@ -63,7 +63,7 @@ __all__ = [
 
 PROTOCOL_VERSION = "uci-1"
 
-#: the training objectives (names of ``shrinkdrop.objectives.Objective``)
+#: the training objectives (names of ``shrinkdrop.enums.Objective``)
 OBJECTIVES: tuple[str, ...] = ("mc", "marginal_map", "tail_adaptive")
 
 #: every method: ``<family>-<objective>``; ``bernoulli-mc`` is MC dropout
@@ -78,7 +78,7 @@ MCMC_FAMILIES: tuple[str, ...] = tuple(FAMILIES)
 MCMC_METHODS: tuple[str, ...] = tuple(f"{f}-mcmc" for f in MCMC_FAMILIES)
 
 #: ``<method>+tau``: the same training, but the Gaussian likelihood's precision is fitted on the
-#: validation rows (:func:`shrinkdrop.objectives.fit_predictive_precision`) instead of taken
+#: validation rows (:func:`shrinkdrop.train.fit_predictive_precision`) instead of taken
 #: from the grid, and the refit is scored at the fitted value (regression only)
 TAU_SUFFIX = "+tau"
 TAU_METHODS: tuple[str, ...] = tuple(m + TAU_SUFFIX for m in METHODS)
@@ -430,7 +430,7 @@ def _fit_and_score(cfg: Config, task: UnitTask, x_tr, y_tr, x_ev, y_ev, seed: in
     cross-fitted (:func:`_tau_folds`)."""
     import torch
 
-    from ..objectives import (
+    from ..train import (
         fit,
         fit_predictive_tau,
         predict,

@@ -23,7 +23,6 @@ Sites (``l`` is the layer index, ``0`` maps the inputs to the first hidden layer
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ import torch
 
 from .. import noise as _noise
 from .._validation import check_choice, check_positive
+from ..enums import Likelihood, Param, Structure
 
 __all__ = [
     "Structure",
@@ -54,22 +54,6 @@ __all__ = [
     "make_potential",
     "fit_map_noise",
 ]
-
-
-class Structure(str, enum.Enum):
-    ARD = "ard"
-    ADD = "add"
-    ARD_ADD = "ard+add"
-
-
-class Param(str, enum.Enum):
-    EP = "ep"
-    HP = "hp"
-
-
-class Likelihood(str, enum.Enum):
-    GAUSSIAN = "gaussian"
-    CATEGORICAL = "categorical"
 
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -502,7 +486,7 @@ def _fit_map_noise_library(model, X, y, *, epochs, lr, seed):
     """:func:`fit_map_noise` for a plain ARD MLP through :func:`shrinkdrop.fit` + ``UnitNoise``."""
     from torch import nn
 
-    from .. import objectives
+    from .. import train
     from ..nn import UnitNoise
 
     spec = model.spec
@@ -525,9 +509,9 @@ def _fit_map_noise_library(model, X, y, *, epochs, lr, seed):
             if lin.bias is not None:
                 lin.bias.zero_()
     yy = y.to(torch.get_default_dtype()) if model.likelihood == "gaussian" else y
-    objectives.fit(net, X, yy, likelihood=model.likelihood, tau=model.precision,
-                   sigma0=model.sigma0, epochs=epochs, batch_size=X.shape[0], lr=lr, seed=seed,
-                   progress=False)
+    train.fit(net, X, yy, likelihood=model.likelihood, tau=model.precision,
+              sigma0=model.sigma0, epochs=epochs, batch_size=X.shape[0], lr=lr, seed=seed,
+              progress=False)
     out = {}
     for l, lin in enumerate(linears):
         out[f"v_{l}"] = lin.weight.detach().T.contiguous()

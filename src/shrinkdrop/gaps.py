@@ -37,13 +37,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 from ._validation import check_choice
+from .noise import NoiseDistribution
+from .train.likelihoods import LOG_2PI, gaussian_log_density, gaussian_log_prob
 
 __all__ = [
     "GapEstimate",
@@ -58,8 +61,6 @@ __all__ = [
     "scaled_log_likelihood",
     "noise_with_second_moment",
 ]
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def ep_series(
 
 
 @contextlib.contextmanager
-def input_scales(modules: Sequence[nn.Module], xis: Scales):
+def input_scales(modules: Sequence[nn.Module], xis: Scales) -> Iterator[None]:
     """Multiply the input of each module by a scale tensor (forward pre-hooks), i.e. put the unit
     noise ``x * xi`` of ``UnitNoise(normalize=False)`` in front of it with given values."""
     if len(modules) != len(xis):
@@ -258,7 +259,8 @@ def _c(c) -> float:
     return float(c)
 
 
-def hp_gap_exact(weight: torch.Tensor, noise, sigma0, c: float = 1.0, marginal=None) -> float:
+def hp_gap_exact(weight: torch.Tensor, noise: NoiseDistribution, sigma0: float, c: float = 1.0,
+                 marginal: Distribution | None = None) -> float:
     """Exact ``J_HP`` summed over weights, each with its own scale ``c * xi``.
 
     ``+inf`` when ``E[xi^-2]`` is infinite (for any non-zero weight: ``E log p(w | xi) = -inf``).
@@ -274,7 +276,7 @@ def hp_gap_exact(weight: torch.Tensor, noise, sigma0, c: float = 1.0, marginal=N
         marginal = noise.marginal_prior(s0 * c)
     log_marg = marginal.log_prob(w.to(torch.get_default_dtype()))
     elog = float(noise.log_abs_mean) + math.log(abs(c))
-    per = log_marg.to(torch.float64) + 0.5 * _LOG_2PI + math.log(s0) + elog + (
+    per = log_marg.to(torch.float64) + 0.5 * LOG_2PI + math.log(s0) + elog + (
         w**2 * inv2 / (2 * s0**2)
     )
     return float(per.sum())
@@ -282,8 +284,8 @@ def hp_gap_exact(weight: torch.Tensor, noise, sigma0, c: float = 1.0, marginal=N
 
 def hp_gap_mc(
     weight: torch.Tensor,
-    noise,
-    sigma0,
+    noise: NoiseDistribution,
+    sigma0: float,
     samples: int = 1000,
     generator: torch.Generator | None = None,
     c: float = 1.0,
@@ -294,12 +296,13 @@ def hp_gap_mc(
     xi = noise.sample((samples, w.shape[1]), generator).to(torch.float64)
     scale = (s0 * _c(c) * xi).abs()
     with torch.no_grad():
-        lp = -0.5 * (w / scale) ** 2 - torch.log(scale) - 0.5 * _LOG_2PI
+        lp = gaussian_log_prob(w, scale)
     lp = torch.nan_to_num(lp, nan=-math.inf)  # 0/0 only when w == 0 and xi == 0
     return jensen_gap_mc(lp)
 
 
-def hp_series(weight: torch.Tensor, noise, sigma0, order: int = 1, c: float = 1.0) -> float:
+def hp_series(weight: torch.Tensor, noise: NoiseDistribution, sigma0: float, order: int = 1,
+              c: float = 1.0) -> float:
     """Proposition 4.2's series, per weight, summed: with precision ``lambda = (c xi)^-2``,
     ``0.5 Var[lambda] (d/d lambda log N(w; 0, sigma0^2 / lambda))^2`` at ``lambda = E[lambda]``
     (``order=2`` adds ``-(0.5 Var[lambda] Psi)^2 / 2``). Infinite when ``Var[xi^-2]`` is."""
@@ -313,7 +316,7 @@ def hp_series(weight: torch.Tensor, noise, sigma0, order: int = 1, c: float = 1.
         return math.inf
     w = weight.detach().to(torch.float64).reshape(-1)
     lam = torch.full_like(w, mean).requires_grad_(True)
-    lp = 0.5 * torch.log(lam) - 0.5 * _LOG_2PI - math.log(s0) - 0.5 * lam * w**2 / s0**2
+    lp = gaussian_log_density(w**2 / s0**2, lam) - math.log(s0)  # log N(w; 0, s0^2 / lam)
     (g,) = torch.autograd.grad(lp.sum(), lam, create_graph=order == 2)
     lead = 0.5 * var * g.detach().pow(2)
     if order == 1:
@@ -324,7 +327,8 @@ def hp_series(weight: torch.Tensor, noise, sigma0, order: int = 1, c: float = 1.
 
 
 # =================================================================================== the sweep
-def noise_with_second_moment(family: str, second_moment: float, **fixed):
+def noise_with_second_moment(family: str, second_moment: float,
+                             **fixed: float) -> NoiseDistribution:
     """A member of ``family`` with ``E[xi^2] = second_moment`` (for sweeps of shrinkage).
 
     =================  =============================================  =====================

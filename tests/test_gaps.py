@@ -14,9 +14,9 @@ import math
 import pytest
 import torch
 
-from shrinkdrop import diagnostics as D
+from shrinkdrop import gaps as D
 from shrinkdrop import noise as Nz
-from shrinkdrop import objectives as O
+from shrinkdrop import train as O
 
 TAU = 4.0
 

@@ -1,0 +1,66 @@
+"""Training: objectives, likelihoods, weight priors, S-sample prediction, precision fitting and
+the training loop (Nalisnick & Smyth, "Unifying the Dropout Family Through Structured Shrinkage
+Priors", Sec. 3-4).
+
+* :mod:`~shrinkdrop.train.objectives`: the MC, marginal-MAP and tail-adaptive objectives over
+  ``(S, ...)`` per-draw log-likelihoods;
+* :mod:`~shrinkdrop.train.likelihoods`: the per-example Gaussian and categorical
+  log-likelihoods (the one home of the Gaussian log density);
+* :mod:`~shrinkdrop.train.weight_priors`: EP and HP log priors of the weights, weight decay;
+* :mod:`~shrinkdrop.train.predict`: outputs under ``S`` noise draws in one batched pass,
+  predictive means and predictive log-likelihoods;
+* :mod:`~shrinkdrop.train.precision`: the Gaussian precision fitted on held-out rows;
+* :mod:`~shrinkdrop.train.fit`: :func:`fit`, Adam on any ``nn.Module`` under noise.
+"""
+
+from __future__ import annotations
+
+from ..enums import Likelihood, Objective, PredictMode
+from ..errors import InfiniteObjectiveError
+from .fit import History, fit
+from .likelihoods import categorical_log_likelihood, gaussian_log_likelihood, log_likelihood
+from .objectives import marginal_map, mc_objective, objective, tail_adaptive, tail_adaptive_weights
+from .precision import fit_predictive_precision, fit_predictive_tau
+from .predict import (
+    noise_on,
+    predict,
+    predictive_log_likelihood,
+    predictive_log_likelihoods,
+    sample_outputs,
+)
+from .weight_priors import (
+    expected_log_prior_hp,
+    log_prior_ep,
+    log_prior_hp,
+    noisy_weights,
+    weight_decay,
+)
+
+__all__ = [
+    "Objective",
+    "Likelihood",
+    "PredictMode",
+    "InfiniteObjectiveError",
+    "mc_objective",
+    "marginal_map",
+    "tail_adaptive",
+    "tail_adaptive_weights",
+    "objective",
+    "weight_decay",
+    "log_prior_ep",
+    "log_prior_hp",
+    "expected_log_prior_hp",
+    "noisy_weights",
+    "sample_outputs",
+    "noise_on",
+    "predict",
+    "gaussian_log_likelihood",
+    "categorical_log_likelihood",
+    "log_likelihood",
+    "predictive_log_likelihoods",
+    "predictive_log_likelihood",
+    "fit_predictive_precision",
+    "fit_predictive_tau",
+    "fit",
+    "History",
+]

@@ -1,0 +1,104 @@
+"""Per-example log-likelihoods: the one home of the Gaussian log density.
+
+* :func:`gaussian_log_likelihood`: ``log N(y; output, 1/tau)`` summed over output dimensions;
+* :func:`categorical_log_likelihood`: ``log softmax(logits)[y]``;
+* :func:`log_likelihood`: the per-example function for a :class:`~shrinkdrop.enums.Likelihood`
+  name (or a callable, returned as is).
+
+The Gaussian density's pieces are shared by everything that evaluates it (the training loop,
+prediction, the stacked engine, the weight priors): :func:`gaussian_log_norm` (the normalising
+term ``d/2 (log tau - log 2 pi)``), :func:`gaussian_log_density` (of a squared error at
+precision ``tau``) and :func:`gaussian_log_prob` (of a value at a standard deviation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from .._validation import check_choice, positive_float
+from ..enums import Likelihood
+
+__all__ = [
+    "LOG_2PI",
+    "gaussian_log_norm",
+    "gaussian_log_density",
+    "gaussian_log_prob",
+    "gaussian_log_likelihood",
+    "categorical_log_likelihood",
+    "log_likelihood",
+    "align_target",
+]
+
+#: ``log(2 pi)``
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_norm(tau: torch.Tensor, event_size: int = 1) -> torch.Tensor:
+    """The normalising term of ``d`` independent Gaussians of precision ``tau``:
+    ``d (log(tau) / 2 - log(2 pi) / 2)``."""
+    return event_size * (0.5 * torch.log(tau) - 0.5 * LOG_2PI)
+
+
+def gaussian_log_density(sq_error: torch.Tensor, tau: torch.Tensor,
+                         event_size: int = 1) -> torch.Tensor:
+    """``log N`` of a squared error ``sq_error = ||y - mean||^2`` (summed over ``event_size``
+    dimensions) at precision ``tau``: ``-tau sq_error / 2 + d (log tau - log 2 pi) / 2``.
+    Broadcasts."""
+    return -0.5 * tau * sq_error + gaussian_log_norm(tau, event_size)
+
+
+def gaussian_log_prob(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``log N(x; 0, scale^2)`` for a standard deviation ``scale``:
+    ``-(x / scale)^2 / 2 - log(scale) - log(2 pi) / 2``."""
+    return -0.5 * (x / scale) ** 2 - torch.log(scale) - 0.5 * LOG_2PI
+
+
+def align_target(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y`` shaped to broadcast against ``output``: a ``(B, ...)`` target of a ``(..., B, ...,
+    1)`` output gets the trailing unit dimension."""
+    if y.ndim < output.ndim and output.shape[-1] == 1 and y.ndim >= 1:
+        if tuple(output.shape[-y.ndim - 1 : -1]) == tuple(y.shape):
+            y = y.unsqueeze(-1)
+    return y
+
+
+def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
+                            tau: float | torch.Tensor) -> torch.Tensor:
+    """Per-example ``log N(y; output, 1/tau)``, summed over output dimensions.
+
+    ``output`` may carry leading sample dimensions: ``(..., B, *event)`` with ``y`` ``(B,
+    *event)``; a ``(B,)`` target is matched to a ``(B, 1)`` output.
+
+    Shape: ``(..., B, *event) -> (..., B)``.
+    """
+    tau_t = torch.as_tensor(tau, dtype=output.dtype)
+    y = align_target(output, y).to(output.dtype)
+    ll = gaussian_log_density((y - output) ** 2, tau_t)
+    event = y.ndim - 1
+    return ll.sum(tuple(range(-event, 0))) if event > 0 else ll
+
+
+def categorical_log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example ``log softmax(logits)[y]``. Shape: ``(..., B, C), (B,) -> (..., B)``."""
+    lp = logits.log_softmax(-1)
+    idx = y.long().expand(lp.shape[:-1]).unsqueeze(-1)
+    return lp.gather(-1, idx).squeeze(-1)
+
+
+def log_likelihood(
+    likelihood: str | Likelihood | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    tau: float | torch.Tensor | None = None,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The per-example log-likelihood ``(output, y) -> (B,)`` for a name or a callable."""
+    if callable(likelihood):
+        return likelihood
+    likelihood = check_choice("likelihood", likelihood, Likelihood)
+    if likelihood is Likelihood.CATEGORICAL:
+        return categorical_log_likelihood
+    if tau is None:
+        raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
+    positive_float("tau", tau)
+    return lambda out, y: gaussian_log_likelihood(out, y, tau)
