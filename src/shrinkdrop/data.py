@@ -42,6 +42,7 @@ __all__ = [
     "load_builtin",
     "resolve_data",
     "find_uci_dirs",
+    "standardize",
 ]
 
 #: the files every UCI-layout ``data/`` directory must hold (split files come from n_splits.txt)
@@ -382,3 +383,12 @@ def resolve_data(name_or_path) -> list[UCIData]:
         raise DataError(f"{path}: no data set in the UCI layout here (expected data/data.txt or "
                         f"subdirectories holding data/)")
     return [load_uci_dir(d) for d in dirs]
+
+
+def standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column means and standard deviations of ``x`` (rows are examples), a zero standard
+    deviation (a constant column) replaced by 1: ``(x - mean) / std`` standardises the inputs
+    on the rows the statistics come from and leaves constant columns at 0."""
+    mean = x.mean(0)
+    std = x.std(0)
+    return mean, np.where(std == 0, 1.0, std)

@@ -1,6 +1,7 @@
 """Named exceptions of shrinkdrop."""
 
-__all__ = ["ShrinkdropError", "DataError"]
+__all__ = ["ShrinkdropError", "DataError", "MissingExtraError", "RunMismatchError",
+           "ClusterError"]
 
 
 class ShrinkdropError(Exception):
@@ -9,3 +10,17 @@ class ShrinkdropError(Exception):
 
 class DataError(ShrinkdropError, ValueError):
     """A data file or directory is missing or malformed; the message names the file and line."""
+
+
+# ---- from cli / experiments
+class MissingExtraError(ShrinkdropError, ImportError):
+    """An optional feature was asked for whose extra dependencies are not installed; the message
+    names the extra to install."""
+
+
+class RunMismatchError(ShrinkdropError):
+    """An experiment's output folder holds results of a run with different settings."""
+
+
+class ClusterError(ShrinkdropError):
+    """The Dask scheduler cannot be reached, or has no workers."""

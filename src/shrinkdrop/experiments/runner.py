@@ -4,9 +4,9 @@ A run is a list of independent *units* (for the UCI benchmark: one data set x sp
 Each finished unit is one JSON file under ``OUT/parts/``, written atomically (temporary file in the
 same directory + :func:`os.replace`), so an interrupted run leaves only complete results and a
 rerun with the same arguments skips them. ``OUT/run.json`` records the settings that affect
-results; a rerun into the same ``OUT`` with different settings raises :class:`RunMismatchError`
-instead of mixing results. Tables assembled from the parts (``results.csv``) are replaced
-atomically too.
+results; a rerun into the same ``OUT`` with different settings raises
+:class:`~shrinkdrop.errors.RunMismatchError` instead of mixing results. Tables assembled from
+the parts (``results.csv``) are replaced atomically too.
 
 Work items run in this process, in local worker processes (``jobs > 1``), or on a Dask
 cluster (``client=``, :func:`dask_client`; the optional ``cluster`` extra): the results come back
@@ -30,12 +30,9 @@ from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
-from ..errors import ShrinkdropError
+from ..errors import ClusterError, MissingExtraError, RunMismatchError
 
 __all__ = [
-    "RunMismatchError",
-    "MissingExtraError",
-    "ClusterError",
     "EXECUTORS",
     "CLUSTER_EXTRA",
     "dask_client",
@@ -45,18 +42,6 @@ __all__ = [
     "ResultStore",
     "run_units",
 ]
-
-
-class RunMismatchError(ShrinkdropError):
-    """``OUT`` holds results of a run with different settings."""
-
-
-class MissingExtraError(ShrinkdropError):
-    """An optional feature was asked for whose extra dependencies are not installed."""
-
-
-class ClusterError(ShrinkdropError):
-    """The Dask scheduler cannot be reached, or has no workers."""
 
 
 #: where work items run: ``local`` (this process, or ``jobs`` local processes) or ``dask`` (a
@@ -146,7 +131,8 @@ class ResultStore:
                 f"{f}: unreadable run manifest ({exc}); use another --out") from None
 
     def check(self) -> None:
-        """Raise :class:`RunMismatchError` if ``out`` holds a run with other settings or inputs.
+        """Raise :class:`~shrinkdrop.errors.RunMismatchError` if ``out`` holds a run with other
+        settings or inputs.
 
         Writes nothing.
         """
