@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,7 +227,7 @@ def _data_dir(path: Path) -> tuple[Path, str]:
     return path, path.resolve().name
 
 
-def load_uci_dir(path) -> UCIData:
+def load_uci_dir(path: str | os.PathLike) -> UCIData:
     """Load and validate one data set in the UCI layout.
 
     Args:
@@ -351,7 +352,7 @@ def load_builtin(name: str) -> UCIData:
     )
 
 
-def find_uci_dirs(path) -> list[Path]:
+def find_uci_dirs(path: str | os.PathLike) -> list[Path]:
     """Data set directories under ``path``: itself if it is one, else its subdirectories."""
     path = Path(path)
     if (path / "data.txt").is_file() or (path / "data" / "data.txt").is_file():
@@ -362,7 +363,7 @@ def find_uci_dirs(path) -> list[Path]:
     return subs
 
 
-def resolve_data(name_or_path) -> list[UCIData]:
+def resolve_data(name_or_path: str | os.PathLike) -> list[UCIData]:
     """Data sets named by a built-in name, a UCI data set directory, or a directory of them.
 
     Every data set is loaded and validated before this returns.

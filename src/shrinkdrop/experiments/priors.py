@@ -97,7 +97,8 @@ def _has_own_cdf(prior) -> bool:
         return False
 
 
-def goodness_of_fit(noise, prior, sigma0: float, n: int, generator) -> tuple[str, float]:
+def goodness_of_fit(noise: N.NoiseDistribution, prior: torch.distributions.Distribution,
+                    sigma0: float, n: int, generator: torch.Generator) -> tuple[str, float]:
     """Test sampled ``xi * v`` against ``prior``; returns (test name, p-value).
 
     Kolmogorov-Smirnov for continuous marginals; for the spike-and-slab (an atom at 0) a
@@ -156,7 +157,8 @@ def _figure1_sweeps():
     ]
 
 
-def mc_variances(noise, n: int, generator) -> tuple[float, float]:
+def mc_variances(noise: N.NoiseDistribution, n: int,
+                 generator: torch.Generator) -> tuple[float, float]:
     """Plain Monte Carlo estimates of Var[xi] and Var[xi^-2] (finite where the truth is not)."""
     x = noise.sample((n,), generator=generator).double()
     with np.errstate(divide="ignore", over="ignore"):

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..noise import NoiseDistribution
 from .runner import atomic_write_text, write_csv_atomic
 from .stats import mean_se
 
@@ -65,7 +66,7 @@ class PruneOptions:
     no_progress: bool = False
 
 
-def depth_model(d_in: int, width: int, blocks: int, law) -> nn.Sequential:
+def depth_model(d_in: int, width: int, blocks: int, law: NoiseDistribution) -> nn.Sequential:
     """Residual MLP with one ADD scale per block (bias-free ReLU blocks: ``tau = 0`` removes)."""
     import shrinkdrop as sd
 
@@ -78,7 +79,7 @@ def depth_model(d_in: int, width: int, blocks: int, law) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def channel_model(channels: int, law, classes: int = 10) -> nn.Sequential:
+def channel_model(channels: int, law: NoiseDistribution, classes: int = 10) -> nn.Sequential:
     """8x8 digits CNN with one tied-filters scale per channel."""
     import shrinkdrop as sd
 

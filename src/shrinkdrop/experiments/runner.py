@@ -29,8 +29,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ClusterError, MissingExtraError, RunMismatchError
+
+if TYPE_CHECKING:  # the optional ``cluster`` extra
+    import distributed
 
 __all__ = [
     "EXECUTORS",
@@ -52,7 +56,7 @@ EXECUTORS = ("local", "dask")
 CLUSTER_EXTRA = "cluster"
 
 
-def jsonable(x):
+def jsonable(x: object) -> object:
     """``x`` with numpy arrays and scalars as Python lists / numbers and non-finite floats as
     ``None`` (JSON has no NaN), through dicts, lists and tuples: what ``summary.json`` holds."""
     if isinstance(x, dict):
@@ -66,7 +70,7 @@ def jsonable(x):
     return x
 
 
-def atomic_write_text(path, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +95,8 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_csv_atomic(path, rows: Iterable[dict], columns: Sequence[str]) -> None:
+def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict],
+                     columns: Sequence[str]) -> None:
     """Write ``rows`` (dicts; missing keys empty) as CSV with header ``columns``, atomically."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -114,7 +119,8 @@ class ResultStore:
 
     MANIFEST = "run.json"
 
-    def __init__(self, out, settings: dict, inputs: dict[str, str]):
+    def __init__(self, out: str | os.PathLike, settings: dict,
+                 inputs: dict[str, str]) -> None:
         self.out = Path(out)
         self.parts = self.out / "parts"
         self.settings = json.loads(json.dumps(settings))
@@ -262,7 +268,7 @@ def dask_client(scheduler: str | None = None, *, n_workers: int = 1,
             cluster.close()
 
 
-def cluster_slots(client, *, wait_s: float = 10.0) -> int:
+def cluster_slots(client: distributed.Client, *, wait_s: float = 10.0) -> int:
     """Worker threads of the cluster behind ``client`` (waits up to ``wait_s`` for a worker)."""
     import time
 
@@ -312,7 +318,8 @@ def _run_dask(fn, tasks, client, on_result, bar, describe) -> None:
 
 def run_units(fn: Callable, tasks: Sequence, *, jobs: int = 1,
               on_result: Callable | None = None, progress: bool = True,
-              describe: Callable = str, desc: str = "units", client=None) -> None:
+              describe: Callable = str, desc: str = "units",
+              client: distributed.Client | None = None) -> None:
     """Run ``fn(task)`` for every task; ``on_result(task, result)`` in this process as each ends.
 
     ``jobs > 1`` uses a :class:`~concurrent.futures.ProcessPoolExecutor` with the ``spawn``

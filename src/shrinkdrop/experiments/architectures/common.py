@@ -7,6 +7,7 @@ import enum
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -125,7 +126,7 @@ def pm(values: Iterable[float], digits: int = 3) -> str:
     return "n/a" if m != m else f"{m:.{digits}f} ± {se:.{digits}f}"
 
 
-def pyplot():  # matplotlib.pyplot
+def pyplot() -> ModuleType:
     """matplotlib.pyplot on the Agg backend."""
     import matplotlib
 
