@@ -8,11 +8,11 @@ from pathlib import Path
 
 from ..data import resolve_data
 from ..ensemble import INITS
-from ..experiments.runner import EXECUTORS
+from ..experiments.runner import Executor
 from ..experiments.uci import (
     DEFAULT_METHODS,
-    ENGINES,
     QUICK_METHODS,
+    Engine,
     Settings,
     parse_methods,
 )
@@ -24,6 +24,7 @@ from .options import (
     add_quick,
     add_seed,
     command_of,
+    enum_choices,
     positive_int_list,
 )
 
@@ -87,7 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mcmc-sigma0", type=float, default=None,
                    help="prior std of the Gaussian part v of w = xi v in the MCMC models "
                         "(standardised units; divided by E[xi] for normalised noise; default 1)")
-    p.add_argument("--engine", choices=ENGINES, default="stacked",
+    p.add_argument("--engine", choices=enum_choices(Engine), default="stacked",
                    help="how training methods run: 'stacked' trains every grid point of every "
                         "split of a (data set, method) at once as one batched ensemble "
                         "(shrinkdrop.ensemble; default, ~10x faster), 'sequential' one network "
@@ -108,7 +109,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "local cluster's worker processes, and in any case how many groups "
                         "the stacked engine divides the splits into (default: the cluster's "
                         "worker threads)")
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
+    p.add_argument("--executor", choices=enum_choices(Executor), default="local",
                    help="where work items run: 'local' (this machine, --jobs processes; "
                         "default) or 'dask' (a Dask distributed cluster: --scheduler, or a "
                         "local cluster on 127.0.0.1; needs the 'cluster' extra: pip install "

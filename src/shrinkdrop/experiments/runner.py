@@ -18,6 +18,7 @@ Nothing here knows about networks or data: it runs ``fn(task)`` for picklable ta
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import json
 import math
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the optional ``cluster`` extra
     import distributed
 
 __all__ = [
+    "Executor",
     "EXECUTORS",
     "CLUSTER_EXTRA",
     "dask_client",
@@ -48,9 +50,16 @@ __all__ = [
 ]
 
 
-#: where work items run: ``local`` (this process, or ``jobs`` local processes) or ``dask`` (a
-#: Dask distributed cluster)
-EXECUTORS = ("local", "dask")
+class Executor(str, enum.Enum):
+    """Where work items run: ``local`` (this process, or ``jobs`` local processes) or ``dask``
+    (a Dask distributed cluster)."""
+
+    LOCAL = "local"
+    DASK = "dask"
+
+
+#: the executors' names
+EXECUTORS: tuple[str, ...] = tuple(e.value for e in Executor)
 
 #: the optional dependency group that brings Dask's distributed scheduler
 CLUSTER_EXTRA = "cluster"

@@ -54,6 +54,7 @@ from .settings import (
     MCMC_DEFAULTS,
     MCMC_QUICK,
     PROTOCOL_VERSION,
+    Engine,
     Settings,
     UnitTask,
     make_tasks,
@@ -69,6 +70,7 @@ __all__ = [
     "ALL_METHODS", "MCMC_FAMILIES", "HALF_CAUCHY_SCALES", "Settings", "Config", "UnitTask",
     "matched_noise", "method_configs", "parse_methods", "make_tasks", "unit_seed",
     "evaluate_unit", "run_uci", "select_rows", "write_summary", "COLUMNS", "PROTOCOL_VERSION",
-    "ENGINES", "MCMC_DEFAULTS", "MCMC_QUICK", "evaluate_stacked", "make_groups", "run_group",
+    "ENGINES", "Engine", "MCMC_DEFAULTS", "MCMC_QUICK", "evaluate_stacked", "make_groups",
+    "run_group",
     "TAU_METHODS", "TAU_SUFFIX", "TAU_FIT_SAMPLES", "base_method", "fits_tau", "check_device",
 ]

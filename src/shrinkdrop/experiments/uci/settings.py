@@ -7,6 +7,7 @@ the units of a run, split-major.
 
 from __future__ import annotations
 
+import enum
 import math
 import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -18,7 +19,7 @@ from ...errors import DataError
 from .methods import Config, base_method, fits_tau, method_configs, split_method
 
 __all__ = [
-    "PROTOCOL_VERSION", "COLUMNS", "SKIPPED", "ENGINES", "QUICK_SPLITS", "MCMC_DEFAULTS",
+    "PROTOCOL_VERSION", "COLUMNS", "SKIPPED", "Engine", "ENGINES", "QUICK_SPLITS", "MCMC_DEFAULTS",
     "MCMC_QUICK", "Settings", "DEFAULT_SETTINGS", "UnitTask", "skip_reason", "unit_seed",
     "make_tasks",
 ]
@@ -141,7 +142,16 @@ class UnitTask:
 
 #: training engines: ``stacked`` trains all grid points of all splits of a (data set, method) as
 #: one :class:`shrinkdrop.ensemble.StackedNoisyMLP`; ``sequential`` one network at a time
-ENGINES = ("stacked", "sequential")
+class Engine(str, enum.Enum):
+    """How training methods run: all grid points of all splits of a (data set, method) as one
+    stacked ensemble, or one network at a time."""
+
+    STACKED = "stacked"
+    SEQUENTIAL = "sequential"
+
+
+#: the engines' names
+ENGINES: tuple[str, ...] = tuple(e.value for e in Engine)
 
 
 def skip_reason(task: UnitTask) -> str:
