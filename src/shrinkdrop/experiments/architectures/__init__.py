@@ -21,8 +21,12 @@ data:
 Gaussian log-likelihoods use the noise precision tau that maximises the validation predictive
 log-likelihood (a grid), in the target's original units.
 
-Modules: :mod:`.data`, :mod:`.common` (settings, scoring, plots), one per experiment
-(:mod:`.resnet`, :mod:`.cnn`, :mod:`.lstm`) and :mod:`.run`.
+Modules: :mod:`~shrinkdrop.experiments.architectures.data`,
+:mod:`~shrinkdrop.experiments.architectures.common` (settings, scoring, plots), one per
+experiment (:mod:`~shrinkdrop.experiments.architectures.resnet`,
+:mod:`~shrinkdrop.experiments.architectures.cnn`,
+:mod:`~shrinkdrop.experiments.architectures.lstm`) and
+:mod:`~shrinkdrop.experiments.architectures.run`.
 """
 
 from __future__ import annotations

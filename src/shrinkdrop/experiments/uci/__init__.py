@@ -20,10 +20,13 @@ the unit is recorded as skipped (a row with a ``note``, listed in ``summary.md``
 (data set x split x method) is written atomically to ``OUT/parts/``; ``results.csv`` and
 ``summary.md`` are rebuilt from the parts after each unit. Rerunning the same command resumes.
 
-Modules: :mod:`.methods` (method names and grids), :mod:`.settings` (settings, units, the
-tasks of a run), :mod:`.scoring` (what both engines share), :mod:`.unit` (the per-unit engine),
-:mod:`.stacked` (the stacked engine), :mod:`.validation`, :mod:`.run` (the run, its store and
-work items) and :mod:`.summary`.
+Modules: :mod:`~shrinkdrop.experiments.uci.methods` (method names and grids),
+:mod:`~shrinkdrop.experiments.uci.settings` (settings, units, the tasks of a run),
+:mod:`~shrinkdrop.experiments.uci.scoring` (what both engines share),
+:mod:`~shrinkdrop.experiments.uci.unit` (the per-unit engine),
+:mod:`~shrinkdrop.experiments.uci.stacked` (the stacked engine),
+:mod:`~shrinkdrop.experiments.uci.validation`, :mod:`~shrinkdrop.experiments.uci.run` (the run,
+its store and work items) and :mod:`~shrinkdrop.experiments.uci.summary`.
 """
 
 from __future__ import annotations
