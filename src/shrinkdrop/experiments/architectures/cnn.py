@@ -9,7 +9,7 @@ import torch
 from ... import noise as N
 from ... import objectives as O
 from ..report import Section
-from .common import Log, Settings, fit, grid, mc_outputs, pm
+from .common import Log, Settings, fit, grid, mc_outputs, model_table
 from .data import load_digits
 
 __all__ = ["CNN_KEEP", "CNN_GAUSS_STD", "CNN_MODELS", "run_cnn", "cnn_section"]
@@ -80,13 +80,8 @@ def cnn_section(sec: Section, rows: list[dict], s: Settings) -> None:
           f"ReLU -> maxpool -> linear. Trained {s.cnn_epochs} epochs (categorical likelihood, "
           f"MC objective, sigma0 = 1); MC prediction averages {s.eval_samples} noisy passes "
           f"(nn.Dropout2d included); 'mean' is one pass with the noise at its mean.")
-    table = []
-    for name, desc, _ in CNN_MODELS:
-        rs = [r for r in rows if r["model"] == name]
-        table.append([name, desc, len(rs), pm((r["test_acc"] for r in rs), 4),
-                      pm((r["test_ll"] for r in rs), 4),
-                      pm((r["test_acc_mean"] for r in rs), 4),
-                      pm((r["test_ll_mean"] for r in rs), 4)])
+    table = model_table(CNN_MODELS, rows, [("test_acc", 4), ("test_ll", 4),
+                                           ("test_acc_mean", 4), ("test_ll_mean", 4)])
     sec.table(["model", "prior on conv 2", "seeds", "test acc (MC)", "test log-lik (MC)",
                "test acc (mean)", "test log-lik (mean)"], table)
     sec.figure("cnn.png", "Digits CNN: test accuracy and log-likelihood per prior.")

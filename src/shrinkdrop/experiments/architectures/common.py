@@ -17,7 +17,7 @@ from ..stats import mean_se
 from .data import Regression
 
 __all__ = ["Experiment", "Settings", "Log", "grid", "mc_outputs", "regression_scores", "fit",
-           "pm", "pyplot", "errorbar_plot", "seed_mean_se", "TAU_GRID"]
+           "pm", "pyplot", "errorbar_plot", "model_table", "seed_mean_se", "TAU_GRID"]
 
 #: a progress line printer
 Log = Callable[[str], None]
@@ -124,6 +124,18 @@ def pm(values: Iterable[float], digits: int = 3) -> str:
     """``mean ± se`` over seeds (``n/a`` when there is none)."""
     m, se = seed_mean_se(values)
     return "n/a" if m != m else f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def model_table(models: list[tuple[str, str, dict]], rows: list[dict],
+                columns: list[tuple[str, int]]) -> list[list]:
+    """Per model: its name, description, number of seeds and ``mean ± se`` of each
+    ``(key, digits)`` column over its rows."""
+    table = []
+    for name, desc, _ in models:
+        rs = [r for r in rows if r["model"] == name]
+        table.append([name, desc, len(rs)] + [pm((r[key] for r in rs), digits)
+                                              for key, digits in columns])
+    return table
 
 
 def pyplot() -> ModuleType:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ... import noise as N
 from ..report import Section
-from .common import Log, Settings, fit, grid, pm, regression_scores
+from .common import Log, Settings, fit, grid, model_table, regression_scores
 from .data import MACRO_FEATURES, load_macrodata
 
 __all__ = ["LSTM_KEEP", "LSTM_GAUSS_STD", "LSTM_HIDDEN", "LSTM_WINDOW", "LSTM_TRAIN_TAU",
@@ -62,11 +62,8 @@ def lstm_section(sec: Section, rows: list[dict], s: Settings) -> None:
           f"tau = {LSTM_TRAIN_TAU} in standardised units, sigma0 = 1); {s.eval_samples} MC "
           f"samples, noise precision picked on the validation split; log-likelihood and RMSE "
           f"in % inflation.")
-    table = []
-    for name, desc, _ in LSTM_MODELS:
-        rs = [r for r in rows if r["model"] == name]
-        table.append([name, desc, len(rs), pm(r["test_ll"] for r in rs),
-                      pm(r["test_rmse"] for r in rs), pm(r["test_rmse_mean"] for r in rs)])
+    table = model_table(LSTM_MODELS, rows, [("test_ll", 3), ("test_rmse", 3),
+                                            ("test_rmse_mean", 3)])
     sec.table(["model", "input noise", "seeds", "test log-lik", "test RMSE (MC)",
                "test RMSE (mean)"], table)
     sec.figure("lstm.png", "LSTM on macrodata: test log-likelihood and RMSE per input-noise "

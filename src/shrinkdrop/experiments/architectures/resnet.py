@@ -10,7 +10,17 @@ import numpy as np
 from ... import noise as N
 from ... import objectives as O
 from ..report import Section
-from .common import Log, Settings, fit, grid, pm, pyplot, regression_scores, seed_mean_se
+from .common import (
+    Log,
+    Settings,
+    fit,
+    grid,
+    model_table,
+    pm,
+    pyplot,
+    regression_scores,
+    seed_mean_se,
+)
 from .data import load_diabetes
 
 __all__ = ["RESNET_MODELS", "RESNET_DEPTH", "RESNET_WIDTH", "RESNET_TRAIN_TAU", "KEEP_LAYER",
@@ -108,12 +118,8 @@ def resnet_section(sec: Section, rows: list[dict], layer_rows: list[dict], s: Se
           f"likelihood, training tau = {RESNET_TRAIN_TAU} in standardised units, sigma0 = 1); "
           f"scored with {s.eval_samples} MC samples and the noise precision tau picked on the "
           f"validation split; test log-likelihood and RMSE in the target's units.")
-    table = []
-    for name, desc, _ in RESNET_MODELS:
-        rs = [r for r in rows if r["model"] == name]
-        table.append([name, desc, len(rs), pm(r["test_ll"] for r in rs),
-                      pm((r["test_rmse"] for r in rs), 2),
-                      pm((r["layers_on"] for r in rs), 2)])
+    table = model_table(RESNET_MODELS, rows, [("test_ll", 3), ("test_rmse", 2),
+                                              ("layers_on", 2)])
     sec.table(["model", "noise", "seeds", "test log-lik", "test RMSE",
                f"E[# blocks on | data] (of {RESNET_DEPTH})"], table)
     per = []
