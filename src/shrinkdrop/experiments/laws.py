@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from ..noise import NoiseDistribution
 
-__all__ = ["ScaleFamily", "scale_law"]
+__all__ = ["ScaleFamily", "scale_law", "LawOptions"]
 
 
 class ScaleFamily(str, enum.Enum):
@@ -37,3 +38,19 @@ def scale_law(family: str, *, scale: float = 1.0, df: float = 3.0, keep: float =
         return noise.Bernoulli(keep)
     raise ValueError(f"family has to be one of {', '.join(f.value for f in ScaleFamily)}, but "
                      f"got {family!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LawOptions:
+    """The options that name the scales' prior law (``noise``: the family's name)."""
+
+    noise: str
+    scale: float = 1.0
+    df: float = 3.0
+    keep: float = 0.5
+    mean: float = 1.0
+
+    def law(self) -> NoiseDistribution:
+        """The prior law of the scales (:func:`scale_law`)."""
+        return scale_law(self.noise, scale=self.scale, df=self.df, keep=self.keep,
+                         mean=self.mean)

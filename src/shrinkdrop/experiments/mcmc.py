@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from ..data import standardize
-from ..noise import NoiseDistribution
-from .laws import ScaleFamily, scale_law
+from .laws import LawOptions, ScaleFamily
 from .runner import atomic_write_text, jsonable, write_csv_atomic
 
 HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writes summary.json"
@@ -36,8 +35,8 @@ FAMILY_CHOICES: tuple[str, ...] = tuple(f.value for f in ScaleFamily)
 __all__ = ["HELP", "EXIT_NOT_MIXED", "FAMILY_CHOICES", "McmcOptions", "run"]
 
 
-@dataclass(frozen=True)
-class McmcOptions:
+@dataclass(frozen=True, kw_only=True)
+class McmcOptions(LawOptions):
     """One ``shrinkdrop mcmc`` run (the command line's options, ``--quick`` already applied)."""
 
     data: str
@@ -48,10 +47,6 @@ class McmcOptions:
     residual: bool = False
     hidden: int = 10
     depth: int = 1
-    scale: float = 1.0
-    df: float = 3.0
-    keep: float = 0.5
-    mean: float = 1.0
     sigma0: float = 1.0
     precision: float | None = None
     warmup: int = 300
@@ -71,11 +66,6 @@ class McmcOptions:
     strict: bool = False
     seed: int = 0
     no_progress: bool = False
-
-    def law(self) -> NoiseDistribution:
-        """The prior law of the scales."""
-        return scale_law(self.noise, scale=self.scale, df=self.df, keep=self.keep,
-                         mean=self.mean)
 
 
 def _prepare(args: McmcOptions) -> dict:

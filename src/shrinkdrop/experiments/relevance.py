@@ -34,15 +34,13 @@ import numpy as np
 import torch
 
 from ..data import UCIData, standardize
-from ..noise import NoiseDistribution
-from .laws import scale_law
+from .laws import LawOptions
 from .runner import atomic_write_text, jsonable, write_csv_atomic
 
 HELP = ("Which inputs the data switched off: structured-VI relevance vs scikit-learn's "
         "ARDRegression and Gibbs, AUC against added noise features, test LL vs MC dropout")
 
 __all__ = ["HELP", "run", "prepare", "FAMILIES", "Family", "RelevanceOptions"]
-
 
 
 class Family(str, enum.Enum):
@@ -54,8 +52,8 @@ class Family(str, enum.Enum):
     RAYLEIGH = "rayleigh"
 
 
-@dataclass(frozen=True)
-class RelevanceOptions:
+@dataclass(frozen=True, kw_only=True)
+class RelevanceOptions(LawOptions):
     """One ``shrinkdrop relevance`` run (the command line's options, ``--quick`` applied)."""
 
     data: str
@@ -63,9 +61,6 @@ class RelevanceOptions:
     noise_features: int = 20
     split: int = 0
     noise: str = "bernoulli"  # a Family value
-    keep: float = 0.5
-    scale: float = 1.0
-    df: float = 3.0
     hidden: int = 10
     epochs: int = 3000
     lr: float = 1e-2
@@ -83,10 +78,6 @@ class RelevanceOptions:
     quick: bool = False
     seed: int = 0
     no_progress: bool = False
-
-    def law(self) -> NoiseDistribution:
-        """The prior law of the scales."""
-        return scale_law(self.noise, scale=self.scale, df=self.df, keep=self.keep)
 
 
 #: the prior laws of the scales, by name
