@@ -123,9 +123,13 @@ def command_of(args: argparse.Namespace, **kw: Any) -> str:
     return canonical_command(args._parser, args, args.verb, **kw)
 
 
-def add_law_options(p: argparse.ArgumentParser, *, scale_help: str, keep_help: str) -> None:
-    """``--scale``, ``--df``, ``--keep``: the parameters of the scales' prior law
-    (:func:`shrinkdrop.experiments.laws.scale_law`)."""
+def add_law_options(p: argparse.ArgumentParser, *, scale_help: str, keep_help: str,
+                    keep_first: bool = False) -> None:
+    """``--scale``, ``--df`` and ``--keep`` (first or last): the parameters of the scales' prior
+    law (:func:`shrinkdrop.experiments.laws.scale_law`)."""
+    if keep_first:
+        p.add_argument("--keep", type=float, default=0.5, help=keep_help)
     p.add_argument("--scale", type=float, default=1.0, help=scale_help)
     p.add_argument("--df", type=float, default=3.0, help="inverse Nakagami degrees of freedom")
-    p.add_argument("--keep", type=float, default=0.5, help=keep_help)
+    if not keep_first:
+        p.add_argument("--keep", type=float, default=0.5, help=keep_help)

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", default="bernoulli", choices=enum_choices(Family),
                    help="prior law of the ARD scales (default bernoulli: spike-and-slab)")
     add_law_options(p, scale_help="scale of half-Cauchy / inverse Nakagami / Rayleigh (1.0)",
-                    keep_help="Bernoulli prior inclusion (0.5)")
+                    keep_help="Bernoulli prior inclusion (0.5)", keep_first=True)
     p.add_argument("--hidden", type=int, default=10, help="hidden units (default 10)")
     p.add_argument("--epochs", type=int, default=3000, help="VI epochs, full batch (3000)")
     p.add_argument("--lr", type=float, default=1e-2, help="VI learning rate (Adam, 0.01)")
