@@ -29,7 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shrinkdrop.experiments.uci import _decimals, _is_skipped, _mean_se, _pm
+from shrinkdrop.experiments.stats import decimals as _decimals
+from shrinkdrop.experiments.stats import mean_se as _mean_se
+from shrinkdrop.experiments.stats import pm as _pm
+from shrinkdrop.experiments.uci.summary import is_skipped as _is_skipped
 
 LL_DIGITS = 3  # the table's LL columns keep three decimals (summary.md follows the SE)
 

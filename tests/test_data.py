@@ -150,3 +150,17 @@ def test_shared_boston():
     d = load_uci_dir("/work/shared/data/uci/bostonHousing")
     assert d.features.shape == (506, 13) and d.n_splits == 20
     assert len(d.reference["test_ll_100_xepochs_1_hidden_layers"]) == 20
+
+
+def test_standardize_constant_column_and_statistics():
+    """The one standardisation of the experiments: population mean and std per column, a
+    constant column divided by 1 (left at 0, never NaN)."""
+    from shrinkdrop.data import standardize
+
+    x = np.array([[1.0, 5.0, 2.0], [3.0, 5.0, 4.0], [5.0, 5.0, 9.0]])
+    mu, sd = standardize(x)
+    assert np.array_equal(mu, x.mean(0))
+    assert sd[1] == 1.0 and np.array_equal(sd[[0, 2]], x.std(0)[[0, 2]])
+    z = (x - mu) / sd
+    assert np.all(np.isfinite(z)) and np.all(z[:, 1] == 0)
+    assert np.allclose(z[:, [0, 2]].mean(0), 0) and np.allclose(z[:, [0, 2]].std(0), 1)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ __all__ = [
     "load_builtin",
     "resolve_data",
     "find_uci_dirs",
+    "standardize",
 ]
 
 #: the files every UCI-layout ``data/`` directory must hold (split files come from n_splits.txt)
@@ -225,7 +227,7 @@ def _data_dir(path: Path) -> tuple[Path, str]:
     return path, path.resolve().name
 
 
-def load_uci_dir(path) -> UCIData:
+def load_uci_dir(path: str | os.PathLike) -> UCIData:
     """Load and validate one data set in the UCI layout.
 
     Args:
@@ -350,7 +352,7 @@ def load_builtin(name: str) -> UCIData:
     )
 
 
-def find_uci_dirs(path) -> list[Path]:
+def find_uci_dirs(path: str | os.PathLike) -> list[Path]:
     """Data set directories under ``path``: itself if it is one, else its subdirectories."""
     path = Path(path)
     if (path / "data.txt").is_file() or (path / "data" / "data.txt").is_file():
@@ -361,7 +363,7 @@ def find_uci_dirs(path) -> list[Path]:
     return subs
 
 
-def resolve_data(name_or_path) -> list[UCIData]:
+def resolve_data(name_or_path: str | os.PathLike) -> list[UCIData]:
     """Data sets named by a built-in name, a UCI data set directory, or a directory of them.
 
     Every data set is loaded and validated before this returns.
@@ -382,3 +384,12 @@ def resolve_data(name_or_path) -> list[UCIData]:
         raise DataError(f"{path}: no data set in the UCI layout here (expected data/data.txt or "
                         f"subdirectories holding data/)")
     return [load_uci_dir(d) for d in dirs]
+
+
+def standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column means and standard deviations of ``x`` (rows are examples), a zero standard
+    deviation (a constant column) replaced by 1: ``(x - mean) / std`` standardises the inputs
+    on the rows the statistics come from and leaves constant columns at 0."""
+    mean = x.mean(0)
+    std = x.std(0)
+    return mean, np.where(std == 0, 1.0, std)

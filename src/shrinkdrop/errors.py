@@ -1,6 +1,7 @@
 """Named exceptions of shrinkdrop."""
 
-__all__ = ["ShrinkdropError", "DataError"]
+__all__ = ["ShrinkdropError", "DataError", "MissingExtraError", "RunMismatchError",
+           "ClusterError"]
 
 
 class ShrinkdropError(Exception):
@@ -32,3 +33,15 @@ class InfiniteObjectiveError(ShrinkdropError, ValueError):
 
 
 __all__ += ["InfiniteObjectiveError"]
+# ---- from cli / experiments
+class MissingExtraError(ShrinkdropError, ImportError):
+    """An optional feature was asked for whose extra dependencies are not installed; the message
+    names the extra to install."""
+
+
+class RunMismatchError(ShrinkdropError):
+    """An experiment's output folder holds results of a run with different settings."""
+
+
+class ClusterError(ShrinkdropError):
+    """The Dask scheduler cannot be reached, or has no workers."""

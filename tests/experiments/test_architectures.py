@@ -103,7 +103,7 @@ def test_lstm_outputs_and_input_vd_equivalence(arch_out):
 
 def test_macrodata_split_is_purged():
     pytest.importorskip("statsmodels")
-    tr, va, te = A._blocked_split(194, 8)
+    tr, va, te = A.blocked_split(194, 8)
     assert not set(tr) & set(te) and not set(tr) & set(va) and not set(va) & set(te)
     # no window of one part lies within `window` steps after a window of another part
     owner = {int(i): p for p, idx in enumerate((tr, va, te)) for i in idx}
@@ -117,7 +117,7 @@ def test_macrodata_split_is_purged():
 
 def test_missing_extra_is_named(tmp_path, monkeypatch, capsys):
     real = importlib.util.find_spec
-    monkeypatch.setattr(A.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "statsmodels" else real(name, *a))
     assert main(["architectures", "--out", str(tmp_path), "--only", "lstm"]) == 2
     err = capsys.readouterr().err

@@ -20,8 +20,9 @@ import pytest
 
 from shrinkdrop.cli import main
 from shrinkdrop.data import resolve_data
+from shrinkdrop.errors import RunMismatchError
 from shrinkdrop.experiments import uci
-from shrinkdrop.experiments.runner import RunMismatchError, write_csv_atomic
+from shrinkdrop.experiments.runner import write_csv_atomic
 
 _spec = importlib.util.spec_from_file_location(
     "_shrinkdrop_test_data", Path(__file__).resolve().parents[1] / "test_data.py")
@@ -194,7 +195,7 @@ def test_cli_trailing_blank_line_and_fake_run(tmp_path, monkeypatch, capsys):
     root = make_uci(tmp_path)
     f = root / "data" / "data.txt"
     f.write_text(f.read_text() + "\n")
-    monkeypatch.setattr(uci, "evaluate_unit", fake_train_eval)
+    monkeypatch.setattr(uci.run, "evaluate_unit", fake_train_eval)
     out = tmp_path / "out"
     assert main(["uci", "--data", str(root), "--out", str(out), "--quick", "--no-progress",
                  "--engine", "sequential"]) == 0
@@ -263,7 +264,7 @@ def test_mcmc_method_end_to_end(tmp_path):
 
 def test_mcmc_skipped_above_row_threshold(tmp_path, monkeypatch):
     make_uci(tmp_path, n_splits=2)  # 24 training rows per split
-    monkeypatch.setattr(uci, "evaluate_unit", counting_train_eval)
+    monkeypatch.setattr(uci.run, "evaluate_unit", counting_train_eval)
     CALLS.clear()
     out = tmp_path / "out"
     assert main(["uci", "--data", str(tmp_path / "toy"), "--out", str(out), "--no-progress",
@@ -311,9 +312,9 @@ def test_bad_method_lists_valid_ones(tmp_path, capsys):
 def test_mcmc_method_names_and_settings():
     assert {"half_cauchy-mcmc", "inverse_nakagami-mcmc", "bernoulli-mcmc"} <= set(
         uci.MCMC_METHODS)
-    assert uci._method_list("all") == list(uci.METHODS)  # MCMC is not in 'all'
-    assert uci._method_list("mcmc") == list(uci.MCMC_METHODS)
-    assert uci._method_list("rayleigh") == [f"rayleigh-{o}" for o in uci.OBJECTIVES]
+    assert uci.parse_methods("all") == list(uci.METHODS)  # MCMC is not in 'all'
+    assert uci.parse_methods("mcmc") == list(uci.MCMC_METHODS)
+    assert uci.parse_methods("rayleigh") == [f"rayleigh-{o}" for o in uci.OBJECTIVES]
     # the MCMC fields stay out of run.json at their defaults (older runs still resume)
     assert not any(k.startswith("mcmc_") for k in uci.Settings().record())
     assert uci.Settings(mcmc_chains=3).record()["mcmc_chains"] == 3
@@ -402,19 +403,19 @@ def test_stacked_engine_runs_resumes_and_groups(tmp_path):
 
 # ------------------------------------------------------------ +tau: the precision fitted
 def test_tau_method_names_and_seeds():
-    assert uci._method_list("all+tau") == list(uci.TAU_METHODS)
-    assert uci._method_list("bernoulli+tau") == [f"bernoulli-{o}+tau" for o in uci.OBJECTIVES]
-    assert uci._method_list("bernoulli-mc,bernoulli-mc+tau") == ["bernoulli-mc",
+    assert uci.parse_methods("all+tau") == list(uci.TAU_METHODS)
+    assert uci.parse_methods("bernoulli+tau") == [f"bernoulli-{o}+tau" for o in uci.OBJECTIVES]
+    assert uci.parse_methods("bernoulli-mc,bernoulli-mc+tau") == ["bernoulli-mc",
                                                                  "bernoulli-mc+tau"]
     for bad in ("bernoulli-mcmc+tau", "bernoulli-mc+tau+tau"):
         with pytest.raises(Exception, match="unknown method"):
-            uci._method_list(bad)
+            uci.parse_methods(bad)
     assert uci.base_method("gaussian-marginal_map+tau") == "gaussian-marginal_map"
     s = uci.Settings()
     # the twin has its base method's seed: the same networks
-    assert uci._unit_seed(s, "d", 3, "bernoulli-mc+tau") == uci._unit_seed(s, "d", 3,
+    assert uci.unit_seed(s, "d", 3, "bernoulli-mc+tau") == uci.unit_seed(s, "d", 3,
                                                                            "bernoulli-mc")
-    assert uci._unit_seed(s, "d", 3, "gaussian-mc") != uci._unit_seed(s, "d", 3, "bernoulli-mc")
+    assert uci.unit_seed(s, "d", 3, "gaussian-mc") != uci.unit_seed(s, "d", 3, "bernoulli-mc")
     i = uci.ALL_METHODS.index("bernoulli-mc")
     assert uci.ALL_METHODS[i + 1] == "bernoulli-mc+tau"  # tables show the twins side by side
 
@@ -496,8 +497,8 @@ def test_tau_twin_both_engines_without_noise(tmp_path, monkeypatch):
         for key in ("val_ll", "test_ll", "test_rmse", "test_rmse_mean"):
             assert row[key] == pytest.approx(seq[key], rel=1e-3, abs=1e-4), (t.method, key)
     with pytest.raises(ValueError, match="needs at least 2 validation rows"):
-        uci._tau_folds(1)
-    monkeypatch.setattr(uci, "_tau_folds", lambda n: (np.ones(n, bool), np.ones(n, bool)))
+        uci.scoring.tau_folds(1)
+    monkeypatch.setattr(uci.stacked, "tau_folds", lambda n: (np.ones(n, bool), np.ones(n, bool)))
     for t, row in zip(tasks, uci.evaluate_stacked(tasks)):
         if t.fit_tau:
             assert row["val_ll"] == pytest.approx(in_sample(row), abs=1e-4)
@@ -527,7 +528,7 @@ def test_init_is_recorded_only_when_not_the_default(tmp_path):
 def test_summary_numbers_keep_two_significant_figures_of_the_error():
     """naval's RMSE (0.0008 +- 0.00005) once printed as "0.001 ± 0.000": the decimals follow the
     standard error, never fewer than 3."""
-    from shrinkdrop.experiments.uci import _pm
+    from shrinkdrop.experiments.stats import pm as _pm
 
     assert _pm(0.000813, 0.0000487) == "0.000813 ± 0.000049"
     assert _pm(-2.40912, 0.04981) == "-2.409 ± 0.050"

@@ -122,13 +122,13 @@ def test_dask_failure_keeps_finished_parts_and_resume_submits_only_the_rest(
     s = uci.Settings(epochs_multiplier=1, test_samples=10)
     methods = ["bernoulli-mc", "gaussian-marginal_map"]
     submitted: list[list[str]] = []
-    real = uci.run_units
+    real = uci.run.run_units
 
     def spy(fn, tasks, **kw):
         submitted.append([t.key for t in tasks])
         return real(fn, tasks, **kw)
 
-    monkeypatch.setattr(uci, "run_units", spy)
+    monkeypatch.setattr(uci.run, "run_units", spy)
     kw = dict(settings=s, methods=methods, progress=False, executor="dask",
               scheduler=cluster.scheduler_address)
     with pytest.raises(RuntimeError, match="simulated failure in toy split 1"):

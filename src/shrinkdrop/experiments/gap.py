@@ -9,11 +9,11 @@ section with a verdict per claim of Sec. 4. All estimates come from :mod:`shrink
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from .report import Section, atomic_write_text, write_section
 
 HELP = "Jensen gaps J_EP and J_HP (MC, exact, series) versus E[xi^2] for every noise family."
 
-__all__ = ["HELP", "add_arguments", "run", "COLUMNS"]
+__all__ = ["HELP", "run", "COLUMNS", "GapOptions"]
 
 COLUMNS = ["family", "second_moment", "gap_ep", "gap_ep_se", "gap_hp", "gap_hp_se",
            "series_ep", "series_hp",
@@ -37,19 +37,19 @@ COLUMNS = ["family", "second_moment", "gap_ep", "gap_ep_se", "gap_hp", "gap_hp_s
 BETA_MAX_M2 = 0.9  # Beta(a, b) has E[xi^2] < 1
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="results/gap", help="output folder (default: results/gap)")
-    p.add_argument("--quick", action="store_true", help="5 sweep points, fewer draws (< 3 min)")
-    p.add_argument("--families", default=",".join(_noise.FAMILIES),
-                   help="comma-separated noise families (default: all)")
-    p.add_argument("--points", type=int, default=None, help="sweep points (default 9; quick 5)")
-    p.add_argument("--samples", type=int, default=None,
-                   help="MC draws for J_EP (default 2048; quick 512); J_HP uses 4x")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 300)")
-    p.add_argument("--tau", type=float, default=2.0,
-                   help="noise precision of the standardised target (default 2)")
-    p.add_argument("--sigma0", type=float, default=1.0, help="prior scale (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+@dataclass(frozen=True)
+class GapOptions:
+    """One ``shrinkdrop gap`` run (the command line's options, ``--quick`` applied)."""
+
+    out: str = "results/gap"
+    families: tuple[str, ...] = tuple(_noise.FAMILIES)
+    points: int = 9
+    samples: int = 2048
+    epochs: int = 300
+    tau: float = 2.0
+    sigma0: float = 1.0
+    seed: int = 0
+    quick: bool = False
 
 
 def _load(seed: int):
@@ -149,45 +149,31 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def run(args) -> int:
+def run(args: GapOptions, *, command: str = "") -> int:
+    """Train the network, sweep every family of ``args`` and write ``OUT``; ``command`` is
+    the run's command line (the report shows it). Returns 0."""
     # a 10-50-1 network is far too small for intra-op threads; on shared cores they only spin
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(args)
+        return _run(args, command)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(args) -> int:
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fams = [f.strip() for f in args.families.split(",") if f.strip()]
-    for f in fams:
-        if f not in _noise.FAMILIES:
-            raise ValueError(f"--families: family has to be one of "
-                             f"{', '.join(repr(k) for k in _noise.FAMILIES)}, but got {f!r}")
-    points = args.points or (5 if args.quick else 9)
-    S = args.samples or (512 if args.quick else 2048)
-    epochs = args.epochs or (150 if args.quick else 300)
-    x, y = _load(args.seed)
+def _sweep(args: GapOptions, model, x, y, t0: float) -> list[dict]:
+    """Per family and point of the sweep, the gaps and their series."""
     n = x.shape[0]
-    torch.manual_seed(args.seed)
-    model = torch.nn.Sequential(torch.nn.Linear(10, 50), torch.nn.ReLU(),
-                                torch.nn.Linear(50, 1)).double()
-    hist = fit(model, x, y, tau=args.tau, sigma0=args.sigma0, epochs=epochs, batch_size=32,
-               lr=3e-3, seed=args.seed, progress=False)
     layers = [model[0], model[2]]
     dims = [10, 50]
     weights = [m.weight for m in layers]
     fn = D.scaled_log_likelihood(model, layers, x, y,
                                  lambda o, t: gaussian_log_likelihood(o, t, args.tau))
     gen = torch.Generator().manual_seed(args.seed + 1)
-    grid = np.logspace(-3, 0, points)
+    S = args.samples
     rows = []
-    for fam in fams:
-        for m2 in grid:
+    for fam in args.families:
+        for m2 in np.logspace(-3, 0, args.points):
             m2 = float(min(m2, BETA_MAX_M2) if fam == "beta" else m2)
             nz = D.noise_with_second_moment(fam, m2)
             noises = [nz, nz]
@@ -213,7 +199,11 @@ def _run(args) -> int:
                 "_x": m2,
             })
         print(f"[gap] {fam}: done ({time.perf_counter() - t0:.1f} s)", flush=True)
+    return rows
 
+
+def _write_tables(out: Path, rows: list[dict]) -> list[list[str]]:
+    """``gaps.csv``, ``gaps.png`` and ``verdicts.txt``; returns the verdicts."""
     buf = io.StringIO()
     wr = csv.writer(buf, lineterminator="\n")
     wr.writerow(COLUMNS)
@@ -226,17 +216,42 @@ def _run(args) -> int:
                       f"  series matches MC? {c}" for fam, a, b, c in verdicts)
     atomic_write_text(out / "verdicts.txt", vtext + "\n")
     print(vtext)
+    return verdicts
 
-    cmd = "shrinkdrop gap --out " + str(out) + (" --quick" if args.quick else "")
+
+def _run(args: GapOptions, command: str) -> int:
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    x, y = _load(args.seed)
+    torch.manual_seed(args.seed)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 50), torch.nn.ReLU(),
+                                torch.nn.Linear(50, 1)).double()
+    hist = fit(model, x, y, tau=args.tau, sigma0=args.sigma0, epochs=args.epochs, batch_size=32,
+               lr=3e-3, seed=args.seed, progress=False)
+    rows = _sweep(args, model, x, y, t0)
+    verdicts = _write_tables(out, rows)
+    _section(args, out, rows, verdicts, x.shape[0], hist.loss[-1], model, command,
+             time.perf_counter() - t0)
+    print(f"[gap] wrote {out / 'gaps.csv'}, {out / 'gaps.png'} in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _section(args: GapOptions, out: Path, rows: list[dict], verdicts: list[list[str]], n: int,
+             loss: float, model, command: str, seconds: float) -> None:
+    points, S = args.points, args.samples
+    grid = np.logspace(-3, 0, points)
+    n_weights = sum(m.weight.numel() for m in (model[0], model[2]))
     sec = Section(title="Jensen gaps: noise in the network (EP) vs noise in the prior (HP)",
-                  command=cmd, seconds=time.perf_counter() - t0)
+                  command=command, seconds=seconds)
     sec.p(f"A 10-50-1 ReLU network trained on scikit-learn's diabetes data (N = {n}, "
           f"standardised; tau = {args.tau}, sigma0 = {args.sigma0}, final loss "
-          f"{hist.loss[-1]:.3f}). For each family the unnormalised ARD noise on the inputs of "
+          f"{loss:.3f}). For each family the unnormalised ARD noise on the inputs of "
           f"both layers is swept over E[xi^2] in [1e-3, 1] ({points} points; Beta(5, b) up to "
           f"{BETA_MAX_M2}; half-Cauchy by scale^2 since its E[xi^2] is infinite). J_EP is the "
           f"gap of the whole training set's log-likelihood with global scales ({S} draws); "
-          f"J_HP is summed over the {sum(w.numel() for w in weights)} weights, a scale per "
+          f"J_HP is summed over the {n_weights} weights, a scale per "
           f"weight ({4 * S} draws). SEs are delta-method; exact J_HP beside the MC estimate.")
     sec.figure("gaps.png", "Left: J_EP (MC +- 2 SE; dotted: Prop. 4.1 leading term). Right: "
                "J_HP (MC; thick: exact; triangles: exact = inf, MC finite).")
@@ -256,6 +271,3 @@ def _run(args) -> int:
              "summed exact value there is biased low (it can even come out negative); trust the "
              "MC column at that point.")
     write_section(out, sec)
-    print(f"[gap] wrote {out / 'gaps.csv'}, {out / 'gaps.png'} in "
-          f"{time.perf_counter() - t0:.1f} s")
-    return 0

@@ -10,15 +10,18 @@ All the mathematics is in :mod:`shrinkdrop.inference`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..data import standardize
+from .laws import LawOptions, ScaleFamily
 from .runner import atomic_write_text, jsonable, write_csv_atomic
 
 HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writes summary.json"
@@ -26,81 +29,46 @@ HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writ
 #: exit code of a run whose chains did not mix, with ``--strict`` (without it: 0 and a warning)
 EXIT_NOT_MIXED = 3
 
-FAMILY_CHOICES = ("half_cauchy", "inverse_nakagami", "rayleigh", "gaussian", "bernoulli")
+#: the families this verb samples
+FAMILY_CHOICES: tuple[str, ...] = tuple(f.value for f in ScaleFamily)
+
+__all__ = ["HELP", "EXIT_NOT_MIXED", "FAMILY_CHOICES", "McmcOptions", "run"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True,
-                   help="built-in data set name (e.g. diabetes) or a UCI-layout directory")
-    p.add_argument("--noise", required=True, choices=FAMILY_CHOICES, help="law of the scales")
-    p.add_argument("--param", default="ep", choices=("ep", "hp"),
-                   help="expanded (non-centred) or hierarchical (centred) parametrization")
-    p.add_argument("--structure", default="ard", choices=("ard", "add", "ard+add"))
-    p.add_argument("--residual", action="store_true",
-                   help="residual MLP (implied by --structure add / ard+add)")
-    p.add_argument("--hidden", type=int, default=10,
-                   help="hidden units per layer (ignored with --depth 0)")
-    p.add_argument("--depth", type=int, default=1,
-                   help="hidden layers; 0: a linear model y = sum_r xi_r v_r x_r + b (one ARD "
-                   "scale per input)")
-    p.add_argument("--scale", type=float, default=1.0, help="scale of half-Cauchy / inverse "
-                   "Nakagami / Rayleigh; std of Gaussian noise")
-    p.add_argument("--df", type=float, default=3.0, help="inverse Nakagami degrees of freedom")
-    p.add_argument("--keep", type=float, default=0.5, help="Bernoulli keep probability")
-    p.add_argument("--mean", type=float, default=1.0, help="Gaussian noise mean")
-    p.add_argument("--sigma0", type=float, default=1.0, help="std of the Gaussian part")
-    p.add_argument("--precision", type=float, default=None,
-                   help="fixed Gaussian noise precision (standardized units); default: learnt")
-    p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--samples", type=int, default=300)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--max-tree-depth", type=int, default=7)
-    p.add_argument("--split", type=int, default=0, help="train/test split index")
-    p.add_argument("--train-size", type=int, default=None,
-                   help="subsample the training split to this many rows (keeps NUTS cheap)")
-    p.add_argument("--noise-features", type=int, default=0,
-                   help="append this many pure-noise N(0, 1) input columns (relevance AUC)")
-    p.add_argument("--iw-samples", type=int, default=0,
-                   help="also the importance-weighted read-outs (joint and per-unit conditional) "
-                   "of a MAP-with-noise network, with this many prior draws")
-    p.add_argument("--iw-only", action="store_true",
-                   help="only the IW read-outs (MAP fit, no MCMC); needs --iw-samples")
-    p.add_argument("--iw-rounds", type=int, default=4,
-                   help="adaptive rounds of the conditional IW read-out (each --iw-samples / "
-                   "rounds draws; 1: prior draws only)")
-    p.add_argument("--iw-grid", type=int, default=16,
-                   help="prior quantiles per continuous scale in the conditional IW read-out")
-    p.add_argument("--quick", action="store_true",
-                   help="a short run (about a minute on 2 cores): 100 warmup / 100 samples x 4 "
-                   "chains, tree depth 5, 150 training rows; its verdict says whether it mixed")
-    p.add_argument("--rhat-max", type=float, default=None,
-                   help="mixed only if the max shared split R-hat is below this (default 1.1)")
-    p.add_argument("--ess-min", type=float, default=None,
-                   help="mixed only if the min shared ESS (all chains) is at least this "
-                   "(default 100)")
-    p.add_argument("--strict", action="store_true",
-                   help=f"exit with code {EXIT_NOT_MIXED} (instead of 0) when the chains did not "
-                   "mix; every output file is written either way")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True, help="output directory")
+@dataclass(frozen=True, kw_only=True)
+class McmcOptions(LawOptions):
+    """One ``shrinkdrop mcmc`` run (the command line's options, ``--quick`` already applied)."""
+
+    data: str
+    noise: str  # a ScaleFamily value
+    out: str
+    param: str = "ep"
+    structure: str = "ard"
+    residual: bool = False
+    hidden: int = 10
+    depth: int = 1
+    sigma0: float = 1.0
+    precision: float | None = None
+    warmup: int = 300
+    samples: int = 300
+    chains: int = 2
+    max_tree_depth: int = 7
+    split: int = 0
+    train_size: int | None = None
+    noise_features: int = 0
+    iw_samples: int = 0
+    iw_only: bool = False
+    iw_rounds: int = 4
+    iw_grid: int = 16
+    quick: bool = False
+    rhat_max: float | None = None
+    ess_min: float | None = None
+    strict: bool = False
+    seed: int = 0
+    no_progress: bool = False
 
 
-def _noise(args):
-    from .. import noise
-
-    if args.noise == "half_cauchy":
-        return noise.HalfCauchy(args.scale)
-    if args.noise == "inverse_nakagami":
-        return noise.InverseNakagami(args.df, args.scale)
-    if args.noise == "rayleigh":
-        return noise.Rayleigh(args.scale)
-    if args.noise == "gaussian":
-        return noise.Gaussian(args.mean, args.scale)
-    return noise.Bernoulli(args.keep)
-
-
-def _prepare(args):
+def _prepare(args: McmcOptions) -> dict:
     from ..data import resolve_data
 
     data = resolve_data(args.data)[0]
@@ -116,8 +84,7 @@ def _prepare(args):
     if args.train_size and args.train_size < len(train):
         train = np.sort(rng.choice(train, args.train_size, replace=False))
     test = np.asarray(split.test)
-    mu, sd = X[train].mean(0), X[train].std(0)
-    sd[sd == 0] = 1.0
+    mu, sd = standardize(X[train])
     X = (X - mu) / sd
     y = np.asarray(data.target, dtype=np.float64)
     if data.task == "regression":
@@ -212,18 +179,15 @@ def _iw_readouts(args, d, spec, noise, what) -> dict:
     return res
 
 
-def _section(args, out: Path, summary: dict, spec, what: str) -> None:
+def _section(args: McmcOptions, out: Path, summary: dict, spec, what: str,
+             command: str) -> None:
     """``section.json`` for the report: diagnostics table, read-out table, the two plots."""
     from .report import Section, write_section
 
-    cmd = ["shrinkdrop", "mcmc"] + [a for a in sys.argv[2:]] if sys.argv[1:2] == ["mcmc"] else []
-    if not cmd:
-        cmd = ["shrinkdrop", "mcmc", "--data", str(args.data), "--noise", args.noise,
-               "--param", args.param] + (["--quick"] if args.quick else []) + ["--out", str(out)]
     s = summary
     sec = Section(
         title=f"MCMC: {s['data']}, {s['noise']}, {s['param'].upper()}, {s['structure']}",
-        command=" ".join(cmd), seconds=float(s["seconds"]))
+        command=command, seconds=float(s["seconds"]))
     sec.p(f"Pyro NUTS{' + Gibbs' if args.noise == 'bernoulli' else ''} on a "
           f"{'-'.join(map(str, s['layers']))} network under the structured prior "
           f"({s['chains']} chains x {s['samples']} draws after {s['warmup']} warm-up, tree "
@@ -254,43 +218,28 @@ def _section(args, out: Path, summary: dict, spec, what: str) -> None:
     write_section(out, sec)
 
 
-def _command(args, out: str, **override) -> str:
-    """The ``shrinkdrop mcmc`` command line of ``args`` (non-default options only) with
-    ``override`` (option dest -> value; ``None`` drops the option, ``True`` sets a flag)."""
-    p = argparse.ArgumentParser()
-    add_arguments(p)
-    defaults = vars(p.parse_args(["--data", "-", "--noise", "gaussian", "--out", "-"]))
-    vals = {**vars(args), **override, "out": out}
-    parts = ["shrinkdrop", "mcmc"]
-    for a in p._actions:
-        if not a.option_strings or a.dest not in vals:
-            continue
-        v = vals[a.dest]
-        if a.dest in override and v is None:
-            continue
-        if a.dest not in ("data", "noise", "param", "out") and v == defaults[a.dest]:
-            continue
-        if a.nargs == 0:  # store_true flags
-            if v:
-                parts.append(a.option_strings[-1])
-            continue
-        parts += [a.option_strings[-1], str(v)]
-    return " ".join(parts)
+#: the command line of a set of options (dest -> value): how advice names a run
+CommandOf = Callable[[dict], str]
 
 
-def _advice(args, out: Path) -> list[str]:
+def _advice(args: McmcOptions, out: Path, command_of: CommandOf) -> list[str]:
     """What to run instead when the chains did not mix: longer / more chains (the same
     posterior), then, for a network, the linear model (no hidden-unit modes)."""
+    vals = asdict(args)
+
+    def command(out_: str, **override) -> str:
+        return command_of({**vals, **override, "out": out_})
+
     warm = max(1000, 2 * args.warmup)
-    longer = _command(args, str(out) + "_long", quick=False, strict=None,
-                      chains=max(4, args.chains), warmup=warm, samples=max(1000, 2 * args.samples),
-                      max_tree_depth=max(8, args.max_tree_depth))
+    longer = command(str(out) + "_long", quick=False, strict=None,
+                     chains=max(4, args.chains), warmup=warm, samples=max(1000, 2 * args.samples),
+                     max_tree_depth=max(8, args.max_tree_depth))
     out_ = [longer]
     if args.depth > 0 and args.structure == "ard":
-        out_.append(_command(args, str(out) + "_linear", quick=False, strict=None, depth=0,
-                             hidden=None, chains=max(4, args.chains), warmup=max(300, args.warmup),
-                             samples=max(300, args.samples),
-                             max_tree_depth=max(7, args.max_tree_depth)))
+        out_.append(command(str(out) + "_linear", quick=False, strict=None, depth=0,
+                            hidden=None, chains=max(4, args.chains), warmup=max(300, args.warmup),
+                            samples=max(300, args.samples),
+                            max_tree_depth=max(7, args.max_tree_depth)))
     return out_
 
 
@@ -307,31 +256,99 @@ def _write_summary(out: Path, summary: dict) -> None:
     atomic_write_text(out / "summary.json", json.dumps(jsonable(summary), indent=1))
 
 
-def run(args) -> int:
+def _sample(args: McmcOptions, model, d: dict) -> object:
+    """The posterior draws: Gibbs + NUTS for Bernoulli scales, NUTS otherwise."""
+    from .. import inference as inf
+
+    kw = dict(num_warmup=args.warmup, num_samples=args.samples, chains=args.chains,
+              seed=args.seed, max_tree_depth=args.max_tree_depth, progress=not args.no_progress)
+    if args.noise == "bernoulli":
+        return inf.gibbs_bernoulli(model, d["X"], d["y"], **kw)
+    return inf.run_nuts(model, d["X"], d["y"], **kw)
+
+
+def _diagnose(args: McmcOptions, res, spec, d: dict) -> tuple[dict, dict, object]:
+    """Diagnostics of all sites, of the shared quantities, and the verdict on the latter."""
+    from .. import inference as inf
+
+    samples = res.samples
+    diag = inf.summarize(samples, seconds=res.sample_seconds)
+    # quantities both parametrizations share that hidden-unit permutations leave alone
+    # (raw weights of different chains sit in different permutation modes): the input
+    # scales, the noise precision and the training log-likelihood
+    common = {s.name: samples[s.name] for s in spec.sites if s.layer == 0}
+    common.update({s.name: samples[s.name] for s in spec.sites if s.kind == "add"})
+    if "precision" in samples:
+        common["precision"] = samples["precision"]
+    flat = inf.flatten_chains(samples)
+    lik_param = "ep" if args.noise == "bernoulli" else args.param
+    common["train_log_lik"] = inf.log_likelihood(
+        spec, flat, d["X"], d["y"], param=lik_param, likelihood=d["likelihood"],
+        precision=args.precision).reshape(args.chains, args.samples)
+    diag_common = inf.summarize(common, seconds=res.sample_seconds)
+    verdict = inf.mixing_verdict(diag_common, **{
+        k: v for k, v in (("rhat_max", args.rhat_max), ("ess_min", args.ess_min))
+        if v is not None})
+    return diag, diag_common, verdict
+
+
+def _readout(args: McmcOptions, samples, spec, n: int, what: str) -> list[dict]:
+    """The read-out table: inclusion probabilities (Bernoulli) or ``1 - E[kappa]``."""
+    from .. import inference as inf
+
+    if args.noise == "bernoulli":
+        vals = inf.inclusion_probabilities(samples, spec)
+    else:
+        kap = inf.shrinkage_factors(samples, spec, n, sigma0=args.sigma0,
+                                    precision=args.precision or 1.0)
+        vals = {k: 1 - v for k, v in kap.items()}
+    return inf.readout_table(spec, vals, what=what)
+
+
+def _summary(args: McmcOptions, d: dict, spec, noise, res, seconds: float, diagnosed: tuple,
+             advice: list[str], metrics: dict, table: list[dict], what: str) -> dict:
+    diag, diag_common, verdict = diagnosed
+    return {
+        "data": d["name"], "noise": repr(noise), "param": args.param,
+        "structure": args.structure, "layers": spec.layers, "residual": spec.residual,
+        "n_train": d["X"].shape[0], "n_test": int(d["Xte"].shape[0]), "warmup": args.warmup,
+        "samples": args.samples, "chains": args.chains,
+        "max_tree_depth": args.max_tree_depth, "seed": args.seed,
+        "divergences": res.divergences,
+        "min_ess": diag["min_ess"], "max_rhat": diag["max_rhat"],
+        "ess_per_second": diag["ess_per_second"],
+        "min_ess_shared": diag_common["min_ess"], "max_rhat_shared": diag_common["max_rhat"],
+        "ess_per_second_shared": diag_common["ess_per_second"],
+        # the verdict on the shared quantities (all-site diagnostics carry permutation modes)
+        "mixed": verdict.mixed, "verdict": verdict.text(),
+        "mixing_thresholds": {"rhat_max": verdict.rhat_max, "ess_min": verdict.ess_min},
+        "advice": advice,
+        "sample_seconds": res.sample_seconds, "seconds": seconds,
+        **metrics, "readout": what, "table": table,
+        "per_site": diag["per_site"], "per_site_shared": diag_common["per_site"],
+    }
+
+
+def _iw_only(args: McmcOptions, d: dict, spec, noise, iw: dict, what: str, out: Path) -> int:
+    summary = {"data": d["name"], "noise": repr(noise), "layers": spec.layers,
+               "n_train": d["X"].shape[0], "seed": args.seed, "readout": what, "iw": iw}
+    _write_summary(out, summary)
+    print(f"mcmc --iw-only {d['name']} {args.noise}: conditional auc="
+          f"{iw.get('auc')} (joint auc={iw['joint'].get('auc')}, joint ess="
+          f"{iw['joint']['ess']:.3g}) ({iw['seconds']:.0f} s) -> {out / 'summary.json'}",
+          file=sys.stderr)
+    return 0
+
+
+def run(args: McmcOptions, *, command: str, command_of: CommandOf) -> int:
+    """Sample the posterior of ``args`` and write ``OUT``; returns the exit code (0, or
+    :data:`EXIT_NOT_MIXED` with ``strict`` when the chains did not mix). ``command`` is the
+    run's command line (the report shows it); ``command_of`` writes the command lines the
+    advice names."""
     import pyro
 
     from .. import inference as inf
-    from .._validation import check_positive
 
-    if args.depth < 0:
-        raise ValueError(f"--depth has to be >= 0 (0: a linear model), but got {args.depth}")
-    for name in ("hidden", "warmup", "samples", "chains"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} has to be >= 1, but got {getattr(args, name)}")
-    check_positive("--scale", args.scale)
-    if args.quick:
-        args.warmup, args.samples, args.chains = min(args.warmup, 100), min(args.samples, 100), 4
-        args.max_tree_depth = min(args.max_tree_depth, 5)
-        args.train_size = args.train_size or 150
-    if args.iw_only and not args.iw_samples:
-        raise ValueError("--iw-only needs --iw-samples > 0")
-
-    if args.noise == "bernoulli" and args.param != "ep":
-        raise ValueError("--noise bernoulli is sampled by Gibbs in the EP only; pass --param ep")
-    residual = args.residual or args.structure != "ard"
-    if residual and args.depth < 3:
-        raise ValueError(f"a residual MLP needs --depth >= 3 (two residual layers and more), "
-                         f"but got --depth {args.depth}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -341,90 +358,35 @@ def run(args) -> int:
         pyro.set_rng_seed(args.seed)
         d = _prepare(args)
         spec = inf.NetSpec([d["X"].shape[1]] + [args.hidden] * args.depth + [d["out_dim"]],
-                           structure=args.structure, residual=residual)
-        noise = _noise(args)
+                           structure=args.structure,
+                           residual=args.residual or args.structure != "ard")
+        noise = args.law()
         model = inf.make_model(spec, noise, args.param, likelihood=d["likelihood"],
                                sigma0=args.sigma0, precision=args.precision)
-        progress = not args.no_progress
-        n = d["X"].shape[0]
         what = "inclusion" if args.noise == "bernoulli" else "relevance"
         iw = _iw_readouts(args, d, spec, noise, what) if args.iw_samples else None
         if args.iw_only:
-            summary = {"data": d["name"], "noise": repr(noise), "layers": spec.layers,
-                       "n_train": n, "seed": args.seed, "readout": what, "iw": iw}
-            _write_summary(out, summary)
-            print(f"mcmc --iw-only {d['name']} {args.noise}: conditional auc="
-                  f"{iw.get('auc')} (joint auc={iw['joint'].get('auc')}, joint ess="
-                  f"{iw['joint']['ess']:.3g}) ({iw['seconds']:.0f} s) -> {out / 'summary.json'}",
-                  file=sys.stderr)
-            return 0
+            return _iw_only(args, d, spec, noise, iw, what, out)
         t0 = time.perf_counter()
-        if args.noise == "bernoulli":
-            res = inf.gibbs_bernoulli(model, d["X"], d["y"], num_warmup=args.warmup,
-                                      num_samples=args.samples, chains=args.chains,
-                                      seed=args.seed, max_tree_depth=args.max_tree_depth,
-                                      progress=progress)
-        else:
-            res = inf.run_nuts(model, d["X"], d["y"], num_warmup=args.warmup,
-                               num_samples=args.samples, chains=args.chains, seed=args.seed,
-                               max_tree_depth=args.max_tree_depth, progress=progress)
+        res = _sample(args, model, d)
         seconds = time.perf_counter() - t0
-        samples = res.samples
-        diag = inf.summarize(samples, seconds=res.sample_seconds)
-        # quantities both parametrizations share that hidden-unit permutations leave alone
-        # (raw weights of different chains sit in different permutation modes): the input
-        # scales, the noise precision and the training log-likelihood
-        common = {s.name: samples[s.name] for s in spec.sites if s.layer == 0}
-        common.update({s.name: samples[s.name] for s in spec.sites if s.kind == "add"})
-        if "precision" in samples:
-            common["precision"] = samples["precision"]
-        flat = inf.flatten_chains(samples)
-        lik_param = "ep" if args.noise == "bernoulli" else args.param
-        common["train_log_lik"] = inf.log_likelihood(
-            spec, flat, d["X"], d["y"], param=lik_param, likelihood=d["likelihood"],
-            precision=args.precision).reshape(args.chains, args.samples)
-        diag_common = inf.summarize(common, seconds=res.sample_seconds)
-        verdict = inf.mixing_verdict(diag_common, **{
-            k: v for k, v in (("rhat_max", args.rhat_max), ("ess_min", args.ess_min))
-            if v is not None})
-        advice = [] if verdict.mixed else _advice(args, out)
-        metrics = inf.predictive_metrics(spec, samples, d["Xte"], d["yte"], param=args.param,
-                                         likelihood=d["likelihood"], precision=args.precision,
-                                         y_scale=d["y_scale"])
-        if args.noise == "bernoulli":
-            vals = inf.inclusion_probabilities(samples, spec)
-        else:
-            kap = inf.shrinkage_factors(samples, spec, n, sigma0=args.sigma0,
-                                        precision=args.precision or 1.0)
-            vals = {k: 1 - v for k, v in kap.items()}
-        table = inf.readout_table(spec, vals, what=what)
-        summary = {
-            "data": d["name"], "noise": repr(noise), "param": args.param,
-            "structure": args.structure, "layers": spec.layers, "residual": residual,
-            "n_train": n, "n_test": int(d["Xte"].shape[0]), "warmup": args.warmup,
-            "samples": args.samples, "chains": args.chains,
-            "max_tree_depth": args.max_tree_depth, "seed": args.seed,
-            "divergences": res.divergences,
-            "min_ess": diag["min_ess"], "max_rhat": diag["max_rhat"],
-            "ess_per_second": diag["ess_per_second"],
-            "min_ess_shared": diag_common["min_ess"], "max_rhat_shared": diag_common["max_rhat"],
-            "ess_per_second_shared": diag_common["ess_per_second"],
-            # the verdict on the shared quantities (all-site diagnostics carry permutation modes)
-            "mixed": verdict.mixed, "verdict": verdict.text(),
-            "mixing_thresholds": {"rhat_max": verdict.rhat_max, "ess_min": verdict.ess_min},
-            "advice": advice,
-            "sample_seconds": res.sample_seconds, "seconds": seconds,
-            **metrics, "readout": what, "table": table,
-            "per_site": diag["per_site"], "per_site_shared": diag_common["per_site"],
-        }
+        diagnosed = _diagnose(args, res, spec, d)
+        diag, diag_common, verdict = diagnosed
+        advice = [] if verdict.mixed else _advice(args, out, command_of)
+        metrics = inf.predictive_metrics(spec, res.samples, d["Xte"], d["yte"],
+                                         param=args.param, likelihood=d["likelihood"],
+                                         precision=args.precision, y_scale=d["y_scale"])
+        table = _readout(args, res.samples, spec, d["X"].shape[0], what)
+        summary = _summary(args, d, spec, noise, res, seconds, diagnosed, advice, metrics,
+                           table, what)
         if args.noise_features:
             summary["auc"] = _input_auc(table, what, d["n_real"])
         if iw is not None:
             summary["iw"] = iw
         write_csv_atomic(out / "readout.csv", table, ["site", "layer", "kind", "unit", what])
-        _plots(out, samples, spec, table, what)
+        _plots(out, res.samples, spec, table, what)
         _write_summary(out, summary)
-        _section(args, out, summary, spec, what)
+        _section(args, out, summary, spec, what, command)
         print(f"mcmc {d['name']} {args.noise} {args.param}: divergences={res.divergences} "
               f"shared: min_ess={diag_common['min_ess']:.1f} "
               f"max_rhat={diag_common['max_rhat']:.3f} "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -106,7 +107,7 @@ class ResidualMLP(nn.Module):
 
 @torch.no_grad()
 def layer_scale_posterior(model: ResidualMLP, x: Tensor, y: Tensor, keep: float,
-                          log_lik) -> dict:
+                          log_lik: Callable[[Tensor, Tensor], Tensor]) -> dict:
     """Exact posterior over which blocks are on, given the trained weights (Bernoulli ADD).
 
     With ``tau_l ~ Bernoulli(keep)`` independently (the ADD prior of the trained model) and the

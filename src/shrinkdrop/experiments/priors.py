@@ -7,11 +7,11 @@ goodness-of-fit p-values of sampled ``xi * v`` against the claimed marginal prio
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from .report import Section, atomic_write_text, write_section
 
 HELP = "Table 1 as measured: noise families, their moments, the priors they induce, Figure 1."
 
-__all__ = ["HELP", "add_arguments", "run", "table1", "TABLE1_FAMILIES"]
+__all__ = ["HELP", "PriorsOptions", "run", "table1", "TABLE1_FAMILIES"]
 
 #: (label, constructor) of the representative members shown in Table 1 and the density plots
 TABLE1_FAMILIES = [
@@ -70,13 +70,14 @@ LOOSENESS = [
 ]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--samples", type=int, default=20_000,
-                   help="draws of xi * v per goodness-of-fit test (default 20000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--quick", action="store_true",
-                   help="fewer Monte Carlo draws for Figure 1 (the table is unchanged)")
+@dataclass(frozen=True)
+class PriorsOptions:
+    """One ``shrinkdrop priors`` run."""
+
+    out: str
+    samples: int = 20_000
+    seed: int = 0
+    quick: bool = False
 
 
 def _cdf_of(prior):
@@ -96,7 +97,8 @@ def _has_own_cdf(prior) -> bool:
         return False
 
 
-def goodness_of_fit(noise, prior, sigma0: float, n: int, generator) -> tuple[str, float]:
+def goodness_of_fit(noise: N.NoiseDistribution, prior: torch.distributions.Distribution,
+                    sigma0: float, n: int, generator: torch.Generator) -> tuple[str, float]:
     """Test sampled ``xi * v`` against ``prior``; returns (test name, p-value).
 
     Kolmogorov-Smirnov for continuous marginals; for the spike-and-slab (an atom at 0) a
@@ -155,7 +157,8 @@ def _figure1_sweeps():
     ]
 
 
-def mc_variances(noise, n: int, generator) -> tuple[float, float]:
+def mc_variances(noise: N.NoiseDistribution, n: int,
+                 generator: torch.Generator) -> tuple[float, float]:
     """Plain Monte Carlo estimates of Var[xi] and Var[xi^-2] (finite where the truth is not)."""
     x = noise.sample((n,), generator=generator).double()
     with np.errstate(divide="ignore", over="ignore"):
@@ -242,12 +245,12 @@ def _csv_text(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def run(args) -> int:
+def run(args: PriorsOptions, *, command: str = "") -> int:
+    """Measure Table 1 and Figure 1 with the options ``args`` and write ``OUT``; ``command``
+    is the run's command line (the report shows it). Returns 0."""
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.samples < 100:
-        raise ValueError(f"--samples has to be at least 100, but got {args.samples}")
     sigma0 = 1.0
     rows = table1(sigma0=sigma0, n=args.samples, seed=args.seed)
     atomic_write_text(out / "table1.csv", _csv_text(rows))
@@ -288,7 +291,7 @@ def run(args) -> int:
 
     sec = Section(
         title="Noise families and the priors they induce (Table 1, Figure 1)",
-        command=f"shrinkdrop priors --out {args.out}" + (" --quick" if args.quick else ""),
+        command=command,
         seconds=0.0,
     )
     sec.p("Each noise family is a torch Distribution over the multiplicative noise xi; w = xi * v "

@@ -17,49 +17,56 @@ means and standard errors over seeds and the paired differences (pruned - full).
 
 from __future__ import annotations
 
-import argparse
+import enum
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..noise import NoiseDistribution
 from .runner import atomic_write_text, write_csv_atomic
+from .stats import mean_se
 
 HELP = ("Which residual blocks (ADD) and conv channels the data switched off: structured VI, "
         "pruned vs full test log-likelihood / accuracy over seeds")
 
-__all__ = ["HELP", "add_arguments", "run", "depth_model", "channel_model"]
+__all__ = ["HELP", "run", "depth_model", "channel_model", "What", "PruneOptions"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--what", required=True, choices=("depth", "channels"))
-    p.add_argument("--data", default="diabetes",
-                   help="depth: built-in regression set or UCI-layout directory (default "
-                   "diabetes); channels always uses scikit-learn's digits")
-    p.add_argument("--blocks", type=int, default=4, help="residual blocks (depth; default 4)")
-    p.add_argument("--width", type=int, default=32, help="residual width (depth; default 32)")
-    p.add_argument("--channels", type=int, default=16, help="conv channels (default 16)")
-    p.add_argument("--keep", type=float, default=0.5, help="Bernoulli prior p(on) (0.5)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="remove a block / channel when its p(on) is below this (the median "
-                   "probability model: 0.5)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help="VI epochs (default: depth 3000 full batch, channels 150 of batch 256)")
-    p.add_argument("--seeds", type=int, default=5, help="seeds = splits (default 5)")
-    p.add_argument("--test-samples", type=int, default=1000)
-    p.add_argument("--quick", action="store_true",
-                   help="demo size: 2 seeds, 300 test samples; depth: a fifth of the epochs "
-                   "(channels keep theirs: fewer leave the channels at the prior)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True, help="output directory")
+class What(str, enum.Enum):
+    """What to prune: residual blocks or conv channels."""
+
+    DEPTH = "depth"
+    CHANNELS = "channels"
 
 
-def depth_model(d_in: int, width: int, blocks: int, law) -> nn.Sequential:
+@dataclass(frozen=True)
+class PruneOptions:
+    """One ``shrinkdrop prune`` run (the command line's options, defaults and ``--quick``
+    applied: ``epochs`` is a number)."""
+
+    what: str  # a What value
+    out: str
+    epochs: int
+    data: str = "diabetes"
+    blocks: int = 4
+    width: int = 32
+    channels: int = 16
+    keep: float = 0.5
+    threshold: float = 0.5
+    seeds: int = 5
+    test_samples: int = 1000
+    quick: bool = False
+    no_progress: bool = False
+
+
+def depth_model(d_in: int, width: int, blocks: int, law: NoiseDistribution) -> nn.Sequential:
     """Residual MLP with one ADD scale per block (bias-free ReLU blocks: ``tau = 0`` removes)."""
     import shrinkdrop as sd
 
@@ -72,7 +79,7 @@ def depth_model(d_in: int, width: int, blocks: int, law) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def channel_model(channels: int, law, classes: int = 10) -> nn.Sequential:
+def channel_model(channels: int, law: NoiseDistribution, classes: int = 10) -> nn.Sequential:
     """8x8 digits CNN with one tied-filters scale per channel."""
     import shrinkdrop as sd
 
@@ -81,12 +88,11 @@ def channel_model(channels: int, law, classes: int = 10) -> nn.Sequential:
                          nn.Flatten(), nn.Linear(channels * 16, classes))
 
 
-def _mean_se(v) -> tuple[float, float]:
-    v = np.asarray(v, dtype=float)
-    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+def _mean_se(v: list[float]) -> tuple[float, float]:
+    return mean_se(v, skip_nan=False, skip_inf=False)
 
 
-def _pm(v, digits=3) -> str:
+def _pm(v: list[float], digits: int = 3) -> str:
     m, s = _mean_se(v)
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
@@ -152,7 +158,7 @@ def _channel_seed(args, law, seed: int) -> dict:
             "removed": int(off["2.tau"].sum())}
 
 
-def _summary(args, rows: list[dict]) -> dict:
+def _summary(args: PruneOptions, rows: list[dict], data_name: str) -> dict:
     s = {"what": args.what, "seeds": len(rows), "threshold": args.threshold,
          "keep": args.keep, "epochs": args.epochs, "rows": rows}
     full = [r["ll_full"] for r in rows]
@@ -164,7 +170,7 @@ def _summary(args, rows: list[dict]) -> dict:
     s["pruned_within_one_se"] = bool(np.mean(diff) >= -se_full) if math.isfinite(
         se_full) else None
     if args.what == "depth":
-        s["blocks"], s["width"], s["data"] = args.blocks, args.width, args.data_name
+        s["blocks"], s["width"], s["data"] = args.blocks, args.width, data_name
         sh = [r["ll_shallow"] for r in rows]
         s["ll_shallow"] = _mean_se(sh)
         s["ll_shallow_minus_full"] = _mean_se([a - b for a, b in zip(sh, full)])
@@ -179,16 +185,13 @@ def _summary(args, rows: list[dict]) -> dict:
     return s
 
 
-def _section(args, out: Path, s: dict, seconds: float) -> None:
+def _section(args: PruneOptions, out: Path, s: dict, seconds: float, command: str) -> None:
     from .report import Section, write_section
 
-    cmd = (["shrinkdrop"] + sys.argv[1:]) if sys.argv[1:2] == ["prune"] else [
-        "shrinkdrop", "prune", "--what", args.what] + (["--quick"] if args.quick else []) + [
-        "--out", str(out)]
     rows = s["rows"]
     if args.what == "depth":
         sec = Section(title=f"Depth the data switched off: ADD on a {s['blocks']}-block "
-                      f"residual MLP ({s['data']})", command=" ".join(cmd), seconds=seconds)
+                      f"residual MLP ({s['data']})", command=command, seconds=seconds)
         sec.p(f"Structured VI with a Bernoulli({args.keep}) scale per residual block; blocks "
               f"with p(on) < {args.threshold} removed. 'Shallow': {s['blocks'] // 2} blocks, "
               f"trained the same way. Mean ± SE over {len(rows)} seeds (split = seed).")
@@ -203,7 +206,7 @@ def _section(args, out: Path, s: dict, seconds: float) -> None:
                    for r in rows])
     else:
         sec = Section(title=f"Channels the data switched off: tied filters on a "
-                      f"{s['channels']}-channel CNN (digits)", command=" ".join(cmd),
+                      f"{s['channels']}-channel CNN (digits)", command=command,
                       seconds=seconds)
         sec.p(f"Structured VI with a Bernoulli({args.keep}) scale per channel (tied filters); "
               f"channels with p(on) < {args.threshold} removed. Mean ± SE over {len(rows)} "
@@ -219,29 +222,12 @@ def _section(args, out: Path, s: dict, seconds: float) -> None:
     write_section(out, sec)
 
 
-def run(args) -> int:
+def run(args: PruneOptions, *, command: str = "") -> int:
+    """Fit, prune and score over the seeds of ``args``, write ``OUT``; ``command`` is the run's
+    command line (the report shows it). Returns 0."""
     from .. import noise
     from ..data import resolve_data
 
-    for name in ("blocks", "width", "channels", "seeds", "test_samples"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
-                             f"{getattr(args, name)}")
-    if args.what == "depth" and args.blocks < 2:
-        raise ValueError(f"--blocks has to be >= 2 (the shallow net has half), but got "
-                         f"{args.blocks}")
-    if not 0 < args.keep < 1:
-        raise ValueError(f"--keep has to be in (0, 1), but got {args.keep}")
-    if not 0 < args.threshold < 1:
-        raise ValueError(f"--threshold has to be in (0, 1), but got {args.threshold}")
-    if args.epochs is None:
-        args.epochs = 3000 if args.what == "depth" else 150
-    if args.quick:
-        args.seeds = min(args.seeds, 2)
-        if args.what == "depth":  # channels keep their 150 epochs: at 30 (a fifth) no channel
-            args.epochs = max(1, args.epochs // 5)  # had left the prior (p(on) 0.62-0.69),
-            # at 75 half were removed with the pruned net not yet recovered (LL -0.20)
-        args.test_samples = min(args.test_samples, 300)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     law = noise.Bernoulli(args.keep)
@@ -251,20 +237,20 @@ def run(args) -> int:
     try:
         rows = []
         data = resolve_data(args.data)[0] if args.what == "depth" else None
-        args.data_name = data.name if data is not None else "digits"
+        data_name = data.name if data is not None else "digits"
         for seed in range(args.seeds):
             r = (_depth_seed(args, data, law, seed) if args.what == "depth"
                  else _channel_seed(args, law, seed))
             rows.append(r)
             print(f"prune {args.what} seed {seed}: removed {r['removed']}, LL full "
                   f"{r['ll_full']:.3f} pruned {r['ll_pruned']:.3f}", file=sys.stderr)
-        s = _summary(args, rows)
+        s = _summary(args, rows, data_name)
         seconds = time.perf_counter() - t0
         s["seconds"] = seconds
         cols = [k for k in rows[0] if k != "p_on"]
         write_csv_atomic(out / "seeds.csv", rows, cols)
         atomic_write_text(out / "summary.json", json.dumps(s, indent=1))
-        _section(args, out, s, seconds)
+        _section(args, out, s, seconds, command)
         print(f"prune {args.what}: removed {s['removed'][0]:.1f} on average; pruned - full "
               f"test LL {s['ll_pruned_minus_full'][0]:+.3f} ± {s['ll_pruned_minus_full'][1]:.3f}"
               f" ({seconds:.0f} s) -> {out / 'summary.json'}", file=sys.stderr)

@@ -22,80 +22,69 @@ report's ``section.json`` to ``--out``. The mathematics is in :mod:`shrinkdrop.i
 
 from __future__ import annotations
 
-import argparse
+import enum
 import json
 import math
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..data import UCIData, standardize
+from .laws import LawOptions
 from .runner import atomic_write_text, jsonable, write_csv_atomic
 
 HELP = ("Which inputs the data switched off: structured-VI relevance vs scikit-learn's "
         "ARDRegression and Gibbs, AUC against added noise features, test LL vs MC dropout")
 
-__all__ = ["HELP", "add_arguments", "run", "prepare", "FAMILIES"]
-
-FAMILIES = ("bernoulli", "half_cauchy", "inverse_nakagami", "rayleigh")
+__all__ = ["HELP", "run", "prepare", "FAMILIES", "Family", "RelevanceOptions"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True,
-                   help="built-in data set name (e.g. diabetes) or a UCI-layout directory")
-    p.add_argument("--noise-features", type=int, default=20,
-                   help="pure-noise N(0, 1) columns appended to the inputs (default 20)")
-    p.add_argument("--split", type=int, default=0, help="train/test split index (default 0)")
-    p.add_argument("--noise", default="bernoulli", choices=FAMILIES,
-                   help="prior law of the ARD scales (default bernoulli: spike-and-slab)")
-    p.add_argument("--keep", type=float, default=0.5, help="Bernoulli prior inclusion (0.5)")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="scale of half-Cauchy / inverse Nakagami / Rayleigh (1.0)")
-    p.add_argument("--df", type=float, default=3.0, help="inverse Nakagami degrees of freedom")
-    p.add_argument("--hidden", type=int, default=10, help="hidden units (default 10)")
-    p.add_argument("--epochs", type=int, default=3000, help="VI epochs, full batch (3000)")
-    p.add_argument("--lr", type=float, default=1e-2, help="VI learning rate (Adam, 0.01)")
-    p.add_argument("--restarts", type=int, default=3,
-                   help="independent VI fits (seeds seed..seed+R-1); relevances averaged, "
-                   "predictive = their equal mixture (default 3)")
-    p.add_argument("--no-gibbs", action="store_true", help="skip the Gibbs reference")
-    p.add_argument("--gibbs-warmup", type=int, default=200)
-    p.add_argument("--gibbs-samples", type=int, default=200)
-    p.add_argument("--gibbs-chains", type=int, default=2)
-    p.add_argument("--no-linear-ss", action="store_true",
-                   help="skip the exact linear spike-and-slab reference")
-    p.add_argument("--ss-g", type=float, default=1.0,
-                   help="linear spike-and-slab slab variance / noise variance (default 1)")
-    p.add_argument("--ss-sweeps", type=int, default=2000,
-                   help="linear spike-and-slab collapsed Gibbs sweeps per chain, 2 chains, "
-                   "after 500 warm-up sweeps (default 2000; exact enumeration up to 14 inputs)")
-    p.add_argument("--no-mc-dropout", action="store_true",
-                   help="skip the MC dropout baseline (Gal's grid + refit on the same rows)")
-    p.add_argument("--epochs-multiplier", type=float, default=100.0,
-                   help="MC dropout epochs = the data set's base epochs x this (default 100: "
-                   "the protocol of the UCI table)")
-    p.add_argument("--test-samples", type=int, default=10_000,
-                   help="MC samples for test log-likelihoods (default 10000)")
-    p.add_argument("--quick", action="store_true",
-                   help="a short run for the demo: 1000 VI epochs, 1 restart, Gibbs 60 + 60 x 1 "
-                   "chain, linear spike-and-slab 300 + 100 sweeps, MC dropout at 10x epochs, "
-                   "1000 test samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True, help="output directory")
+class Family(str, enum.Enum):
+    """The prior laws of the ARD scales this experiment fits."""
+
+    BERNOULLI = "bernoulli"
+    HALF_CAUCHY = "half_cauchy"
+    INVERSE_NAKAGAMI = "inverse_nakagami"
+    RAYLEIGH = "rayleigh"
 
 
-def _law(args):
-    """The prior law of the scales from the CLI flags: ``shrinkdrop mcmc``'s own parser."""
-    from .mcmc import _noise
+@dataclass(frozen=True, kw_only=True)
+class RelevanceOptions(LawOptions):
+    """One ``shrinkdrop relevance`` run (the command line's options, ``--quick`` applied)."""
 
-    return _noise(args)
+    data: str
+    out: str
+    noise_features: int = 20
+    split: int = 0
+    noise: str = "bernoulli"  # a Family value
+    hidden: int = 10
+    epochs: int = 3000
+    lr: float = 1e-2
+    restarts: int = 3
+    no_gibbs: bool = False
+    gibbs_warmup: int = 200
+    gibbs_samples: int = 200
+    gibbs_chains: int = 2
+    no_linear_ss: bool = False
+    ss_g: float = 1.0
+    ss_sweeps: int = 2000
+    no_mc_dropout: bool = False
+    epochs_multiplier: float = 100.0
+    test_samples: int = 10_000
+    quick: bool = False
+    seed: int = 0
+    no_progress: bool = False
 
 
-def prepare(data, split: int, noise_features: int, seed: int) -> dict:
+#: the prior laws of the scales, by name
+FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
+
+
+def prepare(data: UCIData, split: int, noise_features: int, seed: int) -> dict:
     """The data set with ``noise_features`` N(0, 1) columns appended (drawn with ``seed``),
     standardized on the split's training rows; float64 tensors and the raw arrays."""
     if data.task != "regression":
@@ -110,8 +99,7 @@ def prepare(data, split: int, noise_features: int, seed: int) -> dict:
         X = np.concatenate([X, rng.standard_normal((X.shape[0], noise_features))], 1)
     sp = data.splits[split]
     tr, te = np.asarray(sp.train), np.asarray(sp.test)
-    mu, sd = X[tr].mean(0), X[tr].std(0)
-    sd[sd == 0] = 1.0
+    mu, sd = standardize(X[tr])
     Xs = (X - mu) / sd
     y = np.asarray(data.target, dtype=np.float64)
     y_mu, y_sd = y[tr].mean(), y[tr].std()
@@ -247,14 +235,11 @@ def _plot(out: Path, names: list[str], is_real, rels: dict[str, np.ndarray]) -> 
     tmp.replace(out / "relevance.png")
 
 
-def _section(args, out: Path, s: dict) -> None:
+def _section(args: RelevanceOptions, out: Path, s: dict, command: str) -> None:
     from .report import Section, write_section
 
-    cmd = (["shrinkdrop"] + sys.argv[1:]) if sys.argv[1:2] == ["relevance"] else [
-        "shrinkdrop", "relevance", "--data", str(args.data), "--noise-features",
-        str(args.noise_features)] + (["--quick"] if args.quick else []) + ["--out", str(out)]
     sec = Section(title=f"Relevance: {s['data']} + {s['noise_features']} noise features",
-                  command=" ".join(cmd), seconds=float(s["seconds"]))
+                  command=command, seconds=float(s["seconds"]))
     sec.p(f"Which inputs did the data switch off? {s['n_real']} real inputs and "
           f"{s['noise_features']} pure-noise N(0, 1) columns, {s['n_train']} training rows "
           f"(split {s['split']}), test log-likelihood per point on {s['n_test']} test rows in "
@@ -285,70 +270,71 @@ def _section(args, out: Path, s: dict) -> None:
     write_section(out, sec)
 
 
-def run(args) -> int:
-    from ..data import resolve_data
+def _methods(args: RelevanceOptions, d: dict, law, s: dict) -> dict[str, np.ndarray]:
+    """Run every method into the summary ``s``; their relevances by label."""
     from ..inference import relevance_auc
 
-    if args.noise_features < 1:
-        raise ValueError(f"--noise-features has to be >= 1 (the AUC needs noise inputs), but "
-                         f"got {args.noise_features}")
-    for name in ("hidden", "epochs", "restarts", "gibbs_warmup", "gibbs_samples",
-                 "gibbs_chains", "test_samples", "ss_sweeps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
-                             f"{getattr(args, name)}")
-    if not 0 < args.keep < 1:
-        raise ValueError(f"--keep has to be in (0, 1), but got {args.keep}")
-    if not (math.isfinite(args.ss_g) and args.ss_g > 0):
-        raise ValueError(f"--ss-g has to be a finite number > 0, but got {args.ss_g}")
-    if args.quick:
-        args.epochs, args.restarts = min(args.epochs, 1000), 1
-        args.gibbs_warmup, args.gibbs_samples = min(args.gibbs_warmup, 60), min(
-            args.gibbs_samples, 60)
-        args.gibbs_chains = 1
-        args.ss_sweeps = min(args.ss_sweeps, 300)
-        args.epochs_multiplier = min(args.epochs_multiplier, 10.0)
-        args.test_samples = min(args.test_samples, 1000)
+    is_real = d["is_real"]
+    rels = {}
+    svi = _svi(args, d, law)
+    svi["auc"] = relevance_auc(svi["relevance"], is_real)
+    svi["restarts"], svi["epochs"] = args.restarts, args.epochs
+    s["svi"], rels[f"VI {svi['what']}"] = svi, svi["relevance"]
+    print(f"relevance {d['name']}: structured VI auc={svi['auc']:.3f} "
+          f"test_ll={svi['test_ll']:.3f} ({svi['seconds']:.0f} s)", file=sys.stderr)
+    ard = _ard(d)
+    ard["auc"] = relevance_auc(ard["relevance"], is_real)
+    ard["auc_prior_variance"] = relevance_auc(ard["prior_variance"], is_real)
+    s["ard"], rels["ARDRegression |coef|"] = ard, ard["relevance"]
+    if args.noise == "bernoulli" and not args.no_gibbs:
+        gb = _gibbs(args, d, law)
+        gb["auc"] = relevance_auc(gb["relevance"], is_real)
+        s["gibbs"], rels["Gibbs p(on)"] = gb, gb["relevance"]
+        print(f"relevance {d['name']}: Gibbs auc={gb['auc']:.3f} ({gb['seconds']:.0f} s)",
+              file=sys.stderr)
+    if not args.no_linear_ss:
+        ls = _linear_ss(args, d)
+        ls["auc"] = relevance_auc(ls["relevance"], is_real)
+        s["linear_ss"], rels["linear SS p(on)"] = ls, ls["relevance"]
+        print(f"relevance {d['name']}: linear spike-and-slab ({ls['method']}) "
+              f"auc={ls['auc']:.3f} test_ll={ls['test_ll']:.3f} ({ls['seconds']:.0f} s)",
+              file=sys.stderr)
+    if not args.no_mc_dropout:
+        s["mc_dropout"] = _mc_dropout(args, d)
+    return rels
+
+
+def _write(out: Path, d: dict, s: dict, rels: dict[str, np.ndarray]) -> None:
+    """``relevance.csv``, ``relevance.png`` and ``summary.json``."""
+    is_real = d["is_real"]
+    names = [f"x{i}" if r else f"noise{i - d['n_real']}" for i, r in enumerate(is_real)]
+    table = [{"input": n, "real": bool(r), **{k: float(v[i]) for k, v in rels.items()}}
+             for i, (n, r) in enumerate(zip(names, is_real))]
+    write_csv_atomic(out / "relevance.csv", table, ["input", "real", *rels])
+    _plot(out, names, is_real, rels)
+    atomic_write_text(out / "summary.json", json.dumps(jsonable(s), indent=1))
+
+
+def run(args: RelevanceOptions, *, command: str = "") -> int:
+    """Read off the relevances of ``args`` and write ``OUT``; ``command`` is the run's command
+    line (the report shows it). Returns 0."""
+    from ..data import resolve_data
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    law = _law(args)
+    law = args.law()
     prev = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     t0 = time.perf_counter()
     try:
         data = resolve_data(args.data)[0]
         d = prepare(data, args.split, args.noise_features, args.seed)
-        is_real = d["is_real"]
         s = {"data": d["name"], "split": args.split, "n_real": d["n_real"],
              "noise_features": args.noise_features, "n_train": int(d["X"].shape[0]),
              "n_test": int(d["Xte"].shape[0]), "layers": f"{d['X'].shape[1]}-{args.hidden}-1",
              "noise": repr(law), "seed": args.seed}
-        rels = {}
-        svi = _svi(args, d, law)
-        svi["auc"] = relevance_auc(svi["relevance"], is_real)
-        svi["restarts"], svi["epochs"] = args.restarts, args.epochs
-        s["svi"], rels[f"VI {svi['what']}"] = svi, svi["relevance"]
-        print(f"relevance {d['name']}: structured VI auc={svi['auc']:.3f} "
-              f"test_ll={svi['test_ll']:.3f} ({svi['seconds']:.0f} s)", file=sys.stderr)
-        ard = _ard(d)
-        ard["auc"] = relevance_auc(ard["relevance"], is_real)
-        ard["auc_prior_variance"] = relevance_auc(ard["prior_variance"], is_real)
-        s["ard"], rels["ARDRegression |coef|"] = ard, ard["relevance"]
-        if args.noise == "bernoulli" and not args.no_gibbs:
-            gb = _gibbs(args, d, law)
-            gb["auc"] = relevance_auc(gb["relevance"], is_real)
-            s["gibbs"], rels["Gibbs p(on)"] = gb, gb["relevance"]
-            print(f"relevance {d['name']}: Gibbs auc={gb['auc']:.3f} ({gb['seconds']:.0f} s)",
-                  file=sys.stderr)
-        if not args.no_linear_ss:
-            ls = _linear_ss(args, d)
-            ls["auc"] = relevance_auc(ls["relevance"], is_real)
-            s["linear_ss"], rels["linear SS p(on)"] = ls, ls["relevance"]
-            print(f"relevance {d['name']}: linear spike-and-slab ({ls['method']}) "
-                  f"auc={ls['auc']:.3f} test_ll={ls['test_ll']:.3f} ({ls['seconds']:.0f} s)",
-                  file=sys.stderr)
-        if not args.no_mc_dropout:
-            s["mc_dropout"] = _mc_dropout(args, d)
+        rels = _methods(args, d, law, s)
+        svi, ard = s["svi"], s["ard"]
         mc_ll = s.get("mc_dropout", {}).get("bernoulli-mc", {}).get("test_ll")
         s["targets"] = {
             "AUC >= 0.95": svi["auc"] >= 0.95,
@@ -356,13 +342,8 @@ def run(args) -> int:
             "test LL >= MC dropout's": None if mc_ll is None else svi["test_ll"] >= mc_ll,
         }
         s["seconds"] = time.perf_counter() - t0
-        names = [f"x{i}" if r else f"noise{i - d['n_real']}" for i, r in enumerate(is_real)]
-        table = [{"input": n, "real": bool(r), **{k: float(v[i]) for k, v in rels.items()}}
-                 for i, (n, r) in enumerate(zip(names, is_real))]
-        write_csv_atomic(out / "relevance.csv", table, ["input", "real", *rels])
-        _plot(out, names, is_real, rels)
-        atomic_write_text(out / "summary.json", json.dumps(jsonable(s), indent=1))
-        _section(args, out, s)
+        _write(out, d, s, rels)
+        _section(args, out, s, command)
         gibbs = f", Gibbs {s['gibbs']['auc']:.3f}" if "gibbs" in s else ""
         if "linear_ss" in s:
             gibbs += f", linear spike-and-slab {s['linear_ss']['auc']:.3f}"

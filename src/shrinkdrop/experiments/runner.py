@@ -4,9 +4,9 @@ A run is a list of independent *units* (for the UCI benchmark: one data set x sp
 Each finished unit is one JSON file under ``OUT/parts/``, written atomically (temporary file in the
 same directory + :func:`os.replace`), so an interrupted run leaves only complete results and a
 rerun with the same arguments skips them. ``OUT/run.json`` records the settings that affect
-results; a rerun into the same ``OUT`` with different settings raises :class:`RunMismatchError`
-instead of mixing results. Tables assembled from the parts (``results.csv``) are replaced
-atomically too.
+results; a rerun into the same ``OUT`` with different settings raises
+:class:`~shrinkdrop.errors.RunMismatchError` instead of mixing results. Tables assembled from
+the parts (``results.csv``) are replaced atomically too.
 
 Work items run in this process, in local worker processes (``jobs > 1``), or on a Dask
 cluster (``client=``, :func:`dask_client`; the optional ``cluster`` extra): the results come back
@@ -18,6 +18,7 @@ Nothing here knows about networks or data: it runs ``fn(task)`` for picklable ta
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import json
 import math
@@ -29,13 +30,15 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..errors import ShrinkdropError
+from ..errors import ClusterError, MissingExtraError, RunMismatchError
+
+if TYPE_CHECKING:  # the optional ``cluster`` extra
+    import distributed
 
 __all__ = [
-    "RunMismatchError",
-    "MissingExtraError",
-    "ClusterError",
+    "Executor",
     "EXECUTORS",
     "CLUSTER_EXTRA",
     "dask_client",
@@ -47,27 +50,22 @@ __all__ = [
 ]
 
 
-class RunMismatchError(ShrinkdropError):
-    """``OUT`` holds results of a run with different settings."""
+class Executor(str, enum.Enum):
+    """Where work items run: ``local`` (this process, or ``jobs`` local processes) or ``dask``
+    (a Dask distributed cluster)."""
+
+    LOCAL = "local"
+    DASK = "dask"
 
 
-class MissingExtraError(ShrinkdropError):
-    """An optional feature was asked for whose extra dependencies are not installed."""
-
-
-class ClusterError(ShrinkdropError):
-    """The Dask scheduler cannot be reached, or has no workers."""
-
-
-#: where work items run: ``local`` (this process, or ``jobs`` local processes) or ``dask`` (a
-#: Dask distributed cluster)
-EXECUTORS = ("local", "dask")
+#: the executors' names
+EXECUTORS: tuple[str, ...] = tuple(e.value for e in Executor)
 
 #: the optional dependency group that brings Dask's distributed scheduler
 CLUSTER_EXTRA = "cluster"
 
 
-def jsonable(x):
+def jsonable(x: object) -> object:
     """``x`` with numpy arrays and scalars as Python lists / numbers and non-finite floats as
     ``None`` (JSON has no NaN), through dicts, lists and tuples: what ``summary.json`` holds."""
     if isinstance(x, dict):
@@ -81,7 +79,7 @@ def jsonable(x):
     return x
 
 
-def atomic_write_text(path, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +104,8 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
-def write_csv_atomic(path, rows: Iterable[dict], columns: Sequence[str]) -> None:
+def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict],
+                     columns: Sequence[str]) -> None:
     """Write ``rows`` (dicts; missing keys empty) as CSV with header ``columns``, atomically."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -129,7 +128,8 @@ class ResultStore:
 
     MANIFEST = "run.json"
 
-    def __init__(self, out, settings: dict, inputs: dict[str, str]):
+    def __init__(self, out: str | os.PathLike, settings: dict,
+                 inputs: dict[str, str]) -> None:
         self.out = Path(out)
         self.parts = self.out / "parts"
         self.settings = json.loads(json.dumps(settings))
@@ -146,7 +146,8 @@ class ResultStore:
                 f"{f}: unreadable run manifest ({exc}); use another --out") from None
 
     def check(self) -> None:
-        """Raise :class:`RunMismatchError` if ``out`` holds a run with other settings or inputs.
+        """Raise :class:`~shrinkdrop.errors.RunMismatchError` if ``out`` holds a run with other
+        settings or inputs.
 
         Writes nothing.
         """
@@ -276,7 +277,7 @@ def dask_client(scheduler: str | None = None, *, n_workers: int = 1,
             cluster.close()
 
 
-def cluster_slots(client, *, wait_s: float = 10.0) -> int:
+def cluster_slots(client: distributed.Client, *, wait_s: float = 10.0) -> int:
     """Worker threads of the cluster behind ``client`` (waits up to ``wait_s`` for a worker)."""
     import time
 
@@ -326,7 +327,8 @@ def _run_dask(fn, tasks, client, on_result, bar, describe) -> None:
 
 def run_units(fn: Callable, tasks: Sequence, *, jobs: int = 1,
               on_result: Callable | None = None, progress: bool = True,
-              describe: Callable = str, desc: str = "units", client=None) -> None:
+              describe: Callable = str, desc: str = "units",
+              client: distributed.Client | None = None) -> None:
     """Run ``fn(task)`` for every task; ``on_result(task, result)`` in this process as each ends.
 
     ``jobs > 1`` uses a :class:`~concurrent.futures.ProcessPoolExecutor` with the ``spawn``

@@ -44,7 +44,7 @@ class AttentionNoise(NoiseLayer):
     """
 
     #: the noise scales data-dependent mixing weights (attention) or several layers' input
-    #: weights: objectives.noisy_weights / log_prior_hp leave it out
+    #: weights: train.noisy_weights / log_prior_hp leave it out
     pairs_with_next_weight = False
 
     def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,

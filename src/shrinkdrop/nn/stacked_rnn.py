@@ -42,7 +42,7 @@ class NoisyStackedRNN(NoiseLayer):
     """
 
     #: the noise scales data-dependent mixing weights (attention) or several layers' input
-    #: weights: objectives.noisy_weights / log_prior_hp leave it out
+    #: weights: train.noisy_weights / log_prior_hp leave it out
     pairs_with_next_weight = False
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int,

@@ -1,4 +1,9 @@
-"""``shrinkdrop demo``: run every experiment in its quick form and write one report."""
+"""``shrinkdrop demo``: run every experiment in its quick form and write one report.
+
+The demo is a list of ``shrinkdrop`` command lines, run one after the other through
+:func:`shrinkdrop.cli.main`; their sections make one report
+(:func:`shrinkdrop.experiments.report.build_report`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
-from .report import build_report
+from ..experiments.report import build_report
+from .options import add_out
 
 HELP = "Run every experiment's quick version and write report/index.html (and index.md)."
 
@@ -42,13 +48,15 @@ INTRO = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="report", help="report folder (default: report)")
+    """The options of ``shrinkdrop demo``."""
+    add_out(p, default="report", help="report folder (default: report)")
     p.add_argument("--only", default=None,
                    help="comma-separated subset of sections to run (default: all)")
 
 
-def run(args) -> int:
-    from ..cli import VERBS, main
+def run(args: argparse.Namespace) -> int:
+    """Run the steps (all, or those ``--only`` names) and build the report; 1 if one failed."""
+    from . import VERBS, main
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
