@@ -32,6 +32,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "inference": ("inference", None),
     "data": ("data", None),
     "errors": ("errors", None),
+    "enums": ("enums", None),
     # shortcuts to the most used functions
     "convert": ("nn", "convert"),
     "mc_mode": ("nn", "mc_mode"),

@@ -1,7 +1,22 @@
-"""Named exceptions of shrinkdrop."""
+"""Every exception of shrinkdrop, all under :class:`ShrinkdropError`.
 
-__all__ = ["ShrinkdropError", "DataError", "MissingExtraError", "RunMismatchError",
-           "ClusterError"]
+Each also derives from the built-in exception a caller would catch for that kind of problem
+(``ValueError`` for a bad value, ``TypeError`` for a wrong kind of object, ``ImportError`` for a
+missing optional dependency), so ``except ValueError`` keeps working.
+"""
+
+__all__ = [
+    "ShrinkdropError",
+    "DataError",
+    "NotNormalizableError",
+    "EvalNoiseError",
+    "UnsupportedLayerError",
+    "SVIError",
+    "InfiniteObjectiveError",
+    "MissingExtraError",
+    "RunMismatchError",
+    "ClusterError",
+]
 
 
 class ShrinkdropError(Exception):
@@ -12,28 +27,30 @@ class DataError(ShrinkdropError, ValueError):
     """A data file or directory is missing or malformed; the message names the file and line."""
 
 
-# ---- from noise
+# ----------------------------------------------------------------------------- noise and layers
 class NotNormalizableError(ShrinkdropError, ValueError):
-    """Raised when noise cannot be normalised to mean 1 (E[xi] infinite or zero)."""
+    """Noise cannot be normalised to mean 1 (E[xi] infinite or zero)."""
 
 
-__all__ += ["NotNormalizableError"]
+class EvalNoiseError(ShrinkdropError, ValueError):
+    """Un-normalised noise with infinite mean is evaluated without MC mode."""
 
-# ---- from layers (nn/, inference/svi/)
+
 class UnsupportedLayerError(ShrinkdropError, TypeError):
     """A noise layer asked for something its structure does not have (e.g. the global scale
     sites of a layer whose noise is not one scale per unit, channel, filter or layer)."""
 
 
-class SVIError(ShrinkdropError, ValueError):
-    """A model or argument that structured VI cannot handle."""
-# ---- from train
+# ----------------------------------------------------------------------------- training, inference
 class InfiniteObjectiveError(ShrinkdropError, ValueError):
     """An objective is infinite (e.g. the HP objective when E[xi^-2] is infinite)."""
 
 
-__all__ += ["InfiniteObjectiveError"]
-# ---- from cli / experiments
+class SVIError(ShrinkdropError, ValueError):
+    """A model or argument that structured VI cannot handle."""
+
+
+# ----------------------------------------------------------------------------- experiments
 class MissingExtraError(ShrinkdropError, ImportError):
     """An optional feature was asked for whose extra dependencies are not installed; the message
     names the extra to install."""

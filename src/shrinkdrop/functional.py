@@ -42,6 +42,7 @@ from . import noise as _noise
 from ._lstm import _lstm_kernel, _untied_lstm_layer
 from ._validation import check_choice
 from .enums import Tie
+from .errors import EvalNoiseError
 
 __all__ = [
     "Tie",
@@ -58,10 +59,6 @@ __all__ = [
     "noisy_conv2d",
     "noisy_lstm",
 ]
-
-
-class EvalNoiseError(ValueError):
-    """Raised when un-normalised noise with infinite mean is evaluated without MC mode."""
 
 
 # ============================================================================= sample groups

@@ -199,7 +199,8 @@ def _lik_dist(likelihood: str, out: torch.Tensor, precision) -> dist.Distributio
 
 def log_likelihood(spec: NetSpec, params: dict[str, torch.Tensor], X: torch.Tensor,
                    y: torch.Tensor, *, param: str = "ep", likelihood: str = "gaussian",
-                   precision=None, reduce: bool = True) -> torch.Tensor:
+                   precision: float | torch.Tensor | None = None,
+                   reduce: bool = True) -> torch.Tensor:
     """``log p(y | W, scales)`` summed over the data (or per point with ``reduce=False``).
 
     ``params`` may carry leading sample dimensions; ``precision`` defaults to
@@ -214,7 +215,8 @@ def log_likelihood(spec: NetSpec, params: dict[str, torch.Tensor], X: torch.Tens
 
 def make_model(spec: NetSpec, noise: _noise.NoiseDistribution, param: str = "ep", *,
                likelihood: str = "gaussian", sigma0: float = 1.0, precision: float | None = None,
-               precision_prior: tuple[float, float] = (2.0, 0.5), bias_scale: float = 1.0):
+               precision_prior: tuple[float, float] = (2.0, 0.5), bias_scale: float = 1.0
+               ) -> Callable[..., object]:
     """Build the Pyro model ``model(X, y=None, fixed=None)`` of ``spec`` under ``noise``.
 
     Args:
@@ -366,9 +368,10 @@ class NutsResult:
     num_samples: int
 
 
-def run_nuts(model, X, y, *, num_warmup: int = 300, num_samples: int = 300, chains: int = 2,
-             seed: int = 0, max_tree_depth: int = 8, target_accept_prob: float = 0.8,
-             progress: bool = False, fixed=None) -> NutsResult:
+def run_nuts(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor, *,
+             num_warmup: int = 300, num_samples: int = 300, chains: int = 2, seed: int = 0,
+             max_tree_depth: int = 8, target_accept_prob: float = 0.8, progress: bool = False,
+             fixed: dict[str, torch.Tensor] | None = None) -> NutsResult:
     """Run Pyro's NUTS on ``model(X, y)``: ``chains`` chains one after the other (seed + c).
 
     Chains run sequentially in this process (2 shared cores: processes cost more than they
@@ -434,7 +437,7 @@ def flatten_chains(samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()}
 
 
-def fit_map_noise(model, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2000,
+def fit_map_noise(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2000,
                   lr: float = 1e-2, seed: int = 0) -> dict[str, torch.Tensor]:
     """Train an EP model's weights by MAP with noise (the MC objective, Eq. 3), full batch.
 

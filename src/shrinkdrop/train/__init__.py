@@ -7,21 +7,21 @@ Priors", Sec. 3-4).
 * :mod:`~shrinkdrop.train.likelihoods`: the per-example Gaussian and categorical
   log-likelihoods (the one home of the Gaussian log density);
 * :mod:`~shrinkdrop.train.weight_priors`: EP and HP log priors of the weights, weight decay;
-* :mod:`~shrinkdrop.train.predict`: outputs under ``S`` noise draws in one batched pass,
+* :mod:`~shrinkdrop.train.prediction`: outputs under ``S`` noise draws in one batched pass,
   predictive means and predictive log-likelihoods;
 * :mod:`~shrinkdrop.train.precision`: the Gaussian precision fitted on held-out rows;
-* :mod:`~shrinkdrop.train.fit`: :func:`fit`, Adam on any ``nn.Module`` under noise.
+* :mod:`~shrinkdrop.train.loop`: :func:`fit`, Adam on any ``nn.Module`` under noise.
 """
 
 from __future__ import annotations
 
 from ..enums import Likelihood, Objective, PredictMode
 from ..errors import InfiniteObjectiveError
-from .fit import History, fit
+from .loop import History, fit
 from .likelihoods import categorical_log_likelihood, gaussian_log_likelihood, log_likelihood
 from .objectives import marginal_map, mc_objective, objective, tail_adaptive, tail_adaptive_weights
 from .precision import fit_predictive_precision, fit_predictive_tau
-from .predict import (
+from .prediction import (
     noise_on,
     predict,
     predictive_log_likelihood,

@@ -11,7 +11,7 @@ from torch import nn
 
 from ._checks import check_int
 from .likelihoods import align_target
-from .predict import _mc_outputs
+from .prediction import _mc_outputs
 
 __all__ = ["fit_predictive_precision", "fit_predictive_tau"]
 

@@ -16,7 +16,7 @@ from ..enums import Likelihood, Objective
 from ._checks import check_int, check_samples
 from .likelihoods import log_likelihood
 from .objectives import objective as _objective
-from .predict import sample_outputs
+from .prediction import sample_outputs
 from .weight_priors import _decayed
 from .weight_priors import weight_decay as _weight_decay
 
