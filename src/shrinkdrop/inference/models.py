@@ -437,8 +437,8 @@ def flatten_chains(samples: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.reshape(-1, *v.shape[2:]) for k, v in samples.items()}
 
 
-def fit_map_noise(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor, *, epochs: int = 2000,
-                  lr: float = 1e-2, seed: int = 0) -> dict[str, torch.Tensor]:
+def fit_map_noise(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor, *,
+                  epochs: int = 2000, lr: float = 1e-2, seed: int = 0) -> dict[str, torch.Tensor]:
     """Train an EP model's weights by MAP with noise (the MC objective, Eq. 3), full batch.
 
     Each step draws one global scale per unit (or layer) from the noise law -- the paper's

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from ..enums import Likelihood, Objective, PredictMode
 from ..errors import InfiniteObjectiveError
-from .loop import History, fit
 from .likelihoods import categorical_log_likelihood, gaussian_log_likelihood, log_likelihood
+from .loop import History, fit
 from .objectives import marginal_map, mc_objective, objective, tail_adaptive, tail_adaptive_weights
 from .precision import fit_predictive_precision, fit_predictive_tau
 from .prediction import (
