@@ -23,7 +23,6 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .. import noise as _noise
 from .models import _init_params, log_likelihood, make_potential
 
 __all__ = ["GibbsResult", "gibbs_bernoulli"]
@@ -79,7 +78,7 @@ def gibbs_bernoulli(model: Callable[..., None], X: torch.Tensor, y: torch.Tensor
     """
     from pyro.infer import NUTS
 
-    if not isinstance(model.noise, _noise.Bernoulli) or model.param != "ep":
+    if not model.noise.is_discrete or model.param != "ep":
         raise ValueError(
             "gibbs_bernoulli needs an EP model with Bernoulli scales, but got "
             f"noise={model.noise!r}, param={model.param!r}"

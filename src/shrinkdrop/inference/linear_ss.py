@@ -35,6 +35,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import gammaln, logsumexp
 
+from ..data import standardize
+
 __all__ = ["LinearSSResult", "linear_spike_slab", "log_marginal"]
 
 _BATCHES = 10  # batch means per chain for the Monte Carlo standard error
@@ -292,8 +294,7 @@ def linear_spike_slab(X: ArrayLike, y: ArrayLike, *, keep: float = 0.5, g: float
     if enumerate_max > 20:
         raise ValueError(f"enumerate_max has to be <= 20 (2^20 models), but got {enumerate_max}")
     n, p = X.shape
-    x_mean, x_sd = X.mean(0), X.std(0)
-    x_sd[x_sd == 0] = 1.0
+    x_mean, x_sd = standardize(X)
     Z = (X - x_mean) / x_sd
     y_mean = float(y.mean())
     yc = y - y_mean

@@ -251,7 +251,7 @@ def make_model(spec: NetSpec, noise: _noise.NoiseDistribution, param: str = "ep"
         for s in spec.sites:
             if s.name in fixed:
                 scales[s.name] = fixed[s.name]
-            elif isinstance(noise, _noise.Bernoulli):
+            elif noise.is_discrete:
                 raise ValueError(
                     f"Bernoulli scale {s.name} is discrete: NUTS cannot sample it; pass it in "
                     "`fixed` or use shrinkdrop.inference.gibbs"

@@ -96,15 +96,16 @@ def relevance_auc(scores: torch.Tensor | Sequence[float],
     """Area under the ROC curve of ``scores`` separating ``is_real`` from the rest (ties 1/2).
 
     The Mann-Whitney statistic: the probability that a random real feature scores above a
-    random noise feature.
+    random noise feature (scikit-learn's :func:`sklearn.metrics.roc_auc_score`).
     """
+    from sklearn.metrics import roc_auc_score
+
     s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
     r = torch.as_tensor(is_real, dtype=torch.bool).reshape(-1)
     if s.shape != r.shape or r.all() or not r.any():
         raise ValueError("relevance_auc needs scores and labels of one length with both classes, "
                          f"but got {tuple(s.shape)} scores and {int(r.sum())}/{r.numel()} real")
-    pos, neg = s[r][:, None], s[~r][None, :]
-    return ((pos > neg).double() + 0.5 * (pos == neg).double()).mean().item()
+    return float(roc_auc_score(r.numpy(), s.numpy()))
 
 
 class ImportanceReadout(dict):
@@ -146,7 +147,7 @@ def importance_readout(log_likelihood: Callable[[dict[str, torch.Tensor]], torch
     out = ImportanceReadout()
     for s in sites:
         x = draws[s.name].double()
-        if isinstance(noise, _noise.Bernoulli):
+        if noise.is_discrete:
             f = (x != 0).double()
         else:
             if n is None:
@@ -209,7 +210,7 @@ def unit_grid(noise: _noise.NoiseDistribution, points: int = 16, *,
 
 def _readout_fn(noise: _noise.NoiseDistribution, n: int | None, precision: float,
                 sigma0: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    if isinstance(noise, _noise.Bernoulli):
+    if noise.is_discrete:
         return lambda x: (x != 0).double()
     if n is None:
         raise ValueError("the read-out of a continuous family needs n (the training size) for "
@@ -308,7 +309,7 @@ def conditional_readout(log_likelihood: Callable[[dict[str, torch.Tensor]], torc
     q, logpi = unit_grid(noise, grid, generator=generator)
     f = _readout_fn(noise, n, precision, sigma0)(q)
     K = q.numel()
-    discrete = rounds > 1 or isinstance(noise, _noise.Bernoulli)
+    discrete = rounds > 1 or noise.is_discrete
     # proposal: per site, log-probabilities (units, K) over the grid (the prior at first)
     logq = {s.name: logpi.expand(math.prod(s.shape), K).clone() for s in sites}
     todo = sites if (only is None or rounds > 1) else [s for s in sites if s.name in only]

@@ -55,7 +55,7 @@ class SVISite:
     @property
     def bernoulli(self) -> bool:
         """Whether the site's law is Bernoulli (spike-and-slab scales)."""
-        return isinstance(self.noise, _noise.Bernoulli)
+        return self.noise.is_discrete
 
     @property
     def units(self) -> int:

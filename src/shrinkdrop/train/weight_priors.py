@@ -21,6 +21,7 @@ from torch import nn
 
 from .._validation import positive_float
 from ..errors import InfiniteObjectiveError
+from ..nn.sites import NoisyWeight, noisy_weights
 from .likelihoods import LOG_2PI, gaussian_log_prob
 
 __all__ = [
@@ -78,46 +79,6 @@ def log_prior_ep(
     return total
 
 
-def noisy_weights(model: nn.Module) -> list[tuple[torch.Tensor, object, float]]:
-    """The ``(weight, noise, c)`` triples of a model: each noisy layer and the weight it scales.
-
-    A module with a ``noise`` attribute and a ``weight`` (``WeightNoiseLinear``, ``NoisyConv2d``)
-    pairs with its own weight; a weightless noise module (``UnitNoise``, ``ChannelNoise``) pairs
-    with the next module in ``model.modules()`` order that has a ``weight``. ``c`` is the factor
-    the layer applies to the noise: ``1 / E[xi]`` if it normalises (``normalize=True``), else 1, so
-    the HP scale of the paired weight is ``c * xi``. Layers whose noise is not a scale of the next
-    weight (``pairs_with_next_weight = False``: ``AttentionNoise``, ``NoisyStackedRNN``) are left
-    out.
-    """
-    pairs: list[tuple[torch.Tensor, object, float]] = []
-    pending = None
-    for m in model.modules():
-        noise = getattr(m, "noise", None)
-        if noise is not None and getattr(m, "pairs_with_next_weight", True) is False:
-            pending = None
-            continue
-        w = getattr(m, "weight", None)
-        has_w = isinstance(w, torch.Tensor) and w.ndim >= 2
-        if noise is not None:
-            c = 1.0
-            if getattr(m, "normalize", False):
-                c = 1.0 / float(noise.mean.reshape(-1)[0])
-            if has_w:
-                pairs.append((w, noise, c))
-                pending = None
-            else:
-                pending = (noise, c)
-        elif has_w and pending is not None:
-            pairs.append((w, pending[0], pending[1]))
-            pending = None
-    return pairs
-
-
-def _scale_shape(weight: torch.Tensor) -> tuple[int, ...]:
-    # ARD: one scale per input unit (PyTorch's dim 1), shared across outputs (dim 0)
-    return (1, weight.shape[1]) + (1,) * (weight.ndim - 2)
-
-
 def log_prior_hp(
     model_or_pairs: nn.Module | Sequence[tuple],
     sigma0: float | torch.Tensor,
@@ -147,7 +108,7 @@ def log_prior_hp(
     if isinstance(xi, str):
         if xi != "sample":
             raise ValueError(f"xi has to be None, 'sample' or a list of tensors, but got {xi!r}")
-        xis = [_sample_scales(noise, _scale_shape(w), generator, w) for w, noise, _ in pairs]
+        xis = [_sample_scales(p.noise, p.scale_shape(), generator, p.weight) for p in pairs]
     else:
         xis = list(xi)
         if len(xis) != len(pairs):
@@ -206,13 +167,12 @@ def expected_log_prior_hp(model_or_pairs: nn.Module | Sequence[tuple],
     return total
 
 
-def _as_pairs(model_or_pairs):
+def _as_pairs(model_or_pairs) -> list[NoisyWeight]:
+    """The layers' own answer (:func:`shrinkdrop.nn.noisy_weights`) for a model, else the given
+    ``(weight, noise[, c])`` tuples."""
     if isinstance(model_or_pairs, nn.Module):
         pairs = noisy_weights(model_or_pairs)
         if not pairs:
             raise ValueError("the model has no noisy layers (modules with a 'noise' attribute)")
         return pairs
-    out = []
-    for p in model_or_pairs:
-        out.append((p[0], p[1], p[2] if len(p) > 2 else 1.0))
-    return out
+    return [NoisyWeight(p[0], p[1], p[2] if len(p) > 2 else 1.0) for p in model_or_pairs]

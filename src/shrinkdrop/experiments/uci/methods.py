@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from ...data import UCIData
+from ...enums import Objective
 from ...noise import FAMILIES, NoiseDistribution
 
 __all__ = [
@@ -24,7 +23,7 @@ __all__ = [
 ]
 
 #: the training objectives (names of ``shrinkdrop.enums.Objective``)
-OBJECTIVES: tuple[str, ...] = ("mc", "marginal_map", "tail_adaptive")
+OBJECTIVES: tuple[str, ...] = tuple(o.value for o in Objective)
 
 #: every method: ``<family>-<objective>``; ``bernoulli-mc`` is MC dropout
 METHODS: tuple[str, ...] = tuple(f"{f}-{o}" for f in FAMILIES for o in OBJECTIVES)
@@ -85,63 +84,15 @@ class Config:
         return cls(**dict(self.params))
 
 
-def _cv2(noise) -> float:
-    """Squared coefficient of variation Var[xi] / E[xi]^2 from the family's own moments."""
-    return float(noise.variance) / float(noise.mean) ** 2
-
-
-#: one-parameter paths through each continuous family, mean-free (normalisation divides by E xi)
-_PATHS = {
-    "gaussian": (lambda t: {"mean": 1.0, "std": t}, (1e-6, 1e3)),
-    "inverse_nakagami": (lambda t: {"df": t, "scale": 1.0}, (2.0 + 1e-6, 1e5)),
-    "beta": (lambda t: {"a": t, "b": t}, (1e-3, 1e6)),
-    "uniform": (lambda t: {"low": 1.0 - t, "high": 1.0 + t}, (1e-6, 1.0)),
-}
-
-
 def matched_noise(family: str, rate: float) -> dict[str, float] | None:
-    """Noise parameters whose mean-normalised noise has the variance of dropout at ``rate``.
-
-    Inverted dropout of rate ``p`` has ``Var[xi] / E[xi]^2 = p / (1 - p)``. Bernoulli uses
-    ``keep = 1 - p``; Gaussian is Gaussian dropout ``N(1, p / (1 - p))``; inverse-Nakagami
-    (scale 1, solve for df), symmetric Beta(a, a) and Uniform(1 - h, 1 + h) are solved
-    numerically against the family's own ``mean`` and ``variance``. Rayleigh's normalised
-    variance is the constant (4 - pi) / pi whatever its scale, so it has one point (scale 1).
-    Returns None where the family cannot reach that variance (e.g. Uniform needs
-    ``p / (1 - p) <= 1/3``) or ``p = 0`` for a continuous family.
-    """
-    import torch
-    from scipy.optimize import brentq
-
-    if family == "bernoulli":
-        return {"keep": 1.0 - rate}
-    if family == "rayleigh":
-        return {"scale": 1.0}
-    if family == "half_cauchy":
-        raise ValueError("half_cauchy noise cannot be normalised; it uses a scale grid")
-    if family not in _PATHS:
+    """Noise parameters whose mean-normalised noise has the variance of dropout at ``rate``:
+    the family's own answer, :meth:`shrinkdrop.noise.NoiseDistribution.matched_to_dropout`
+    (Bernoulli ``keep = 1 - p``, Gaussian dropout, Rayleigh's one point, the others solved
+    numerically). None where the family cannot reach that variance (e.g. Uniform needs
+    ``p / (1 - p) <= 1/3``) or ``p = 0`` for a continuous family."""
+    if family not in FAMILIES:
         raise ValueError(f"family has to be one of {', '.join(FAMILIES)}, but got {family!r}")
-    if rate <= 0:
-        return None
-    target = rate / (1.0 - rate)
-    if family == "gaussian":
-        g = FAMILIES["gaussian"].dropout(rate)
-        return {"mean": 1.0, "std": float(g.std)}
-    path, (lo, hi) = _PATHS[family]
-    cls = FAMILIES[family]
-
-    def f(t):  # float64 parameters: the moments are solved to high relative accuracy
-        params = {k: torch.tensor(v, dtype=torch.float64) for k, v in path(t).items()}
-        return math.log(_cv2(cls(**params))) - math.log(target)
-
-    try:
-        flo, fhi = f(lo), f(hi)
-    except ValueError:  # pragma: no cover - a family rejecting an end of its path
-        return None
-    if not (np.isfinite(flo) and np.isfinite(fhi)) or flo * fhi > 0:
-        return None
-    t = brentq(f, lo, hi, xtol=1e-12, rtol=1e-10)
-    return {k: float(v) for k, v in path(t).items()}
+    return FAMILIES[family].matched_to_dropout(rate)
 
 
 def method_configs(method: str, data: UCIData, quick: bool = False) -> tuple[Config, ...]:

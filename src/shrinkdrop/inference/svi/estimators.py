@@ -3,13 +3,13 @@ which weights each Bernoulli unit gates (the slab pairing), and the log-likeliho
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ...train.likelihoods import categorical_log_likelihood, gaussian_log_likelihood
 from .sites import SVISite, given_scales
 
 __all__ = ["local_expectation_grad", "slab_owners"]
@@ -112,10 +112,8 @@ def _draw_params(mu: dict[str, Tensor], sd: dict[str, Tensor], points: dict[str,
 
 def _loglik(out: Tensor, y: Tensor, likelihood: str, precision: float | Tensor | None
             ) -> Tensor:
-    """Per-row log-likelihood: Gaussian with ``precision`` (an output of width 1 is squeezed)
-    or categorical on logits."""
+    """Per-row log-likelihood, from :mod:`shrinkdrop.train.likelihoods`: Gaussian with
+    ``precision`` (a ``(B,)`` target against a width-1 output) or categorical on logits."""
     if likelihood == "gaussian":
-        out = out.reshape(*out.shape[:-1]) if out.shape[-1] == 1 else out
-        prec = torch.as_tensor(precision, dtype=out.dtype)
-        return 0.5 * (torch.log(prec) - math.log(2 * math.pi)) - 0.5 * prec * (out - y) ** 2
-    return torch.distributions.Categorical(logits=out).log_prob(y)
+        return gaussian_log_likelihood(out, y, precision)
+    return categorical_log_likelihood(out, y)

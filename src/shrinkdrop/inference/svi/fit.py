@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..._validation import check_choice
+from ...enums import Likelihood
 from ...errors import SVIError
 from .estimators import _draw_params, _loglik, local_expectation_grad, slab_owners
 from .guides import _BernoulliQ, _ContinuousQ
@@ -180,7 +181,7 @@ def _check_args(model: nn.Module, X: Tensor, y: Tensor, likelihood: str,
                 batch_size: int | None, init_inclusion: float, init_sd: float,
                 warmup: float) -> str:
     """Validate :func:`fit_svi`'s arguments; returns the likelihood's checked name."""
-    likelihood = check_choice("likelihood", likelihood, ("gaussian", "categorical"))
+    likelihood = check_choice("likelihood", likelihood, Likelihood).value
     if not isinstance(model, nn.Module):
         raise SVIError(f"model has to be an nn.Module, but got {type(model).__name__}")
     if not isinstance(X, Tensor) or not isinstance(y, Tensor):
