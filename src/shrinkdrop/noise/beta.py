@@ -16,7 +16,7 @@ from ..sampling import gamma as _gamma
 from ..sampling import is_cpu
 from ..sampling import rwt as _rwt
 from ..sampling.gamma import standard_gamma
-from .base import NoiseDistribution, _full
+from .base import NoiseDistribution, _full, _into
 
 
 class Beta(NoiseDistribution):
@@ -106,12 +106,11 @@ class Beta(NoiseDistribution):
             if tab is not None:
                 scale = 1.0 / self.scalar_mean if normalize else 1.0
                 xi = _rwt.sample(tab, n, dtype, scale, generator).view(shape)
-                return xi if out is None else out.copy_(xi)
+                return _into(xi, out)
         ga = _gamma.gamma(a, n, dtype, device, generator)
         gb = _gamma.gamma(b, n, dtype, device, generator)
         xi = ga.div_(gb.add_(ga)).view(shape)
-        xi = xi.mul_(1.0 / self.scalar_mean) if normalize else xi
-        return xi if out is None else out.copy_(xi)
+        return self._normalized_into(xi, normalize, out)
 
     def pyro_law(self) -> Distribution:
         """``pyro.distributions.Beta(a, b)``."""

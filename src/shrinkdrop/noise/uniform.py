@@ -11,7 +11,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
 from .._validation import as_param
-from .base import NoiseDistribution, _full
+from .base import NoiseDistribution, _full, _uniform
 
 
 class Uniform(NoiseDistribution):
@@ -138,8 +138,7 @@ class Uniform(NoiseDistribution):
         lo, hi = self._bounds
         if normalize:
             lo, hi = lo / self.scalar_mean, hi / self.scalar_mean
-        u = torch.rand(shape, dtype=dtype, device=device, generator=generator) if out is None \
-            else out.uniform_(generator=generator)
+        u = _uniform(shape, generator, dtype, device, out)
         return u.mul_(hi - lo).add_(lo)
 
     def pyro_law(self) -> Distribution:
