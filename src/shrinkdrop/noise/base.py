@@ -72,6 +72,14 @@ class NoiseDistribution(Distribution):
     #: whether xi takes discrete values (no density: NUTS / SVI cannot sample it)
     is_discrete: bool = False
 
+    def _set_params(self, validate_args: bool | None, **params: Tensor) -> None:
+        """The constructors' common end: the checked ``params`` broadcast together and set as
+        attributes (in order), the batch shape their common shape."""
+        values = broadcast_all(*params.values())
+        for k, v in zip(params, values):
+            setattr(self, k, v)
+        super().__init__(values[0].shape, validate_args=validate_args)
+
     def sample(self, sample_shape: Sequence[int] = torch.Size(),
                generator: torch.Generator | None = None) -> Tensor:
         """Draw ``sample_shape + batch_shape`` values of xi (no gradient), from ``generator``
@@ -324,8 +332,7 @@ class _OneScaleFamily(_InfiniteInverseSquare):
     _like = "scale"
 
     def __init__(self, scale: float | Tensor, validate_args: bool | None = None) -> None:
-        (self.scale,) = broadcast_all(check_positive("scale", scale))
-        super().__init__(self.scale.shape, validate_args=validate_args)
+        self._set_params(validate_args, scale=check_positive("scale", scale))
 
     def _inverse_cdf(self, u: Tensor) -> Tensor:  # pragma: no cover - abstract
         """The quantile function at ``u`` in [0, 1)."""

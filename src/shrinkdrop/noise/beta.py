@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 from torch.distributions import Beta as _TorchBeta
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from .._validation import check_positive
 from ..sampling import gamma as _gamma
@@ -34,10 +33,7 @@ class Beta(NoiseDistribution):
 
     def __init__(self, a: float | Tensor, b: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        a = check_positive("a", a)
-        b = check_positive("b", b)
-        self.a, self.b = broadcast_all(a, b)
-        super().__init__(self.a.shape, validate_args=validate_args)
+        self._set_params(validate_args, a=check_positive("a", a), b=check_positive("b", b))
 
     def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         ga = standard_gamma(self.a.expand(shape).contiguous(), generator)

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions import Gamma as _TorchGamma
-from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
 from .._validation import as_param, check_positive, check_probability
@@ -37,10 +36,8 @@ class Gaussian(_InfiniteInverseSquare):
 
     def __init__(self, mean: float | Tensor, std: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        mean = as_param("mean", mean)
-        std = check_positive("std", std)
-        self.mean_, self.std = broadcast_all(mean, std)
-        super().__init__(self.std.shape, validate_args=validate_args)
+        self._set_params(validate_args, mean_=as_param("mean", mean),
+                         std=check_positive("std", std))
 
     @classmethod
     def dropout(cls, p: float | Tensor) -> Gaussian:

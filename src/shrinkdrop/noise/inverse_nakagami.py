@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions import InverseGamma as _TorchInverseGamma
-from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
 from .._validation import check_positive
@@ -38,10 +37,8 @@ class InverseNakagami(NoiseDistribution):
 
     def __init__(self, df: float | Tensor, scale: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        df = check_positive("df", df)
-        scale = check_positive("scale", scale)
-        self.df, self.scale = broadcast_all(df, scale)
-        super().__init__(self.df.shape, validate_args=validate_args)
+        self._set_params(validate_args, df=check_positive("df", df),
+                         scale=check_positive("scale", scale))
 
     @property
     def _alpha(self) -> Tensor:

@@ -8,7 +8,6 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from .._validation import as_param
 from .base import NoiseDistribution, _full, _uniform
@@ -38,8 +37,7 @@ class Uniform(NoiseDistribution):
                 f"high has to be greater than low, but got low={low.tolist()}, "
                 f"high={high.tolist()}"
             )
-        self.low, self.high = broadcast_all(low, high)
-        super().__init__(self.low.shape, validate_args=validate_args)
+        self._set_params(validate_args, low=low, high=high)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self) -> constraints.Constraint:
