@@ -214,6 +214,26 @@ def _scale(x: Tensor, factor: float) -> Tensor:
     return x if factor == 1.0 else x * factor
 
 
+def _checked_eval(x: Tensor, noise: _noise.NoiseDistribution, training: bool, normalize: bool,
+                  what: str, min_dim: int, expected: str) -> Tensor | None:
+    """What every activation structure starts with: ``x``'s rank and the noise checked; in eval
+    the deterministic output ``x * E[xi]`` (``x`` when normalised), in training ``None`` (the
+    caller draws the noise)."""
+    _check_rank(x, what, min_dim, expected)
+    check_noise(noise)
+    return None if training else _scale(x, _eval_factor(noise, normalize, what))
+
+
+def _times_noise(x: Tensor, noise: _noise.NoiseDistribution, shape: tuple[int, ...], *,
+                 share_across_batch: bool, normalize: bool,
+                 generator: torch.Generator | None) -> Tensor:
+    """``x`` times noise of ``shape`` (broadcast against ``x``), drawn in ``x``'s dtype and
+    device."""
+    xi = draw_noise(noise, shape, share_across_batch=share_across_batch, normalize=normalize,
+                    generator=generator, dtype=x.dtype, device=x.device)
+    return x * xi
+
+
 # ============================================================================= unit / channel
 def unit_noise(
     x: Tensor,
@@ -240,10 +260,9 @@ def unit_noise(
     Shape:
         x and output ``(N, *, D)``; noise ``x.shape``, or ``(1, ..., 1, D)`` when shared.
     """
-    _check_rank(x, "unit_noise", 1, "(N, *, D)")
-    check_noise(noise)
-    if not training:
-        return _scale(x, _eval_factor(noise, normalize, "unit_noise"))
+    y = _checked_eval(x, noise, training, normalize, "unit_noise", 1, "(N, *, D)")
+    if y is not None:
+        return y
     if noise._dropout_keep == 1.0:
         return x
     if _torch_dropout_path(x, noise, normalize, generator, share_across_batch, "unit_noise"):
@@ -252,9 +271,8 @@ def unit_noise(
         shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],) if x.dim() > 1 else x.shape
     else:
         shape = x.shape
-    xi = draw_noise(noise, shape, share_across_batch=share_across_batch and x.dim() > 1,
-                    normalize=normalize, generator=generator, dtype=x.dtype, device=x.device)
-    return x * xi
+    return _times_noise(x, noise, shape, share_across_batch=share_across_batch and x.dim() > 1,
+                        normalize=normalize, generator=generator)
 
 
 def channel_noise(
@@ -279,17 +297,16 @@ def channel_noise(
     Shape:
         x and output ``(N, C, *)``; noise ``(N, C, 1, ..., 1)`` (``(1, C, 1, ...)`` when shared).
     """
-    _check_rank(x, "channel_noise", 3, "(N, C, *) with at least one spatial dimension")
-    check_noise(noise)
-    if not training:
-        return _scale(x, _eval_factor(noise, normalize, "channel_noise"))
+    y = _checked_eval(x, noise, training, normalize, "channel_noise", 3,
+                      "(N, C, *) with at least one spatial dimension")
+    if y is not None:
+        return y
     if _torch_dropout_path(x, noise, normalize, generator, share_across_batch, "channel_noise"):
         # nn.Dropout1d/2d/3d's kernel
         return torch.feature_dropout(x, 1.0 - noise._dropout_keep, True)
     shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
-    xi = draw_noise(noise, shape, share_across_batch=share_across_batch, normalize=normalize,
-                    generator=generator, dtype=x.dtype, device=x.device)
-    return x * xi
+    return _times_noise(x, noise, shape, share_across_batch=share_across_batch,
+                        normalize=normalize, generator=generator)
 
 
 def layer_noise(
@@ -309,14 +326,12 @@ def layer_noise(
     Shape:
         x and output ``(N, *)``; noise ``(N, 1, ..., 1)`` (``(1, ..., 1)`` when shared).
     """
-    _check_rank(x, "layer_noise", 1, "(N, *)")
-    check_noise(noise)
-    if not training:
-        return _scale(x, _eval_factor(noise, normalize, "layer_noise"))
+    y = _checked_eval(x, noise, training, normalize, "layer_noise", 1, "(N, *)")
+    if y is not None:
+        return y
     shape = (x.shape[0],) + (1,) * (x.dim() - 1)
-    xi = draw_noise(noise, shape, share_across_batch=share_across_batch, normalize=normalize,
-                    generator=generator, dtype=x.dtype, device=x.device)
-    return x * xi
+    return _times_noise(x, noise, shape, share_across_batch=share_across_batch,
+                        normalize=normalize, generator=generator)
 
 
 # ============================================================================= DropConnect
@@ -428,14 +443,13 @@ def noisy_residual(
         z = _unit_noise(z, unit_noise, True, share_across_batch=share_across_batch,
                         normalize=normalize, generator=generator)
     if layer_noise is not None:
-        shape = (h.shape[0],) + (1,) * (h.dim() - 1)
-        tau = draw_noise(layer_noise, shape, share_across_batch=share_across_batch,
-                         normalize=normalize, generator=generator, dtype=h.dtype, device=h.device)
-        z = z * tau
+        z = _layer_noise(z, layer_noise, True, share_across_batch=share_across_batch,
+                         normalize=normalize, generator=generator)
     return h + block(z)
 
 
 _unit_noise = unit_noise
+_layer_noise = layer_noise
 
 
 # ============================================================================= conv

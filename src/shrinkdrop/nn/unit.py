@@ -36,6 +36,18 @@ class _ActivationNoise(NoiseLayer):
     def scale_roles(self) -> tuple[str, ...]:
         return (self._ROLE,)
 
+    def _role_prior(self, structure: str, dims: tuple[str, ...], model: str,
+                    sigma0: float) -> StructuredPrior:
+        """The structure's prior: noise shape ``(N or 1, *dims)``, the groups of the role's
+        meaning, the family's marginal; ``model`` then the sampling words."""
+        shape = ("1" if self.share_across_batch else "N",) + dims
+        return StructuredPrior(
+            structure, self._MEANINGS[self._ROLE].groups, shape,
+            self._marginal(self.noise, sigma0),
+            model + _sampling_words(self.share_across_batch),
+            self.noise, sigma0,
+        )
+
 
 class UnitNoise(_ActivationNoise):
     """ARD multiplicative noise on the input units of the next layer: the drop-in for nn.Dropout.
@@ -73,14 +85,8 @@ class UnitNoise(_ActivationNoise):
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
         """The ARD prior on the weights of the layer that consumes this layer's output."""
-        shape = ("1", "D_in") if self.share_across_batch else ("N", "D_in")
-        return StructuredPrior(
-            "ARD", self._MEANINGS["xi"].groups, shape,
-            self._marginal(self.noise, sigma0),
-            f"ARD: w_rj ~ N(0, sigma0^2 xi_r^2), xi ~ {self.noise!r}; "
-            + _sampling_words(self.share_across_batch),
-            self.noise, sigma0,
-        )
+        return self._role_prior(
+            "ARD", ("D_in",), f"ARD: w_rj ~ N(0, sigma0^2 xi_r^2), xi ~ {self.noise!r}; ", sigma0)
 
 
 class ChannelNoise(_ActivationNoise):
@@ -116,14 +122,9 @@ class ChannelNoise(_ActivationNoise):
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
         """The tied-filters prior on the preceding convolution's weights."""
-        shape = ("1", "C") if self.share_across_batch else ("N", "C")
-        return StructuredPrior(
-            "tied filters", self._MEANINGS["tau"].groups, shape,
-            self._marginal(self.noise, sigma0),
-            f"tied filters: w_{{.,.,c,f}} ~ N(0, sigma0^2 tau_f^2), tau ~ {self.noise!r}; "
-            + _sampling_words(self.share_across_batch),
-            self.noise, sigma0,
-        )
+        return self._role_prior(
+            "tied filters", ("C",),
+            f"tied filters: w_{{.,.,c,f}} ~ N(0, sigma0^2 tau_f^2), tau ~ {self.noise!r}; ", sigma0)
 
 
 class LayerNoise(_ActivationNoise):
@@ -151,12 +152,7 @@ class LayerNoise(_ActivationNoise):
         return x * scales["tau"]
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
-        shape = ("1",) if self.share_across_batch else ("N",)
-        return StructuredPrior(
-            "ADD", self._MEANINGS["tau"].groups, shape,
-            self._marginal(self.noise, sigma0),
+        return self._role_prior(
+            "ADD", (),
             f"ADD (noise on the branch output): tau ~ {self.noise!r}; equals ADD's prior "
-            "w ~ N(0, sigma0^2 tau^2) for a bias-free ReLU branch and tau >= 0; "
-            + _sampling_words(self.share_across_batch),
-            self.noise, sigma0,
-        )
+            "w ~ N(0, sigma0^2 tau^2) for a bias-free ReLU branch and tau >= 0; ", sigma0)

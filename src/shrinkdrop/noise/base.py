@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Distribution, constraints
+from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
 from .._validation import check_positive
@@ -35,6 +36,19 @@ _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 def _full(like: torch.Tensor, value: float) -> torch.Tensor:
     return torch.full_like(like, value)
+
+
+def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype,
+             device: torch.device | str | None, out: Tensor | None) -> Tensor:
+    """U(0, 1) of ``shape`` for a fast draw: a fresh tensor, or ``out`` filled in place."""
+    if out is None:
+        return torch.rand(shape, dtype=dtype, device=device, generator=generator)
+    return out.uniform_(generator=generator)
+
+
+def _into(xi: Tensor, out: Tensor | None) -> Tensor:
+    """A fast draw's result: ``xi`` itself, or copied into ``out``."""
+    return xi if out is None else out.copy_(xi)
 
 
 class NoiseDistribution(Distribution):
@@ -57,6 +71,14 @@ class NoiseDistribution(Distribution):
     has_rsample = False
     #: whether xi takes discrete values (no density: NUTS / SVI cannot sample it)
     is_discrete: bool = False
+
+    def _set_params(self, validate_args: bool | None, **params: Tensor) -> None:
+        """The constructors' common end: the checked ``params`` broadcast together and set as
+        attributes (in order), the batch shape their common shape."""
+        values = broadcast_all(*params.values())
+        for k, v in zip(params, values):
+            setattr(self, k, v)
+        super().__init__(values[0].shape, validate_args=validate_args)
 
     def sample(self, sample_shape: Sequence[int] = torch.Size(),
                generator: torch.Generator | None = None) -> Tensor:
@@ -265,11 +287,64 @@ class NoiseDistribution(Distribution):
         the normalisation. This generic form is the law's own :meth:`sample`, moved to the
         device; the families override it with their fast kernels."""
         xi = self.sample(shape, generator).to(dtype=dtype, device=device)
+        return self._normalized_into(xi, normalize, out)
+
+    def _normalized_into(self, xi: Tensor, normalize: bool, out: Tensor | None) -> Tensor:
+        """A fast draw's result: ``xi`` divided in place by E[xi] if ``normalize``, copied into
+        ``out`` if given."""
         xi = xi.mul_(1.0 / self.scalar_mean) if normalize else xi
-        return xi if out is None else out.copy_(xi)
+        return _into(xi, out)
 
     # ----- Pyro -----------------------------------------------------------------------------
     def pyro_law(self) -> Distribution:
         """The family as a :mod:`pyro.distributions` law (NUTS' support transforms,
         :mod:`shrinkdrop.inference.models`); its ``log_prob`` agrees with this law's."""
         raise NotImplementedError(f"{type(self).__name__} has no Pyro form")
+
+
+class _InfiniteInverseSquare(NoiseDistribution):
+    """A family whose ``xi^2`` has positive density at 0, so ``E[xi^-2]`` and its variance are
+    infinite (Gaussian, half-Cauchy, Rayleigh); ``_like`` names the parameter whose shape and
+    dtype they take."""
+
+    _like: str
+
+    @property
+    def inverse_square_mean(self) -> Tensor:
+        return _full(getattr(self, self._like), math.inf)
+
+    @property
+    def inverse_square_variance(self) -> Tensor:
+        return _full(getattr(self, self._like), math.inf)
+
+
+class _OneScaleFamily(_InfiniteInverseSquare):
+    """A family on ``x > 0`` with one parameter, a positive ``scale`` (half-Cauchy, Rayleigh):
+    drawn by its inverse CDF :meth:`_inverse_cdf` of a uniform; ``|xi| = xi``.
+
+    Args:
+        scale: ``s > 0``.
+    """
+
+    arg_constraints = {"scale": constraints.positive}
+    support = constraints.positive
+    has_rsample = True
+    _like = "scale"
+
+    def __init__(self, scale: float | Tensor, validate_args: bool | None = None) -> None:
+        self._set_params(validate_args, scale=check_positive("scale", scale))
+
+    def _inverse_cdf(self, u: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """The quantile function at ``u`` in [0, 1)."""
+        raise NotImplementedError
+
+    def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+        u = torch.rand(shape, dtype=self.scale.dtype, device=self.scale.device, generator=generator)
+        return self._inverse_cdf(u)
+
+    def _abs_log_density(self, x: Tensor) -> Tensor:
+        return self.log_prob(x)
+
+    @functools.cached_property
+    def _scale_value(self) -> float:
+        return float(self.scale)

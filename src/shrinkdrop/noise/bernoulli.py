@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli as _TorchBernoulli
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
 from .._validation import check_probability
@@ -32,9 +31,7 @@ class Bernoulli(NoiseDistribution):
     is_discrete = True
 
     def __init__(self, keep: float | Tensor, validate_args: bool | None = None) -> None:
-        keep = check_probability("keep", keep)
-        (self.keep,) = broadcast_all(keep)
-        super().__init__(self.keep.shape, validate_args=validate_args)
+        self._set_params(validate_args, keep=check_probability("keep", keep))
 
     def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         return torch.bernoulli(self.keep.expand(shape), generator=generator)

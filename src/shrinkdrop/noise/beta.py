@@ -9,14 +9,13 @@ import torch
 from torch import Tensor
 from torch.distributions import Beta as _TorchBeta
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from .._validation import check_positive
 from ..sampling import gamma as _gamma
 from ..sampling import is_cpu
 from ..sampling import rwt as _rwt
 from ..sampling.gamma import standard_gamma
-from .base import NoiseDistribution, _full
+from .base import NoiseDistribution, _full, _into
 
 
 class Beta(NoiseDistribution):
@@ -34,10 +33,7 @@ class Beta(NoiseDistribution):
 
     def __init__(self, a: float | Tensor, b: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        a = check_positive("a", a)
-        b = check_positive("b", b)
-        self.a, self.b = broadcast_all(a, b)
-        super().__init__(self.a.shape, validate_args=validate_args)
+        self._set_params(validate_args, a=check_positive("a", a), b=check_positive("b", b))
 
     def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
         ga = standard_gamma(self.a.expand(shape).contiguous(), generator)
@@ -106,12 +102,11 @@ class Beta(NoiseDistribution):
             if tab is not None:
                 scale = 1.0 / self.scalar_mean if normalize else 1.0
                 xi = _rwt.sample(tab, n, dtype, scale, generator).view(shape)
-                return xi if out is None else out.copy_(xi)
+                return _into(xi, out)
         ga = _gamma.gamma(a, n, dtype, device, generator)
         gb = _gamma.gamma(b, n, dtype, device, generator)
         xi = ga.div_(gb.add_(ga)).view(shape)
-        xi = xi.mul_(1.0 / self.scalar_mean) if normalize else xi
-        return xi if out is None else out.copy_(xi)
+        return self._normalized_into(xi, normalize, out)
 
     def pyro_law(self) -> Distribution:
         """``pyro.distributions.Beta(a, b)``."""

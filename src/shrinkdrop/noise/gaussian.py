@@ -9,15 +9,14 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions import Gamma as _TorchGamma
-from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
 from .._validation import as_param, check_positive, check_probability
-from .base import _EULER, _LOG_SQRT_2PI, NoiseDistribution, _full
+from .base import _EULER, _LOG_SQRT_2PI, _full, _InfiniteInverseSquare
 from .scaled_ncx2 import ScaledNoncentralChi2
 
 
-class Gaussian(NoiseDistribution):
+class Gaussian(_InfiniteInverseSquare):
     """Gaussian noise ``xi ~ N(mean, std^2)``; Gaussian dropout is ``mean = 1``.
 
     Prior: mean 0 gives the variance-gamma law ``K0(|w| / (std sigma0)) / (pi std sigma0)``
@@ -33,13 +32,12 @@ class Gaussian(NoiseDistribution):
     support = constraints.real
     has_rsample = True
     name = "gaussian"
+    _like = "std"
 
     def __init__(self, mean: float | Tensor, std: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        mean = as_param("mean", mean)
-        std = check_positive("std", std)
-        self.mean_, self.std = broadcast_all(mean, std)
-        super().__init__(self.std.shape, validate_args=validate_args)
+        self._set_params(validate_args, mean_=as_param("mean", mean),
+                         std=check_positive("std", std))
 
     @classmethod
     def dropout(cls, p: float | Tensor) -> Gaussian:
@@ -77,15 +75,6 @@ class Gaussian(NoiseDistribution):
     @property
     def second_moment(self) -> Tensor:
         return self.mean_**2 + self.std**2
-
-    @property
-    def inverse_square_mean(self) -> Tensor:
-        # the density of xi at 0 is positive, so E[xi^-2] = inf for every Gaussian
-        return _full(self.std, math.inf)
-
-    @property
-    def inverse_square_variance(self) -> Tensor:
-        return _full(self.std, math.inf)
 
     @property
     def log_abs_mean(self) -> Tensor:

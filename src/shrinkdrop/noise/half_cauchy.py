@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -13,17 +12,14 @@ from torch.distributions import (
     ExpTransform,
     SigmoidTransform,
     TransformedDistribution,
-    constraints,
 )
 from torch.distributions import Beta as _TorchBeta
-from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
-from .._validation import check_positive
-from .base import NoiseDistribution, _full
+from .base import _full, _OneScaleFamily, _uniform
 
 
-class HalfCauchy(NoiseDistribution):
+class HalfCauchy(_OneScaleFamily):
     """Half-Cauchy noise with scale ``s``: density ``2 / (pi s (1 + x^2 / s^2))``, ``x > 0``.
 
     Its mean is infinite, so it cannot be normalised to mean 1. ``xi^2`` is ``s^2 F(1, 1)``
@@ -34,17 +30,9 @@ class HalfCauchy(NoiseDistribution):
         scale: ``s > 0``.
     """
 
-    arg_constraints = {"scale": constraints.positive}
-    support = constraints.positive
-    has_rsample = True
     name = "half_cauchy"
 
-    def __init__(self, scale: float | Tensor, validate_args: bool | None = None) -> None:
-        (self.scale,) = broadcast_all(check_positive("scale", scale))
-        super().__init__(self.scale.shape, validate_args=validate_args)
-
-    def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
-        u = torch.rand(shape, dtype=self.scale.dtype, device=self.scale.device, generator=generator)
+    def _inverse_cdf(self, u: Tensor) -> Tensor:
         return self.scale * torch.tan(0.5 * math.pi * u)
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -70,15 +58,6 @@ class HalfCauchy(NoiseDistribution):
         return _full(self.scale, math.inf)
 
     @property
-    def inverse_square_mean(self) -> Tensor:
-        # 1/xi is half-Cauchy(1/s): its square has infinite mean
-        return _full(self.scale, math.inf)
-
-    @property
-    def inverse_square_variance(self) -> Tensor:
-        return _full(self.scale, math.inf)
-
-    @property
     def log_abs_mean(self) -> Tensor:
         # log(xi / s) is symmetric about 0 (xi/s and s/xi have the same law)
         return torch.log(self.scale)
@@ -94,29 +73,20 @@ class HalfCauchy(NoiseDistribution):
     def marginal_prior(self, sigma0: float | Tensor = 1.0) -> Distribution:
         return _priors.Horseshoe(self._sigma0(sigma0) * self.scale)
 
-    def _abs_log_density(self, x: Tensor) -> Tensor:
-        return self.log_prob(x)
-
     @classmethod
     def matched_to_dropout(cls, rate: float) -> dict[str, float] | None:
         """Never: half-Cauchy noise cannot be normalised (it takes a grid of scales)."""
         raise ValueError("half_cauchy noise cannot be normalised; it uses a scale grid")
 
     # ----- the layers' fast draw ----------------------------------------------------------
-    @functools.cached_property
-    def _scale_value(self) -> float:
-        return float(self.scale)
-
     def _fast_draw(self, shape: tuple[int, ...], *, normalize: bool,
                    generator: torch.Generator | None, dtype: torch.dtype,
                    device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
         """Inverse CDF in place, as :meth:`sample`: ``scale * tan(pi u / 2)``, drawn on the
         target device."""
-        u = torch.rand(shape, dtype=dtype, device=device, generator=generator) if out is None \
-            else out.uniform_(generator=generator)
+        u = _uniform(shape, generator, dtype, device, out)
         xi = u.mul_(0.5 * math.pi).tan_().mul_(self._scale_value)
-        xi = xi.mul_(1.0 / self.scalar_mean) if normalize else xi
-        return xi if out is None else out.copy_(xi)
+        return self._normalized_into(xi, normalize, out)
 
     def pyro_law(self) -> Distribution:
         """``pyro.distributions.HalfCauchy(scale)``."""

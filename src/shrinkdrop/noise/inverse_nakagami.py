@@ -9,7 +9,6 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions import InverseGamma as _TorchInverseGamma
-from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
 from .._validation import check_positive
@@ -17,7 +16,7 @@ from ..sampling import gamma as _gamma
 from ..sampling import is_cpu
 from ..sampling import rwt as _rwt
 from ..sampling.gamma import standard_gamma
-from .base import NoiseDistribution, _full
+from .base import NoiseDistribution, _full, _into
 
 
 class InverseNakagami(NoiseDistribution):
@@ -38,10 +37,8 @@ class InverseNakagami(NoiseDistribution):
 
     def __init__(self, df: float | Tensor, scale: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        df = check_positive("df", df)
-        scale = check_positive("scale", scale)
-        self.df, self.scale = broadcast_all(df, scale)
-        super().__init__(self.df.shape, validate_args=validate_args)
+        self._set_params(validate_args, df=check_positive("df", df),
+                         scale=check_positive("scale", scale))
 
     @property
     def _alpha(self) -> Tensor:
@@ -137,12 +134,12 @@ class InverseNakagami(NoiseDistribution):
                 if normalize:
                     scale /= self.scalar_mean
                 xi = _rwt.sample(tab, n, dtype, scale, generator).view(shape)
-                return xi if out is None else out.copy_(xi)
+                return _into(xi, out)
         # xi = sqrt(beta / G), G ~ Gamma(alpha, 1); guard the (probability ~0) G = 0
         beta = beta / (self.scalar_mean**2 if normalize else 1.0)
         g = _gamma.gamma(alpha, n, dtype, device, generator).clamp_min_(torch.finfo(dtype).tiny)
         xi = g.reciprocal_().mul_(beta).sqrt_().view(shape)
-        return xi if out is None else out.copy_(xi)
+        return _into(xi, out)
 
     def pyro_law(self) -> Distribution:
         """``sqrt`` of ``pyro.distributions.InverseGamma(df / 2, df scale^2 / 2)``."""

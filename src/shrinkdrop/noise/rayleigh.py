@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution
 from torch.distributions import Exponential as _TorchExponential
-from torch.distributions.utils import broadcast_all
 
 from .. import priors as _priors
-from .._validation import check_positive
-from .base import _EULER, NoiseDistribution, _full
+from .base import _EULER, _OneScaleFamily, _uniform
 
 
-class Rayleigh(NoiseDistribution):
+class Rayleigh(_OneScaleFamily):
     """Rayleigh noise with scale ``s``: density ``x / s^2 exp(-x^2 / (2 s^2))``, ``x > 0``.
 
     ``xi^2 ~ Exponential(rate 1 / (2 s^2))``; prior: ``Laplace(0, b = sigma0 s)``.
@@ -25,17 +22,9 @@ class Rayleigh(NoiseDistribution):
         scale: ``s > 0``.
     """
 
-    arg_constraints = {"scale": constraints.positive}
-    support = constraints.positive
-    has_rsample = True
     name = "rayleigh"
 
-    def __init__(self, scale: float | Tensor, validate_args: bool | None = None) -> None:
-        (self.scale,) = broadcast_all(check_positive("scale", scale))
-        super().__init__(self.scale.shape, validate_args=validate_args)
-
-    def _draw(self, shape: torch.Size, generator: torch.Generator | None) -> Tensor:
-        u = torch.rand(shape, dtype=self.scale.dtype, device=self.scale.device, generator=generator)
+    def _inverse_cdf(self, u: Tensor) -> Tensor:
         # inverse CDF with 1 - u in (0, 1]: never log(0)
         return self.scale * torch.sqrt(-2.0 * torch.log1p(-u))
 
@@ -61,15 +50,6 @@ class Rayleigh(NoiseDistribution):
         return 2 * self.scale**2
 
     @property
-    def inverse_square_mean(self) -> Tensor:
-        # xi^2 ~ Exponential has positive density at 0: E[xi^-2] = inf
-        return _full(self.scale, math.inf)
-
-    @property
-    def inverse_square_variance(self) -> Tensor:
-        return _full(self.scale, math.inf)
-
-    @property
     def log_abs_mean(self) -> Tensor:
         return torch.log(self.scale) + 0.5 * (math.log(2.0) - _EULER)
 
@@ -79,9 +59,6 @@ class Rayleigh(NoiseDistribution):
     def marginal_prior(self, sigma0: float | Tensor = 1.0) -> Distribution:
         return _priors.Laplace(torch.zeros_like(self.scale), self._sigma0(sigma0) * self.scale)
 
-    def _abs_log_density(self, x: Tensor) -> Tensor:
-        return self.log_prob(x)
-
     @classmethod
     def matched_to_dropout(cls, rate: float) -> dict[str, float]:
         """Rayleigh's normalised variance is the constant ``(4 - pi) / pi`` whatever its scale:
@@ -89,17 +66,12 @@ class Rayleigh(NoiseDistribution):
         return {"scale": 1.0}
 
     # ----- the layers' fast draw ----------------------------------------------------------
-    @functools.cached_property
-    def _scale_value(self) -> float:
-        return float(self.scale)
-
     def _fast_draw(self, shape: tuple[int, ...], *, normalize: bool,
                    generator: torch.Generator | None, dtype: torch.dtype,
                    device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
         """Inverse CDF in place: ``sqrt(-2 s^2 log(1 - u))``."""
         s2 = self._scale_value**2 / (self.scalar_mean**2 if normalize else 1.0)
-        u = torch.rand(shape, dtype=dtype, device=device, generator=generator) if out is None \
-            else out.uniform_(generator=generator)
+        u = _uniform(shape, generator, dtype, device, out)
         # inverse CDF with 1 - u in (0, 1]: sqrt(-2 s^2 log(1 - u)), never log(0)
         return u.neg_().log1p_().mul_(-2.0 * s2).sqrt_()
 

@@ -8,10 +8,9 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
-from torch.distributions.utils import broadcast_all
 
 from .._validation import as_param
-from .base import NoiseDistribution, _full
+from .base import NoiseDistribution, _full, _uniform
 
 
 class Uniform(NoiseDistribution):
@@ -38,8 +37,7 @@ class Uniform(NoiseDistribution):
                 f"high has to be greater than low, but got low={low.tolist()}, "
                 f"high={high.tolist()}"
             )
-        self.low, self.high = broadcast_all(low, high)
-        super().__init__(self.low.shape, validate_args=validate_args)
+        self._set_params(validate_args, low=low, high=high)
 
     @constraints.dependent_property(is_discrete=False, event_dim=0)
     def support(self) -> constraints.Constraint:
@@ -138,8 +136,7 @@ class Uniform(NoiseDistribution):
         lo, hi = self._bounds
         if normalize:
             lo, hi = lo / self.scalar_mean, hi / self.scalar_mean
-        u = torch.rand(shape, dtype=dtype, device=device, generator=generator) if out is None \
-            else out.uniform_(generator=generator)
+        u = _uniform(shape, generator, dtype, device, out)
         return u.mul_(hi - lo).add_(lo)
 
     def pyro_law(self) -> Distribution:

@@ -94,17 +94,24 @@ def predict(
     """
     mode = check_choice("mode", mode, PredictMode)
     likelihood = check_choice("likelihood", likelihood, Likelihood)
+    with _evaluating(model):
+        if mode is PredictMode.MEAN:
+            out = model(x)
+            return out.softmax(-1) if likelihood is Likelihood.CATEGORICAL else out
+        outs = sample_outputs(model, x, samples)
+        if likelihood is Likelihood.CATEGORICAL:
+            outs = outs.softmax(-1)
+        return outs.mean(0)
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode and without gradients; its mode restored on exit."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            if mode is PredictMode.MEAN:
-                out = model(x)
-                return out.softmax(-1) if likelihood is Likelihood.CATEGORICAL else out
-            outs = sample_outputs(model, x, samples)
-            if likelihood is Likelihood.CATEGORICAL:
-                outs = outs.softmax(-1)
-            return outs.mean(0)
+            yield
     finally:
         model.train(was_training)
 
@@ -137,13 +144,8 @@ def _mc_outputs(model, x, y, samples, y_mean, y_std) -> torch.Tensor:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y have to have the same number of rows, but got {x.shape[0]} "
                          f"and {y.shape[0]}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            outs = sample_outputs(model, x, samples)
-    finally:
-        model.train(was_training)
+    with _evaluating(model):
+        outs = sample_outputs(model, x, samples)
     if y_std is not None:
         outs = outs * torch.as_tensor(y_std, dtype=outs.dtype)
     if y_mean is not None:
