@@ -14,6 +14,7 @@ from .common import (
     Log,
     Settings,
     fit,
+    fit_row,
     grid,
     model_table,
     pm,
@@ -66,8 +67,7 @@ def run_resnet(s: Settings, log: Log) -> tuple[list[dict], list[dict]]:
         else:
             incl = bf = [math.nan] * RESNET_DEPTH
             sc["layers_on"] = sc["map_prob"] = math.nan
-        rows.append({"model": name, "seed": seed, **sc, "train_seconds": hist.seconds,
-                     "final_loss": hist.loss[-1]})
+        rows.append(fit_row(name, seed, hist, sc))
         for layer in range(RESNET_DEPTH):
             layer_rows.append({"model": name, "seed": seed, "layer": layer + 1,
                                "inclusion": incl[layer], "log_bf_drop": bf[layer],
