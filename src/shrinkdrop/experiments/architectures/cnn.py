@@ -15,6 +15,7 @@ from .common import (
     fit,
     fit_row,
     grid,
+    log_fit,
     mc_outputs,
     model_table,
 )
@@ -73,8 +74,7 @@ def run_cnn(s: Settings, log: Log) -> list[dict]:
             "test_ll_mean": float(O.categorical_log_likelihood(det, yte).mean()),
         }, eval_seconds=time.perf_counter() - t)
         rows.append(r)
-        log(f"cnn {name} seed {seed}: acc {r['test_acc']:.4f}, ll {r['test_ll']:.4f} "
-            f"({hist.seconds:.1f} s)")
+        log_fit(log, "cnn", name, seed, hist, f"acc {r['test_acc']:.4f}, ll {r['test_ll']:.4f}")
     return rows
 
 

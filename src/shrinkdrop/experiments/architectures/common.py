@@ -18,7 +18,7 @@ from ..stats import mean_se
 from .data import Regression
 
 __all__ = ["Experiment", "Settings", "Log", "grid", "mc_outputs", "regression_scores", "fit",
-           "fit_row", "bernoulli_or_gaussian",
+           "fit_row", "log_fit", "bernoulli_or_gaussian",
            "pm", "pyplot", "errorbar_plot", "model_table", "seed_mean_se", "TAU_GRID"]
 
 #: a progress line printer
@@ -121,6 +121,13 @@ def fit_row(name: str, seed: int, hist: O.History, scores: dict, **timing: float
     ``timing``'s other seconds) and the final training loss."""
     return {"model": name, "seed": seed, **scores, "train_seconds": hist.seconds, **timing,
             "final_loss": hist.loss[-1]}
+
+
+def log_fit(log: Log, experiment: str, name: str, seed: int, hist: O.History,
+            summary: str) -> None:
+    """The progress line of one (model, seed): ``EXPERIMENT NAME seed SEED: SUMMARY (T s)``
+    with ``T`` the training seconds."""
+    log(f"{experiment} {name} seed {seed}: {summary} ({hist.seconds:.1f} s)")
 
 
 def bernoulli_or_gaussian(fam: str | None, keep: float,

@@ -10,6 +10,7 @@ from .common import (
     fit,
     fit_row,
     grid,
+    log_fit,
     model_table,
     regression_scores,
 )
@@ -50,8 +51,8 @@ def run_lstm(s: Settings, log: Log) -> list[dict]:
                    epochs=s.lstm_epochs, lr=s.lr, seed=seed, batch_size=32)
         sc = regression_scores(model, data, s.eval_samples, 3000 + seed)
         rows.append(fit_row(name, seed, hist, sc))
-        log(f"lstm {name} seed {seed}: test ll {sc['test_ll']:.3f}, rmse "
-            f"{sc['test_rmse']:.3f} ({hist.seconds:.1f} s)")
+        log_fit(log, "lstm", name, seed, hist,
+                f"test ll {sc['test_ll']:.3f}, rmse {sc['test_rmse']:.3f}")
     return rows
 
 

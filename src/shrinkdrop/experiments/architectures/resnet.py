@@ -16,6 +16,7 @@ from .common import (
     fit,
     fit_row,
     grid,
+    log_fit,
     model_table,
     pm,
     pyplot,
@@ -72,9 +73,8 @@ def run_resnet(s: Settings, log: Log) -> tuple[list[dict], list[dict]]:
             layer_rows.append({"model": name, "seed": seed, "layer": layer + 1,
                                "inclusion": incl[layer], "log_bf_drop": bf[layer],
                                "contribution": float(contrib[layer])})
-        log(f"resnet {name} seed {seed}: test ll {sc['test_ll']:.3f}, rmse "
-            f"{sc['test_rmse']:.2f}, layers on {sc['layers_on']:.2f} "
-            f"({hist.seconds:.1f} s)")
+        log_fit(log, "resnet", name, seed, hist, f"test ll {sc['test_ll']:.3f}, rmse "
+                f"{sc['test_rmse']:.2f}, layers on {sc['layers_on']:.2f}")
     return rows, layer_rows
 
 
