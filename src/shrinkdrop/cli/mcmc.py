@@ -13,13 +13,12 @@ from ..inference import Param, Structure
 from .options import (
     add_data,
     add_law_options,
-    add_out,
-    add_progress,
     add_quick,
-    add_seed,
+    add_run_options,
     canonical_command,
     command_of,
     enum_choices,
+    require_at_least_one,
     to_options,
 )
 
@@ -76,18 +75,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help=f"exit with code {EXIT_NOT_MIXED} (instead of 0) when the chains did not "
                    "mix; every output file is written either way")
-    add_seed(p)
-    add_progress(p)
-    add_out(p)
+    add_run_options(p)
 
 
 
 def _check(args: argparse.Namespace) -> None:
     if args.depth < 0:
         raise ValueError(f"--depth has to be >= 0 (0: a linear model), but got {args.depth}")
-    for name in ("hidden", "warmup", "samples", "chains"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name} has to be >= 1, but got {getattr(args, name)}")
+    require_at_least_one(args, ("hidden", "warmup", "samples", "chains"))
     check_positive("--scale", args.scale)
     if args.iw_only and not args.iw_samples:
         raise ValueError("--iw-only needs --iw-samples > 0")

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 __all__ = [
     "add_out", "add_quick", "add_seed", "add_progress", "add_data", "add_jobs",
     "positive_int_list", "enum_choices", "to_options", "canonical_command", "command_of",
-    "add_law_options",
+    "add_law_options", "add_run_options", "require_at_least_one", "require_open_unit",
 ]
 
 T = TypeVar("T")
@@ -52,6 +52,15 @@ def add_data(p: argparse.ArgumentParser, help: str | None = None) -> None:
     """``--data``: a built-in data set name or a UCI-layout directory (required)."""
     p.add_argument("--data", required=True, help=help or (
         "built-in data set name (e.g. diabetes) or a UCI-layout directory"))
+
+
+def add_run_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """The closing group of a verb that runs one experiment: ``--seed`` (unless ``seed`` is
+    False), ``--no-progress`` and a required ``--out``."""
+    if seed:
+        add_seed(p)
+    add_progress(p)
+    add_out(p)
 
 
 def add_jobs(p: argparse.ArgumentParser, help: str) -> None:
@@ -133,3 +142,17 @@ def add_law_options(p: argparse.ArgumentParser, *, scale_help: str, keep_help: s
     p.add_argument("--df", type=float, default=3.0, help="inverse Nakagami degrees of freedom")
     if not keep_first:
         p.add_argument("--keep", type=float, default=0.5, help=keep_help)
+
+
+def require_at_least_one(args: argparse.Namespace, names: Iterable[str]) -> None:
+    """Raise :class:`ValueError` naming the first option (a ``dest``) in ``names`` below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
+                             f"{getattr(args, name)}")
+
+
+def require_open_unit(flag: str, value: float) -> None:
+    """Raise :class:`ValueError` unless ``0 < value < 1`` (``flag`` names the option)."""
+    if not 0 < value < 1:
+        raise ValueError(f"{flag} has to be in (0, 1), but got {value}")

@@ -7,7 +7,15 @@ import argparse
 
 from ..experiments.prune import HELP, PruneOptions, What
 from ..experiments.prune import run as run_prune
-from .options import add_out, add_progress, add_quick, command_of, enum_choices, to_options
+from .options import (
+    add_quick,
+    add_run_options,
+    command_of,
+    enum_choices,
+    require_at_least_one,
+    require_open_unit,
+    to_options,
+)
 
 __all__ = ["HELP", "add_arguments", "run", "options_from_args"]
 
@@ -31,23 +39,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-samples", type=int, default=1000)
     add_quick(p, "demo size: 2 seeds, 300 test samples; depth: a fifth of the epochs "
                    "(channels keep theirs: fewer leave the channels at the prior)")
-    add_progress(p)
-    add_out(p)
+    add_run_options(p, seed=False)
 
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name in ("blocks", "width", "channels", "seeds", "test_samples"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
-                             f"{getattr(args, name)}")
+    require_at_least_one(args, ("blocks", "width", "channels", "seeds", "test_samples"))
     if args.what == "depth" and args.blocks < 2:
         raise ValueError(f"--blocks has to be >= 2 (the shallow net has half), but got "
                          f"{args.blocks}")
-    if not 0 < args.keep < 1:
-        raise ValueError(f"--keep has to be in (0, 1), but got {args.keep}")
-    if not 0 < args.threshold < 1:
-        raise ValueError(f"--threshold has to be in (0, 1), but got {args.threshold}")
+    require_open_unit("--keep", args.keep)
+    require_open_unit("--threshold", args.threshold)
 
 
 def options_from_args(args: argparse.Namespace) -> PruneOptions:

@@ -11,12 +11,12 @@ from ..experiments.relevance import run as run_relevance
 from .options import (
     add_data,
     add_law_options,
-    add_out,
-    add_progress,
     add_quick,
-    add_seed,
+    add_run_options,
     command_of,
     enum_choices,
+    require_at_least_one,
+    require_open_unit,
     to_options,
 )
 
@@ -60,9 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_quick(p, "a short run for the demo: 1000 VI epochs, 1 restart, Gibbs 60 + 60 x 1 "
                    "chain, linear spike-and-slab 300 + 100 sweeps, MC dropout at 10x epochs, "
                    "1000 test samples")
-    add_seed(p)
-    add_progress(p)
-    add_out(p)
+    add_run_options(p)
 
 
 
@@ -70,13 +68,9 @@ def _check(args: argparse.Namespace) -> None:
     if args.noise_features < 1:
         raise ValueError(f"--noise-features has to be >= 1 (the AUC needs noise inputs), but "
                          f"got {args.noise_features}")
-    for name in ("hidden", "epochs", "restarts", "gibbs_warmup", "gibbs_samples",
-                 "gibbs_chains", "test_samples", "ss_sweeps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
-                             f"{getattr(args, name)}")
-    if not 0 < args.keep < 1:
-        raise ValueError(f"--keep has to be in (0, 1), but got {args.keep}")
+    require_at_least_one(args, ("hidden", "epochs", "restarts", "gibbs_warmup", "gibbs_samples",
+                                "gibbs_chains", "test_samples", "ss_sweeps"))
+    require_open_unit("--keep", args.keep)
     if not (math.isfinite(args.ss_g) and args.ss_g > 0):
         raise ValueError(f"--ss-g has to be a finite number > 0, but got {args.ss_g}")
 

@@ -6,10 +6,19 @@ import time
 
 import torch
 
-from ... import noise as N
 from ... import train as O
 from ..report import Section
-from .common import Log, Settings, fit, grid, mc_outputs, model_table
+from .common import (
+    Log,
+    Settings,
+    bernoulli_or_gaussian,
+    fit,
+    fit_row,
+    grid,
+    log_fit,
+    mc_outputs,
+    model_table,
+)
 from .data import load_digits
 
 __all__ = ["CNN_KEEP", "CNN_GAUSS_STD", "CNN_MODELS", "run_cnn", "cnn_section"]
@@ -37,8 +46,8 @@ def _cnn_model(kw: dict) -> torch.nn.Module:
     from ..models import SmallCNN
 
     if "fam" in kw:
-        noise = N.Bernoulli(CNN_KEEP) if kw["fam"] == "b" else N.Gaussian(1.0, CNN_GAUSS_STD)
-        return SmallCNN(noise=noise, tie=kw["tie"])
+        return SmallCNN(noise=bernoulli_or_gaussian(kw["fam"], CNN_KEEP, CNN_GAUSS_STD),
+                        tie=kw["tie"])
     return SmallCNN(dropout2d=kw.get("dropout2d"))
 
 
@@ -58,18 +67,14 @@ def run_cnn(s: Settings, log: Log) -> list[dict]:
         probs = outs.softmax(-1).mean(0)
         with torch.no_grad():
             det = model(xte)
-        rows.append({
-            "model": name, "seed": seed,
+        r = fit_row(name, seed, hist, {
             "test_acc": float((probs.argmax(-1) == yte).float().mean()),
             "test_ll": float(ll.mean()),
             "test_acc_mean": float((det.argmax(-1) == yte).float().mean()),
             "test_ll_mean": float(O.categorical_log_likelihood(det, yte).mean()),
-            "train_seconds": hist.seconds, "eval_seconds": time.perf_counter() - t,
-            "final_loss": hist.loss[-1],
-        })
-        r = rows[-1]
-        log(f"cnn {name} seed {seed}: acc {r['test_acc']:.4f}, ll {r['test_ll']:.4f} "
-            f"({hist.seconds:.1f} s)")
+        }, eval_seconds=time.perf_counter() - t)
+        rows.append(r)
+        log_fit(log, "cnn", name, seed, hist, f"acc {r['test_acc']:.4f}, ll {r['test_ll']:.4f}")
     return rows
 
 

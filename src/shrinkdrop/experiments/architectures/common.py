@@ -12,11 +12,13 @@ from types import ModuleType
 import numpy as np
 import torch
 
+from ... import noise as N
 from ... import train as O
 from ..stats import mean_se
 from .data import Regression
 
 __all__ = ["Experiment", "Settings", "Log", "grid", "mc_outputs", "regression_scores", "fit",
+           "fit_row", "log_fit", "bernoulli_or_gaussian",
            "pm", "pyplot", "errorbar_plot", "model_table", "seed_mean_se", "TAU_GRID"]
 
 #: a progress line printer
@@ -113,6 +115,28 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, likelihood:
     return O.fit(model, x, y, likelihood=likelihood, tau=tau, sigma0=1.0, epochs=epochs,
                  batch_size=batch_size, lr=lr, seed=seed, progress=False)
 
+
+def fit_row(name: str, seed: int, hist: O.History, scores: dict, **timing: float) -> dict:
+    """The result row of one (model, seed): its ``scores``, the training seconds (then
+    ``timing``'s other seconds) and the final training loss."""
+    return {"model": name, "seed": seed, **scores, "train_seconds": hist.seconds, **timing,
+            "final_loss": hist.loss[-1]}
+
+
+def log_fit(log: Log, experiment: str, name: str, seed: int, hist: O.History,
+            summary: str) -> None:
+    """The progress line of one (model, seed): ``EXPERIMENT NAME seed SEED: SUMMARY (T s)``
+    with ``T`` the training seconds."""
+    log(f"{experiment} {name} seed {seed}: {summary} ({hist.seconds:.1f} s)")
+
+
+def bernoulli_or_gaussian(fam: str | None, keep: float,
+                          std: float) -> N.NoiseDistribution | None:
+    """A grid entry's noise: ``"b"`` Bernoulli(``keep``), any other family Gaussian(1, ``std``)
+    (the variance-matched alternative), None none."""
+    if fam is None:
+        return None
+    return N.Bernoulli(keep) if fam == "b" else N.Gaussian(1.0, std)
 
 
 def seed_mean_se(values: Iterable[float]) -> tuple[float, float]:

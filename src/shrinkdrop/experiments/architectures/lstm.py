@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from ... import noise as N
 from ..report import Section
-from .common import Log, Settings, fit, grid, model_table, regression_scores
+from .common import (
+    Log,
+    Settings,
+    bernoulli_or_gaussian,
+    fit,
+    fit_row,
+    grid,
+    log_fit,
+    model_table,
+    regression_scores,
+)
 from .data import MACRO_FEATURES, load_macrodata
 
 __all__ = ["LSTM_KEEP", "LSTM_GAUSS_STD", "LSTM_HIDDEN", "LSTM_WINDOW", "LSTM_TRAIN_TAU",
@@ -36,17 +45,14 @@ def run_lstm(s: Settings, log: Log) -> list[dict]:
     data = load_macrodata(LSTM_WINDOW)
     rows = []
     for name, kw, seed in grid(LSTM_MODELS, s.seeds):
-        fam = kw.get("fam")
-        noise = None if fam is None else (N.Bernoulli(LSTM_KEEP) if fam == "b"
-                                          else N.Gaussian(1.0, LSTM_GAUSS_STD))
+        noise = bernoulli_or_gaussian(kw.get("fam"), LSTM_KEEP, LSTM_GAUSS_STD)
         model = Forecaster(data.x[0].shape[-1], LSTM_HIDDEN, noise, kw["kind"])
         hist = fit(model, data.x[0], data.y[0], likelihood="gaussian", tau=LSTM_TRAIN_TAU,
                    epochs=s.lstm_epochs, lr=s.lr, seed=seed, batch_size=32)
         sc = regression_scores(model, data, s.eval_samples, 3000 + seed)
-        rows.append({"model": name, "seed": seed, **sc, "train_seconds": hist.seconds,
-                     "final_loss": hist.loss[-1]})
-        log(f"lstm {name} seed {seed}: test ll {sc['test_ll']:.3f}, rmse "
-            f"{sc['test_rmse']:.3f} ({hist.seconds:.1f} s)")
+        rows.append(fit_row(name, seed, hist, sc))
+        log_fit(log, "lstm", name, seed, hist,
+                f"test ll {sc['test_ll']:.3f}, rmse {sc['test_rmse']:.3f}")
     return rows
 
 

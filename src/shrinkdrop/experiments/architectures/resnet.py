@@ -14,7 +14,9 @@ from .common import (
     Log,
     Settings,
     fit,
+    fit_row,
     grid,
+    log_fit,
     model_table,
     pm,
     pyplot,
@@ -66,15 +68,13 @@ def run_resnet(s: Settings, log: Log) -> tuple[list[dict], list[dict]]:
         else:
             incl = bf = [math.nan] * RESNET_DEPTH
             sc["layers_on"] = sc["map_prob"] = math.nan
-        rows.append({"model": name, "seed": seed, **sc, "train_seconds": hist.seconds,
-                     "final_loss": hist.loss[-1]})
+        rows.append(fit_row(name, seed, hist, sc))
         for layer in range(RESNET_DEPTH):
             layer_rows.append({"model": name, "seed": seed, "layer": layer + 1,
                                "inclusion": incl[layer], "log_bf_drop": bf[layer],
                                "contribution": float(contrib[layer])})
-        log(f"resnet {name} seed {seed}: test ll {sc['test_ll']:.3f}, rmse "
-            f"{sc['test_rmse']:.2f}, layers on {sc['layers_on']:.2f} "
-            f"({hist.seconds:.1f} s)")
+        log_fit(log, "resnet", name, seed, hist, f"test ll {sc['test_ll']:.3f}, rmse "
+                f"{sc['test_rmse']:.2f}, layers on {sc['layers_on']:.2f}")
     return rows, layer_rows
 
 
