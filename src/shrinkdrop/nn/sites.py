@@ -7,7 +7,8 @@ filters), described by :class:`SVISite`; every layer with global scales answers
 noise with the weight it scales (the HP prior's view of a model).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: NoisyWeight is a NamedTuple, whose generated
+# __new__ keeps string annotations that pdoc cannot resolve outside this module.
 
 import math
 from dataclasses import dataclass
