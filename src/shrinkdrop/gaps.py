@@ -46,7 +46,7 @@ from torch.distributions import Distribution
 
 from ._validation import check_choice
 from .noise import NoiseDistribution
-from .train.likelihoods import LOG_2PI, gaussian_log_density, gaussian_log_prob
+from .train.likelihoods import LOG_2PI, gaussian_log_prob
 
 __all__ = [
     "GapEstimate",
@@ -316,7 +316,8 @@ def hp_series(weight: torch.Tensor, noise: NoiseDistribution, sigma0: float, ord
         return math.inf
     w = weight.detach().to(torch.float64).reshape(-1)
     lam = torch.full_like(w, mean).requires_grad_(True)
-    lp = gaussian_log_density(w**2 / s0**2, lam) - math.log(s0)  # log N(w; 0, s0^2 / lam)
+    # log N(w; 0, s0^2 / lam), in the order of operations of the releases before issue 25
+    lp = 0.5 * torch.log(lam) - 0.5 * LOG_2PI - math.log(s0) - 0.5 * lam * w**2 / s0**2
     (g,) = torch.autograd.grad(lp.sum(), lam, create_graph=order == 2)
     lead = 0.5 * var * g.detach().pow(2)
     if order == 1:

@@ -76,7 +76,9 @@ def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
     """
     tau_t = torch.as_tensor(tau, dtype=output.dtype)
     y = align_target(output, y).to(output.dtype)
-    ll = gaussian_log_density((y - output) ** 2, tau_t)
+    # this order of operations (not gaussian_log_density's) keeps sd.fit's losses bit-identical
+    # to the releases before issue 25
+    ll = -0.5 * tau_t * (y - output) ** 2 + 0.5 * torch.log(tau_t) - 0.5 * LOG_2PI
     event = y.ndim - 1
     return ll.sum(tuple(range(-event, 0))) if event > 0 else ll
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ...train.likelihoods import categorical_log_likelihood, gaussian_log_likelihood
+from ...train.likelihoods import gaussian_log_density
 from .sites import SVISite, given_scales
 
 __all__ = ["local_expectation_grad", "slab_owners"]
@@ -112,8 +112,10 @@ def _draw_params(mu: dict[str, Tensor], sd: dict[str, Tensor], points: dict[str,
 
 def _loglik(out: Tensor, y: Tensor, likelihood: str, precision: float | Tensor | None
             ) -> Tensor:
-    """Per-row log-likelihood, from :mod:`shrinkdrop.train.likelihoods`: Gaussian with
-    ``precision`` (a ``(B,)`` target against a width-1 output) or categorical on logits."""
+    """Per-row log-likelihood: Gaussian with ``precision`` (the density of
+    :mod:`shrinkdrop.train.likelihoods`; an output of width 1 is squeezed) or categorical on
+    logits (torch's ``Categorical``)."""
     if likelihood == "gaussian":
-        return gaussian_log_likelihood(out, y, precision)
-    return categorical_log_likelihood(out, y)
+        out = out.reshape(*out.shape[:-1]) if out.shape[-1] == 1 else out
+        return gaussian_log_density((out - y) ** 2, torch.as_tensor(precision, dtype=out.dtype))
+    return torch.distributions.Categorical(logits=out).log_prob(y)
