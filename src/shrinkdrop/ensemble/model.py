@@ -3,12 +3,14 @@ batched matrix products; their initialisation (``torch`` or ``keras``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .. import functional as F
+from ..nn import SVISite, UnitNoise
 from ..noise import NoiseDistribution
 
 __all__ = ["StackedNoisyMLP", "init_linears_", "check_init", "INITS"]
@@ -173,15 +175,29 @@ class StackedNoisyMLP(nn.Module):
                 h = h.relu_() if inplace else torch.relu(h)
         return h
 
+    def unit_noise(self, k: int) -> UnitNoise:
+        """Model ``k``'s noise before each linear layer as the layer it is: a
+        :class:`shrinkdrop.nn.UnitNoise` with model ``k``'s law, which says what the noise means
+        (its :meth:`~shrinkdrop.nn.UnitNoise.scale_sites`, its
+        :meth:`~shrinkdrop.nn.UnitNoise.prior`). :meth:`draw` draws its noise for all models
+        at once, in the shape of ``UnitNoise``'s per-example draw (the input's shape)."""
+        return UnitNoise(self.noises[k], normalize=self.normalize)
+
+    def scale_sites(self, k: int) -> list[SVISite]:
+        """Model ``k``'s scale sites, one ``xi`` (ARD) per linear layer, as its
+        :meth:`unit_noise` names them; ``path`` is the noise layer's index in :meth:`model`
+        (so they equal :func:`shrinkdrop.inference.scale_sites` of ``model(k)``)."""
+        layer = self.unit_noise(k)
+        return [dataclasses.replace(s, path=str(3 * i))
+                for i, d in enumerate(self.sizes[:-1]) for s in layer.scale_sites((1, d))]
+
     def model(self, k: int) -> nn.Sequential:
         """Model ``k`` as an ordinary ``nn.Sequential`` of ``UnitNoise`` and ``nn.Linear``
         layers (a copy of its current weights)."""
-        from ..nn import UnitNoise
-
         layers: list[nn.Module] = []
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            layers.append(UnitNoise(self.noises[k], normalize=self.normalize))
+            layers.append(self.unit_noise(k))
             lin = nn.Linear(w.shape[1], w.shape[2])
             with torch.no_grad():
                 lin.weight.copy_(w[k].t())

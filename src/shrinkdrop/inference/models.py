@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 import pyro
 import pyro.distributions as dist
 import torch
+from torch import nn
 
 from .. import noise as _noise
 from .._validation import check_choice, check_positive
 from ..enums import Likelihood, Param, Structure
+from ..nn import NoisyResidual, UnitNoise
 
 __all__ = [
     "Structure",
@@ -64,12 +66,33 @@ _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 
 @dataclass(frozen=True)
 class ScaleSite:
-    """One group of weights sharing a scale: site ``name`` of ``shape`` on ``layer``."""
+    """One group of weights sharing a scale: site ``name`` of ``shape`` on ``layer``;
+    ``structure`` is the words of the :mod:`shrinkdrop.nn` layer whose site it is (not compared)."""
 
     name: str
     layer: int
     kind: str  # "ard" or "add"
     shape: tuple[int, ...]
+    structure: str = field(default="", compare=False)
+
+
+#: the role of a layer's scales (:meth:`shrinkdrop.nn.NoiseLayer.scale_roles`) -> NetSpec's kind
+_KINDS = {"xi": "ard", "tau": "add"}
+#: a stand-in law for asking a layer about its sites (their shapes and words do not depend on it)
+_ANY_LAW = _noise.Bernoulli(keep=0.5)
+
+
+def _layer_sites(l: int, width: int, ard: bool, add: bool, residual: bool) -> list[ScaleSite]:
+    """Layer ``l``'s scale sites as the :mod:`shrinkdrop.nn` layer of that structure names them:
+    a plain layer is ``UnitNoise`` before ``Linear`` (ARD), a residual one ``NoisyResidual``
+    (``unit_noise``: ARD, ``layer_noise``: ADD)."""
+    if residual:
+        layer = NoisyResidual(nn.Identity(), layer_noise=_ANY_LAW if add else None,
+                              unit_noise=_ANY_LAW if ard else None, normalize=False)
+    else:
+        layer = UnitNoise(_ANY_LAW, normalize=False)
+    return [ScaleSite(f"{s.role}_{l}", l, _KINDS[s.role], s.shape, s.structure)
+            for s in layer.scale_sites((1, width))]
 
 
 @dataclass
@@ -109,14 +132,10 @@ class NetSpec:
                 f"structure={self.structure!r} needs residual layers (residual=True and at least "
                 f"two hidden layers), but got layers={self.layers}, residual={self.residual}"
             )
-        sites = []
-        for l in range(self.n_layers):
-            res = l in self.residual_layers
-            if self.structure in ("ard", "ard+add") or not res:
-                sites.append(ScaleSite(f"xi_{l}", l, "ard", (self.layers[l],)))
-            if self.structure in ("add", "ard+add") and res:
-                sites.append(ScaleSite(f"tau_{l}", l, "add", ()))
-        self.sites = sites
+        ard, add = self.structure in ("ard", "ard+add"), self.structure in ("add", "ard+add")
+        self.sites = [s for l in range(self.n_layers)
+                      for s in _layer_sites(l, self.layers[l], ard, add,
+                                            l in self.residual_layers)]
 
     @property
     def n_layers(self) -> int:
@@ -487,10 +506,7 @@ def fit_map_noise(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor
 
 def _fit_map_noise_library(model, X, y, *, epochs, lr, seed):
     """:func:`fit_map_noise` for a plain ARD MLP through :func:`shrinkdrop.fit` + ``UnitNoise``."""
-    from torch import nn
-
     from .. import train
-    from ..nn import UnitNoise
 
     spec = model.spec
     acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
