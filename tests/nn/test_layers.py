@@ -479,3 +479,25 @@ def test_convert_replaces_and_reports():
     assert isinstance(model3[0].noise, N.Rayleigh)
     with pytest.raises(ValueError, match="'bernoulli' or 'gaussian'"):
         sd.convert(nn.Sequential(nn.Dropout(0.3)), "cauchy")
+
+
+@pytest.mark.parametrize("mode,peer", [
+    ("LSTM", lambda: nn.LSTM(4, 6, 2)), ("GRU", lambda: nn.GRU(4, 6, 2)),
+    ("RNN_TANH", lambda: nn.RNN(4, 6, 2)),
+    ("RNN_RELU", lambda: nn.RNN(4, 6, 2, nonlinearity="relu")),
+])
+def test_noisy_stacked_rnn_built_directly_is_torch_module_without_noise(mode, peer):
+    """Built directly (not by convert), the layer has the peer's parameters, initialised from the
+    same seed as torch initialises them, and in eval() its outputs equal the peer's (it used to
+    hold no parameters and fail with an IndexError inside forward)."""
+    torch.manual_seed(0)
+    ref = peer().eval()
+    torch.manual_seed(0)
+    ours = sd.nn.NoisyStackedRNN(mode, 4, 6, 2, sd.noise.Bernoulli(0.7)).eval()
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    x = torch.randn(5, 3, 4)
+    out, h = ours(x)
+    ref_out, ref_h = ref(x)
+    torch.testing.assert_close(out, ref_out, rtol=0, atol=0)
+    ours.train()
+    assert ours(x)[0].shape == (5, 3, 6)  # noise between the layers in training

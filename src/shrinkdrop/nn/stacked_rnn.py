@@ -23,11 +23,24 @@ _KERNELS = {"LSTM": torch._VF.lstm, "GRU": torch._VF.gru, "RNN_TANH": torch._VF.
             "RNN_RELU": torch._VF.rnn_relu}
 
 
+def _fresh_rnn(mode: str, input_size: int, hidden_size: int, num_layers: int,
+               **kw: Any) -> nn.RNNBase:
+    """The torch module of ``mode`` whose parameters a directly built layer adopts."""
+    if mode == "LSTM":
+        return nn.LSTM(input_size, hidden_size, num_layers, **kw)
+    kw.pop("proj_size")  # only LSTMs project
+    if mode == "GRU":
+        return nn.GRU(input_size, hidden_size, num_layers, **kw)
+    return nn.RNN(input_size, hidden_size, num_layers, nonlinearity=mode[4:].lower(), **kw)
+
+
 class NoisyStackedRNN(NoiseLayer):
     """A stacked LSTM / GRU / RNN with structured noise between its layers (not within time).
 
-    Built from an existing module with :meth:`from_module` (what :func:`shrinkdrop.convert` does
-    for ``nn.LSTM/GRU/RNN(dropout=p)`` with ``num_layers > 1``); it holds that module's parameter
+    Built directly (``mode`` ``'LSTM'``, ``'GRU'``, ``'RNN_TANH'`` or ``'RNN_RELU'``; fresh
+    parameters initialised as torch's module initialises them) or from an existing module with
+    :meth:`from_module` (what :func:`shrinkdrop.convert` does for ``nn.LSTM/GRU/RNN(dropout=p)``
+    with ``num_layers > 1``); it holds that module's parameter
     tensors under the same names (``weight_ih_l0``, ..., ``_reverse``, ``weight_hr_l0``), so state
     dicts interchange with the original, and takes and returns what it does (``(out, (h, c))``
     for LSTM, ``(out, h)`` otherwise). The input of layer ``l + 1`` (``l < L - 1``) is
@@ -49,7 +62,8 @@ class NoisyStackedRNN(NoiseLayer):
                  noise: _noise.NoiseDistribution, *, bias: bool = True, batch_first: bool = False,
                  bidirectional: bool = False, proj_size: int = 0,
                  share_across_batch: bool = False, normalize: bool = True,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None, _rnn: nn.RNNBase | None = None) -> None:
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
         if mode not in _KERNELS:
@@ -58,7 +72,15 @@ class NoisyStackedRNN(NoiseLayer):
         self.num_layers, self.bias = int(num_layers), bool(bias)
         self.batch_first, self.bidirectional = bool(batch_first), bool(bidirectional)
         self.proj_size = int(proj_size)
-        self._all_weights: list[list[str]] = []
+        if _rnn is None:  # built directly: fresh parameters, initialised as torch's module does
+            _rnn = _fresh_rnn(mode, self.input_size, self.hidden_size, self.num_layers,
+                              bias=self.bias, batch_first=self.batch_first,
+                              bidirectional=self.bidirectional, proj_size=self.proj_size,
+                              device=device, dtype=dtype)
+        self._all_weights: list[list[str]] = [list(names) for names in _rnn._all_weights]
+        for names in self._all_weights:
+            for name in names:
+                self.register_parameter(name, _rnn._parameters[name])
 
     @classmethod
     def from_module(cls, rnn: nn.RNNBase, noise: _noise.NoiseDistribution,
@@ -70,11 +92,7 @@ class NoisyStackedRNN(NoiseLayer):
                             f"{type(rnn).__name__}")
         new = cls(rnn.mode, rnn.input_size, rnn.hidden_size, rnn.num_layers, noise,
                   bias=rnn.bias, batch_first=rnn.batch_first, bidirectional=rnn.bidirectional,
-                  proj_size=getattr(rnn, "proj_size", 0), **kw)
-        new._all_weights = [list(names) for names in rnn._all_weights]
-        for names in new._all_weights:
-            for name in names:
-                new.register_parameter(name, rnn._parameters[name])
+                  proj_size=getattr(rnn, "proj_size", 0), _rnn=rnn, **kw)
         new.train(rnn.training)
         return new
 
