@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..data import standardize
-from .laws import LawOptions, ScaleFamily
+from .laws import LawOptions
 from .runner import atomic_write_text, jsonable, write_csv_atomic
 
 HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writes summary.json"
@@ -29,10 +29,7 @@ HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writ
 #: exit code of a run whose chains did not mix, with ``--strict`` (without it: 0 and a warning)
 EXIT_NOT_MIXED = 3
 
-#: the families this verb samples
-FAMILY_CHOICES: tuple[str, ...] = tuple(f.value for f in ScaleFamily)
-
-__all__ = ["HELP", "EXIT_NOT_MIXED", "FAMILY_CHOICES", "McmcOptions", "run"]
+__all__ = ["HELP", "EXIT_NOT_MIXED", "McmcOptions", "run"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -40,7 +40,7 @@ from .runner import atomic_write_text, jsonable, write_csv_atomic
 HELP = ("Which inputs the data switched off: structured-VI relevance vs scikit-learn's "
         "ARDRegression and Gibbs, AUC against added noise features, test LL vs MC dropout")
 
-__all__ = ["HELP", "run", "prepare", "FAMILIES", "Family", "RelevanceOptions"]
+__all__ = ["HELP", "run", "prepare", "Family", "RelevanceOptions"]
 
 
 class Family(str, enum.Enum):
@@ -78,10 +78,6 @@ class RelevanceOptions(LawOptions):
     quick: bool = False
     seed: int = 0
     no_progress: bool = False
-
-
-#: the prior laws of the scales, by name
-FAMILIES: tuple[str, ...] = tuple(f.value for f in Family)
 
 
 def prepare(data: UCIData, split: int, noise_features: int, seed: int) -> dict:
