@@ -91,8 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=enum_choices(Engine), default="stacked",
                    help="how training methods run: 'stacked' trains every grid point of every "
                         "split of a (data set, method) at once as one batched ensemble "
-                        "(shrinkdrop.ensemble; default, ~10x faster), 'sequential' one network "
-                        "at a time; same protocol and per-model computation")
+                        "(shrinkdrop.ensemble; default; a training step about 10x faster than K "
+                        "separate networks': benchmarks/bench_ensemble.py), 'sequential' one "
+                        "network at a time; same protocol and per-model computation")
     p.add_argument("--init", choices=INITS, default="torch",
                    help="weight initialisation: 'torch' (nn.Linear's default) or 'keras' "
                         "(Glorot-uniform weights, zero biases: Keras' Dense default, as in MC "
