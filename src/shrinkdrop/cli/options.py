@@ -114,8 +114,6 @@ def canonical_command(parser: argparse.ArgumentParser, values: Mapping[str, Any]
     for a in parser._actions:
         if not a.option_strings or a.dest in skip or a.dest not in values:
             continue
-        if isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
-            continue
         v = values[a.dest]
         if v is None or (v == a.default and not a.required and a.dest not in always):
             continue
