@@ -20,7 +20,8 @@
    same draws with torch's random words (``_rwt.NUMPY_MIN`` raised past 2^20) against NumPy's
    SFC64 words (the default from 2^15 elements on), and the words alone.
 5. Small Beta / inverse-Nakagami draws: the table against torch's gamma kernel (the crossover
-   behind ``sampling.gamma.NATIVE_GAMMA_MAX``), the SFC64 seeding, 10 remainder draws.
+   behind ``sampling.gamma.NATIVE_GAMMA_MAX``), ``sampling.gamma.gamma``'s rejection loop against
+   torch's gamma kernel, the SFC64 seeding, 10 remainder draws.
 
     python benchmarks/bench_sampling.py --only 5     # one part
 """
@@ -170,6 +171,17 @@ def small_draws(g, reps: int) -> None:
                 SG.NATIVE_GAMMA_MAX = default
             cells.append(f"{n}: {tab * 1e6:.0f}/{nat * 1e6:.0f}")
         print(f"  {name}, n: table/gamma us  " + "  ".join(cells))
+    # above NATIVE_GAMMA_MAX, where no table is built, sampling.gamma.gamma runs its own
+    # Marsaglia-Tsang loop rather than torch's kernel
+    cells = []
+    for alpha in (0.5, 2.0, 5.0):
+        for n in (1 << 14, 1 << 20):
+            mt = _median(lambda a=alpha, n=n: SG.gamma(a, n, torch.float32, None, g), reps)
+            nat = _median(lambda a=alpha, n=n: torch._standard_gamma(
+                torch.full((n,), a), generator=g), reps)
+            cells.append(f"a={alpha} n={n}: {nat / mt:.1f}x")
+    print("  Gamma(a, 1) float32, torch's kernel / sampling.gamma.gamma's loop: "
+          + "  ".join(cells))
     tab = _rwt.table("beta", 2.0, 2.0)
     seed = _median(lambda: _rwt.words_source(_rwt.NUMPY_MIN, g, 1), reps)
     rem = _median(lambda: _rwt._remainder(tab, 10, g), reps)
