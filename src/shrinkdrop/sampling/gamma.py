@@ -32,8 +32,9 @@ def standard_gamma(concentration: Tensor, generator: torch.Generator | None = No
     """Gamma(concentration, rate 1) samples of ``concentration``'s shape.
 
     With ``generator=None`` this is torch's own sampler. With a generator it is the
-    Marsaglia-Tsang (2000) rejection sampler driven by that generator (torch's gamma sampler takes
-    no generator), with the ``U^(1/a)`` boost for ``a < 1``.
+    Marsaglia-Tsang (2000) rejection sampler driven by that generator, with the ``U^(1/a)`` boost
+    for ``a < 1`` (``torch._standard_gamma`` takes a generator too, but draws another stream: the
+    laws' seeded ``sample()`` is pinned by tests/golden).
     """
     if generator is None:
         return torch._standard_gamma(concentration)
