@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from . import is_cpu
+
 __all__ = ["standard_gamma", "gamma", "NATIVE_GAMMA_MAX"]
 
 #: CPU draws of Beta / inverse-Nakagami noise needing fewer gamma variates than this (Beta two
@@ -81,7 +83,7 @@ def gamma(alpha: float, n: int, dtype: torch.dtype, device: torch.device | str |
         # torch's native gamma kernel (torch.distributions.Gamma's): one launch and no host
         # sync, where the rejection loop below syncs on every call (bench_layers --device cuda)
         return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype, device=device))
-    if n < NATIVE_GAMMA_MAX and (device is None or torch.device(device).type == "cpu"):
+    if n < NATIVE_GAMMA_MAX and is_cpu(device):
         # few draws: one call of torch's kernel beats the many small tensor operations of
         # the rejection loop below
         return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype), generator=generator)
