@@ -3,7 +3,8 @@
     python benchmarks/bench_sampling.py [--reps 50] [--samples 100]
 
 1. Bernoulli draws by geometric gaps (the default at drop rate <= 0.12) against the 31-bit path
-   (forced by ``_GAP_MAX_DROP = 0``), same process: ratio gaps / bits; then the gaps themselves,
+   (forced by ``GAP_MAX_DROP = 0``), same process: ratio gaps / bits; the 31-bit path against
+   ``Tensor.bernoulli_`` at p = 0.2 and 0.5; then the gaps themselves,
    ``Tensor.geometric_`` against the vectorised ``ceil(-log(1 - u) / lambda)`` of
    ``sampling.bernoulli.bernoulli_gaps``, and a fill of a fresh 8 MB tensor against a kept one (the
    page faults ``ensemble._NoisePool`` avoids by redrawing its blocks in place).
@@ -77,6 +78,13 @@ def main() -> None:
         SB.GAP_MAX_DROP = default
         print(f"  p = {drop:<6} bits {bits * 1e6:7.0f} us  gaps {gaps * 1e6:7.0f} us  "
               f"gaps/bits {gaps / bits:5.2f}")
+    for drop in (0.2, 0.5):  # the 31-bit words against torch's bernoulli_, both normalised
+        nz = Bernoulli(1 - drop)
+        bits = _median(lambda nz=nz: F.draw_noise(nz, (n,), generator=g), args.reps)
+        ber = _median(lambda k=1 - drop: torch.empty(n).bernoulli_(k, generator=g).div_(k),
+                      args.reps)
+        print(f"  p = {drop:<6} bits {bits * 1e6:7.0f} us  bernoulli_ {ber * 1e6:7.0f} us  "
+              f"bernoulli_/bits {ber / bits:5.2f}")
     import math
 
     m = int(n * 0.05)
