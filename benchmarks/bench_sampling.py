@@ -3,7 +3,8 @@
     python benchmarks/bench_sampling.py [--reps 50] [--samples 100]
 
 1. Bernoulli draws by geometric gaps (the default at drop rate <= 0.12) against the 31-bit path
-   (forced by ``_GAP_MAX_DROP = 0``), same process: ratio gaps / bits; then the gaps themselves,
+   (forced by ``GAP_MAX_DROP = 0``), same process: ratio gaps / bits; the 31-bit path against
+   ``Tensor.bernoulli_`` at p = 0.2 and 0.5; then the gaps themselves,
    ``Tensor.geometric_`` against the vectorised ``ceil(-log(1 - u) / lambda)`` of
    ``sampling.bernoulli.bernoulli_gaps``, and a fill of a fresh 8 MB tensor against a kept one (the
    page faults ``ensemble._NoisePool`` avoids by redrawing its blocks in place).
@@ -20,7 +21,8 @@
    same draws with torch's random words (``_rwt.NUMPY_MIN`` raised past 2^20) against NumPy's
    SFC64 words (the default from 2^15 elements on), and the words alone.
 5. Small Beta / inverse-Nakagami draws: the table against torch's gamma kernel (the crossover
-   behind ``sampling.gamma.NATIVE_GAMMA_MAX``), the SFC64 seeding, 10 remainder draws.
+   behind ``sampling.gamma.NATIVE_GAMMA_MAX``), ``sampling.gamma.gamma``'s rejection loop against
+   torch's gamma kernel, the SFC64 seeding, 10 remainder draws.
 
     python benchmarks/bench_sampling.py --only 5     # one part
 """
@@ -76,6 +78,13 @@ def main() -> None:
         SB.GAP_MAX_DROP = default
         print(f"  p = {drop:<6} bits {bits * 1e6:7.0f} us  gaps {gaps * 1e6:7.0f} us  "
               f"gaps/bits {gaps / bits:5.2f}")
+    for drop in (0.2, 0.5):  # the 31-bit words against torch's bernoulli_, both normalised
+        nz = Bernoulli(1 - drop)
+        bits = _median(lambda nz=nz: F.draw_noise(nz, (n,), generator=g), args.reps)
+        ber = _median(lambda k=1 - drop: torch.empty(n).bernoulli_(k, generator=g).div_(k),
+                      args.reps)
+        print(f"  p = {drop:<6} bits {bits * 1e6:7.0f} us  bernoulli_ {ber * 1e6:7.0f} us  "
+              f"bernoulli_/bits {ber / bits:5.2f}")
     import math
 
     m = int(n * 0.05)
@@ -170,6 +179,17 @@ def small_draws(g, reps: int) -> None:
                 SG.NATIVE_GAMMA_MAX = default
             cells.append(f"{n}: {tab * 1e6:.0f}/{nat * 1e6:.0f}")
         print(f"  {name}, n: table/gamma us  " + "  ".join(cells))
+    # above NATIVE_GAMMA_MAX, where no table is built, sampling.gamma.gamma runs its own
+    # Marsaglia-Tsang loop rather than torch's kernel
+    cells = []
+    for alpha in (0.5, 2.0, 5.0):
+        for n in (1 << 14, 1 << 20):
+            mt = _median(lambda a=alpha, n=n: SG.gamma(a, n, torch.float32, None, g), reps)
+            nat = _median(lambda a=alpha, n=n: torch._standard_gamma(
+                torch.full((n,), a), generator=g), reps)
+            cells.append(f"a={alpha} n={n}: {nat / mt:.1f}x")
+    print("  Gamma(a, 1) float32, torch's kernel / sampling.gamma.gamma's loop: "
+          + "  ".join(cells))
     tab = _rwt.table("beta", 2.0, 2.0)
     seed = _median(lambda: _rwt.words_source(_rwt.NUMPY_MIN, g, 1), reps)
     rem = _median(lambda: _rwt._remainder(tab, 10, g), reps)

@@ -21,9 +21,9 @@ Uniform(low, high)     moments           (unnamed)              quadrature
 =====================  ================  =====================  ==================================
 
 Moments that are infinite are returned as ``inf`` (never NaN, never a Monte Carlo guess).
-``sample`` accepts a ``torch.Generator``; for the gamma-based families (inverse Nakagami, Beta),
-whose torch samplers take no generator, a Marsaglia-Tsang sampler driven by the generator is used
-(:func:`~shrinkdrop.sampling.gamma.standard_gamma`).
+``sample`` accepts a ``torch.Generator``; the gamma-based families (inverse Nakagami, Beta) then
+draw with a Marsaglia-Tsang sampler driven by the generator
+(:func:`~shrinkdrop.sampling.gamma.standard_gamma`: the seeded stream tests/golden pins).
 
 One file per family; :mod:`shrinkdrop.noise.base` holds the base class. ``docs/layers.md``
 ("Adding a noise family") lists what a new family defines and where it is registered.

@@ -69,8 +69,12 @@ class NoiseDistribution(Distribution):
     #: the family's CLI / report name (the key of ``shrinkdrop.noise.FAMILIES``)
     name: str = "noise"
     has_rsample = False
-    #: whether xi takes discrete values (no density: NUTS / SVI cannot sample it)
-    is_discrete: bool = False
+
+    @property
+    def is_discrete(self) -> bool:
+        """Whether xi takes discrete values, as its ``support`` says (no density: NUTS / SVI
+        cannot sample it)."""
+        return self.support.is_discrete
 
     def _set_params(self, validate_args: bool | None, **params: Tensor) -> None:
         """The constructors' common end: the checked ``params`` broadcast together and set as

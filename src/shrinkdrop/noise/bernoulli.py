@@ -28,7 +28,6 @@ class Bernoulli(NoiseDistribution):
     arg_constraints = {"keep": constraints.unit_interval}
     support = constraints.boolean
     name = "bernoulli"
-    is_discrete = True
 
     def __init__(self, keep: float | Tensor, validate_args: bool | None = None) -> None:
         self._set_params(validate_args, keep=check_probability("keep", keep))
