@@ -113,16 +113,14 @@ def noisy_weights(model: nn.Module) -> list[NoisyWeight]:
     the layer applies to the noise: ``1 / E[xi]`` if it normalises (``normalize=True``), else 1, so
     the HP scale of the paired weight is ``c * xi``. Layers whose noise is not a scale of the next
     weight (``pairs_with_next_weight = False``: ``AttentionNoise``, ``NoisyStackedRNN``) are left
-    out. Each :class:`~shrinkdrop.nn.NoiseLayer` says its own pairing
-    (:meth:`~shrinkdrop.nn.NoiseLayer.weight_pairing`).
+    out. Every module, :class:`~shrinkdrop.nn.NoiseLayer` or duck-typed, is read by
+    :func:`weight_pairing` (what :meth:`~shrinkdrop.nn.NoiseLayer.weight_pairing` returns).
     """
-    from ._base import NoiseLayer
-
     pairs: list[NoisyWeight] = []
     pending = None
     for m in model.modules():
         if getattr(m, "noise", None) is not None:
-            pairing = m.weight_pairing() if isinstance(m, NoiseLayer) else weight_pairing(m)
+            pairing = weight_pairing(m)
             if pairing is None:
                 pending = None
             elif pairing[0] is not None:
