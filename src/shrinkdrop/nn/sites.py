@@ -25,10 +25,9 @@ __all__ = ["SVISite", "SiteMeaning", "NoisyWeight", "noisy_weights"]
 @dataclass(frozen=True)
 class SiteMeaning:
     """What one role of a layer's scales means, in words (shared by ``scale_sites`` and
-    ``prior``): ``structure`` names the site (``"ARD (per input unit)"``) and ``groups`` says
-    which weights share one scale."""
+    ``prior``; a layer's ``_MEANINGS`` maps the role to it): ``structure`` names the site
+    (``"ARD (per input unit)"``) and ``groups`` says which weights share one scale."""
 
-    role: str
     structure: str
     groups: str
 

@@ -72,7 +72,7 @@ class UnitNoise(_ActivationNoise):
     """
 
     _FUNCTIONAL, _ROLE = staticmethod(F.unit_noise), "xi"
-    _MEANINGS = {"xi": SiteMeaning("xi", "ARD (per input unit)",
+    _MEANINGS = {"xi": SiteMeaning("ARD (per input unit)",
                                    "all weights leaving input unit r share xi_r")}
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
@@ -108,7 +108,7 @@ class ChannelNoise(_ActivationNoise):
 
     _FUNCTIONAL, _ROLE = staticmethod(F.channel_noise), "tau"
     _MEANINGS = {"tau": SiteMeaning(
-        "tau", "tied filters (per channel)",
+        "tied filters (per channel)",
         "all weights of the filter producing channel f share tau_f")}
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
@@ -140,7 +140,7 @@ class LayerNoise(_ActivationNoise):
     """
 
     _FUNCTIONAL, _ROLE = staticmethod(F.layer_noise), "tau"
-    _MEANINGS = {"tau": SiteMeaning("tau", "ADD (per layer)",
+    _MEANINGS = {"tau": SiteMeaning("ADD (per layer)",
                                     "all weights of the residual branch share tau_l")}
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
