@@ -251,10 +251,12 @@ def _read_site(log_likelihood: Callable[[_Draws], torch.Tensor], draws: _Draws,
     K, samples, units = q.numel(), next(iter(draws.values())).shape[0], math.prod(site.shape)
     post = torch.empty(units, K, dtype=torch.float64)
     ess = torch.empty(units, dtype=torch.float64)
+    # the S draws repeated K times (built once: only the site's own entry changes per unit)
+    tiled = {k: v.repeat(K, *([1] * (v.ndim - 1))) for k, v in draws.items()}
     for r in range(units):
         # K * S configurations: the S draws with unit r set to each grid value
-        cfg = {k: v.repeat(K, *([1] * (v.ndim - 1))) for k, v in draws.items()}
-        x = cfg[site.name].reshape(K, samples, units).clone()
+        cfg = dict(tiled)
+        x = tiled[site.name].reshape(K, samples, units).clone()
         x[..., r] = q.to(dtype)[:, None]
         cfg[site.name] = x.reshape(K * samples, *site.shape)
         ll = torch.cat([log_likelihood({k: v[i:i + batch] for k, v in cfg.items()})

@@ -52,9 +52,9 @@ class NoisyConv2d(NoiseLayer):
     """
 
     _MEANINGS = {
-        "xi": SiteMeaning("xi", "tied channels (per input channel, filter)",
+        "xi": SiteMeaning("tied channels (per input channel, filter)",
                           "the kH x kW weights of (channel c, filter f) share xi_cf"),
-        "tau": SiteMeaning("tau", "tied filters (per filter)",
+        "tau": SiteMeaning("tied filters (per filter)",
                            "all weights of filter f share tau_f"),
     }
 

@@ -45,9 +45,9 @@ class NoisyResidual(NoiseLayer):
     """
 
     _MEANINGS = {
-        "xi": SiteMeaning("xi", "ARD (per input unit of the block)",
+        "xi": SiteMeaning("ARD (per input unit of the block)",
                           "weights leaving input unit r of the block share xi_r"),
-        "tau": SiteMeaning("tau", "ADD (per residual block)",
+        "tau": SiteMeaning("ADD (per residual block)",
                            "all weights of the block's first layer share tau_l"),
     }
 

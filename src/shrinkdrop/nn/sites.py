@@ -25,10 +25,9 @@ __all__ = ["SVISite", "SiteMeaning", "NoisyWeight", "noisy_weights"]
 @dataclass(frozen=True)
 class SiteMeaning:
     """What one role of a layer's scales means, in words (shared by ``scale_sites`` and
-    ``prior``): ``structure`` names the site (``"ARD (per input unit)"``) and ``groups`` says
-    which weights share one scale."""
+    ``prior``; a layer's ``_MEANINGS`` maps the role to it): ``structure`` names the site
+    (``"ARD (per input unit)"``) and ``groups`` says which weights share one scale."""
 
-    role: str
     structure: str
     groups: str
 
@@ -113,16 +112,14 @@ def noisy_weights(model: nn.Module) -> list[NoisyWeight]:
     the layer applies to the noise: ``1 / E[xi]`` if it normalises (``normalize=True``), else 1, so
     the HP scale of the paired weight is ``c * xi``. Layers whose noise is not a scale of the next
     weight (``pairs_with_next_weight = False``: ``AttentionNoise``, ``NoisyStackedRNN``) are left
-    out. Each :class:`~shrinkdrop.nn.NoiseLayer` says its own pairing
-    (:meth:`~shrinkdrop.nn.NoiseLayer.weight_pairing`).
+    out. Every module, :class:`~shrinkdrop.nn.NoiseLayer` or duck-typed, is read by
+    :func:`weight_pairing` (what :meth:`~shrinkdrop.nn.NoiseLayer.weight_pairing` returns).
     """
-    from ._base import NoiseLayer
-
     pairs: list[NoisyWeight] = []
     pending = None
     for m in model.modules():
         if getattr(m, "noise", None) is not None:
-            pairing = m.weight_pairing() if isinstance(m, NoiseLayer) else weight_pairing(m)
+            pairing = weight_pairing(m)
             if pairing is None:
                 pending = None
             elif pairing[0] is not None:

@@ -23,17 +23,6 @@ _KERNELS = {"LSTM": torch._VF.lstm, "GRU": torch._VF.gru, "RNN_TANH": torch._VF.
             "RNN_RELU": torch._VF.rnn_relu}
 
 
-def _fresh_rnn(mode: str, input_size: int, hidden_size: int, num_layers: int,
-               **kw: Any) -> nn.RNNBase:
-    """The torch module of ``mode`` whose parameters a directly built layer adopts."""
-    if mode == "LSTM":
-        return nn.LSTM(input_size, hidden_size, num_layers, **kw)
-    kw.pop("proj_size")  # only LSTMs project
-    if mode == "GRU":
-        return nn.GRU(input_size, hidden_size, num_layers, **kw)
-    return nn.RNN(input_size, hidden_size, num_layers, nonlinearity=mode[4:].lower(), **kw)
-
-
 class NoisyStackedRNN(NoiseLayer):
     """A stacked LSTM / GRU / RNN with structured noise between its layers (not within time).
 
@@ -73,7 +62,8 @@ class NoisyStackedRNN(NoiseLayer):
         self.batch_first, self.bidirectional = bool(batch_first), bool(bidirectional)
         self.proj_size = int(proj_size)
         if _rnn is None:  # built directly: fresh parameters, initialised as torch's module does
-            _rnn = _fresh_rnn(mode, self.input_size, self.hidden_size, self.num_layers,
+            # torch's common base takes the mode and initialises as nn.LSTM / GRU / RNN do
+            _rnn = nn.RNNBase(mode, self.input_size, self.hidden_size, self.num_layers,
                               bias=self.bias, batch_first=self.batch_first,
                               bidirectional=self.bidirectional, proj_size=self.proj_size,
                               device=device, dtype=dtype)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -17,9 +17,9 @@ __all__ = ["UnitNoise", "ChannelNoise", "LayerNoise"]
 
 class _ActivationNoise(NoiseLayer):
     """A weightless noise layer on activations: one structure of :mod:`shrinkdrop.functional`
-    (named by ``_FUNCTIONAL``) and one role of scales (``_ROLE``)."""
+    (``_FUNCTIONAL``) and one role of scales (``_ROLE``)."""
 
-    _FUNCTIONAL: str
+    _FUNCTIONAL: Callable[..., Tensor]
     _ROLE: str
 
     def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
@@ -30,8 +30,7 @@ class _ActivationNoise(NoiseLayer):
     def forward(self, x: Tensor) -> Tensor:
         if self._given_scales is not None:
             return self._at_given_scales(x)
-        draw = getattr(F, self._FUNCTIONAL)
-        return draw(x, self.noise, self.training or self.mc, **self._kw())
+        return self._FUNCTIONAL(x, self.noise, self.training or self.mc, **self._kw())
 
     def scale_roles(self) -> tuple[str, ...]:
         return (self._ROLE,)
@@ -72,8 +71,8 @@ class UnitNoise(_ActivationNoise):
         >>> y = layer(torch.randn(32, 100))
     """
 
-    _FUNCTIONAL, _ROLE = "unit_noise", "xi"
-    _MEANINGS = {"xi": SiteMeaning("xi", "ARD (per input unit)",
+    _FUNCTIONAL, _ROLE = staticmethod(F.unit_noise), "xi"
+    _MEANINGS = {"xi": SiteMeaning("ARD (per input unit)",
                                    "all weights leaving input unit r share xi_r")}
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
@@ -107,9 +106,9 @@ class ChannelNoise(_ActivationNoise):
         >>> y = layer(torch.randn(8, 16, 32, 32))
     """
 
-    _FUNCTIONAL, _ROLE = "channel_noise", "tau"
+    _FUNCTIONAL, _ROLE = staticmethod(F.channel_noise), "tau"
     _MEANINGS = {"tau": SiteMeaning(
-        "tau", "tied filters (per channel)",
+        "tied filters (per channel)",
         "all weights of the filter producing channel f share tau_f")}
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
@@ -140,8 +139,8 @@ class LayerNoise(_ActivationNoise):
         input and output ``(N, *)``; noise ``(N, 1, ..., 1)`` (``(1, ..., 1)`` when shared).
     """
 
-    _FUNCTIONAL, _ROLE = "layer_noise", "tau"
-    _MEANINGS = {"tau": SiteMeaning("tau", "ADD (per layer)",
+    _FUNCTIONAL, _ROLE = staticmethod(F.layer_noise), "tau"
+    _MEANINGS = {"tau": SiteMeaning("ADD (per layer)",
                                     "all weights of the residual branch share tau_l")}
 
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
