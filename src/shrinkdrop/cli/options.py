@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 __all__ = [
     "add_out", "add_quick", "add_seed", "add_progress", "add_data", "add_jobs",
-    "positive_int_list", "enum_choices", "to_options", "canonical_command", "command_of",
+    "split_list", "enum_choices", "to_options", "canonical_command", "command_of",
     "add_law_options", "add_run_options", "require_at_least_one", "require_open_unit",
 ]
 
@@ -68,8 +68,9 @@ def add_jobs(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--jobs", type=int, default=None, help=help)
 
 
-def positive_int_list(text: str) -> list[int]:
-    """``0,1,2`` -> ``[0, 1, 2]`` (an argparse ``type``)."""
+def split_list(text: str) -> list[int]:
+    """``0,1,2`` -> ``[0, 1, 2]``: split numbers (an argparse ``type``; the range is checked against
+    the data set later, where the number of splits is known)."""
     try:
         out = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:

@@ -25,7 +25,7 @@ from .options import (
     add_seed,
     command_of,
     enum_choices,
-    positive_int_list,
+    split_list,
 )
 
 HELP = ("Run the UCI benchmark protocol (MC dropout's grid search and refit) for every noise "
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a data set directory in the UCI layout, a directory of them, or a "
                         "built-in name (diabetes, iris, wine, breast_cancer, digits)")
     add_out(p, help="output folder (created; reruns resume)")
-    p.add_argument("--splits", type=positive_int_list, default=None,
+    p.add_argument("--splits", type=split_list, default=None,
                    help="comma-separated split numbers (default: all; --quick: the first 2)")
     p.add_argument("--methods", type=_methods, default=None,
                    help="comma-separated <family>-<objective> (e.g. bernoulli-mc = MC dropout), "
