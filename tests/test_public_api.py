@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 import sys
 import types
 
@@ -145,20 +144,11 @@ def test_readme_names_are_attributes():
 
 
 # ---------------------------------------------------------------------------------------------
-# every module of the package, for the exception walk
-
-def _all_modules() -> list[types.ModuleType]:
-    mods = [sd]
-    for info in pkgutil.walk_packages(sd.__path__, prefix="shrinkdrop."):
-        if info.name.endswith("__main__"):
-            continue
-        mods.append(importlib.import_module(info.name))
-    return mods
-
+# every module of the package (tools/check_api_refs.py's walk), for the exception walk
 
 def _exception_classes() -> dict[str, type]:
     found = {}
-    for mod in _all_modules():
+    for mod in _refs_checker().all_modules():
         for obj in vars(mod).values():
             if (isinstance(obj, type) and issubclass(obj, BaseException)
                     and obj.__module__.startswith("shrinkdrop")):
