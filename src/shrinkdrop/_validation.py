@@ -8,7 +8,6 @@ that names the argument, what was expected and what came, in the style of ``torc
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -103,10 +102,3 @@ def check_choice(name: str, value: Any, choices: type[_E] | Iterable[str]) -> _E
         valid = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} has to be one of {valid}, but got {value!r}")
     return value
-
-
-def finite_or_inf(x: float) -> float:
-    """Return ``x`` unless it is NaN, which would be a bug: raise instead."""
-    if math.isnan(x):
-        raise ArithmeticError("internal error: a moment evaluated to NaN")
-    return x
