@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, positive_float
+from .._validation import check_choice, check_int, check_samples, positive_float
 from ..enums import Likelihood, Objective
-from ..train._checks import check_int, check_samples
 from ._checks import _check_data, _check_device, _per_model, _precisions
 from .adam import _FlatAdam
 from .model import StackedNoisyMLP
