@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 import sys
 import types
 
@@ -91,13 +90,6 @@ PUBLIC_API: dict[str, set[str]] = {
     "shrinkdrop.cli": {"VERBS", "build_parser", "main"},
 }
 
-#: Exception classes that do not derive from ShrinkdropError yet (owned by other areas of
-#: issue 25; they move to errors.py). Empty it, and drop the xfail below, at the merge.
-NOT_SHRINKDROP_ERRORS: set[str] = set()
-
-#: Modules whose public functions are not all annotated yet (other areas of issue 25).
-NOT_ANNOTATED_MODULES: set[str] = set()
-
 
 def _module(name: str) -> types.ModuleType:
     return importlib.import_module(name)
@@ -152,20 +144,11 @@ def test_readme_names_are_attributes():
 
 
 # ---------------------------------------------------------------------------------------------
-# every module of the package, for the exception walk
-
-def _all_modules() -> list[types.ModuleType]:
-    mods = [sd]
-    for info in pkgutil.walk_packages(sd.__path__, prefix="shrinkdrop."):
-        if info.name.endswith("__main__"):
-            continue
-        mods.append(importlib.import_module(info.name))
-    return mods
-
+# every module of the package (tools/check_api_refs.py's walk), for the exception walk
 
 def _exception_classes() -> dict[str, type]:
     found = {}
-    for mod in _all_modules():
+    for mod in _refs_checker().all_modules():
         for obj in vars(mod).values():
             if (isinstance(obj, type) and issubclass(obj, BaseException)
                     and obj.__module__.startswith("shrinkdrop")):
@@ -183,13 +166,6 @@ def test_exception_walk_finds_the_known_classes():
     assert len(found) >= 5
 
 
-def test_known_foreign_exceptions_are_exactly_listed():
-    """The list above is the truth today; no new non-ShrinkdropError exception appears."""
-    assert _not_shrinkdrop_errors() == NOT_SHRINKDROP_ERRORS
-
-
-@pytest.mark.xfail(bool(NOT_SHRINKDROP_ERRORS), strict=True,
-                   reason=f"not yet under ShrinkdropError: {sorted(NOT_SHRINKDROP_ERRORS)}")
 def test_every_exception_derives_from_shrinkdrop_error():
     assert _not_shrinkdrop_errors() == set()
 
@@ -251,11 +227,6 @@ def annotation_offenders() -> dict[str, list[str]]:
     return out
 
 
-def _in_pending_module(qual: str) -> bool:
-    mod = qual.split(":")[0]
-    return any(mod == m or mod.startswith(m + ".") for m in NOT_ANNOTATED_MODULES)
-
-
 def test_checker_sees_missing_annotations():
     def f(x: int, y, *args, **kwargs: int) -> None: ...
 
@@ -265,14 +236,6 @@ def test_checker_sees_missing_annotations():
     assert _missing_annotations(g) == ["return"]
 
 
-def test_annotated_areas_stay_annotated():
-    """Every public function outside the modules still pending is fully annotated."""
-    bad = {k: v for k, v in annotation_offenders().items() if not _in_pending_module(k)}
-    assert bad == {}
-
-
-@pytest.mark.xfail(bool(NOT_ANNOTATED_MODULES), strict=True,
-                   reason=f"not yet annotated: {sorted(NOT_ANNOTATED_MODULES)}")
 def test_every_public_function_is_annotated():
     assert annotation_offenders() == {}
 

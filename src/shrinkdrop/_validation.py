@@ -8,7 +8,6 @@ that names the argument, what was expected and what came, in the style of ``torc
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -19,10 +18,12 @@ _E = TypeVar("_E", bound=enum.Enum)
 __all__ = [
     "as_param",
     "check_choice",
+    "check_int",
     "check_positive",
     "check_probability",
     "describe",
     "positive_float",
+    "check_samples",
 ]
 
 
@@ -105,8 +106,15 @@ def check_choice(name: str, value: Any, choices: type[_E] | Iterable[str]) -> _E
     return value
 
 
-def finite_or_inf(x: float) -> float:
-    """Return ``x`` unless it is NaN, which would be a bug: raise instead."""
-    if math.isnan(x):
-        raise ArithmeticError("internal error: a moment evaluated to NaN")
-    return x
+def check_samples(samples: int) -> int:
+    """``samples`` as a positive int (a ValueError naming it otherwise)."""
+    if isinstance(samples, bool) or int(samples) != samples or samples < 1:
+        raise ValueError(f"samples has to be a positive integer, but got {samples!r}")
+    return int(samples)
+
+
+def check_int(name: str, value: int, low: int = 1) -> int:
+    """``value`` as an int ``>= low`` (a ValueError naming it otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} has to be an integer >= {low}, but got {value!r}")
+    return value

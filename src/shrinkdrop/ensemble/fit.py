@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .._validation import check_choice, positive_float
+from .._validation import check_choice, check_int, check_samples, positive_float
 from ..enums import Likelihood, Objective
-from ..train._checks import check_samples
 from ._checks import _check_data, _check_device, _per_model, _precisions
 from .adam import _FlatAdam
 from .model import StackedNoisyMLP
@@ -162,9 +161,8 @@ class _AutogradEpochs:
 
 
 def _check_loop(epochs: int, batch_size: int, lr: float, step: str) -> None:
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} has to be a positive integer, but got {v!r}")
+    check_int("epochs", epochs)
+    check_int("batch_size", batch_size)
     positive_float("lr", lr)
     if step not in STEPS:
         raise ValueError(f"step has to be one of {', '.join(STEPS)}, but got {step!r}")

@@ -12,9 +12,8 @@ import torch
 from torch import Tensor
 
 from .. import functional as F
-from .._validation import check_choice
+from .._validation import check_choice, check_samples
 from ..enums import Likelihood
-from ..train._checks import check_samples
 from ..train.precision import fit_predictive_precision
 from ._checks import _check_data, _check_device, _per_model, _precisions
 from .model import StackedNoisyMLP

@@ -5,10 +5,12 @@
 * :func:`log_likelihood`: the per-example function for a :class:`~shrinkdrop.enums.Likelihood`
   name (or a callable, returned as is).
 
-The Gaussian density's pieces are shared by everything that evaluates it (the training loop,
-prediction, the stacked engine, the weight priors): :func:`gaussian_log_norm` (the normalising
-term ``d/2 (log tau - log 2 pi)``), :func:`gaussian_log_density` (of a squared error at
-precision ``tau``) and :func:`gaussian_log_prob` (of a value at a standard deviation).
+The Gaussian density's pieces: :func:`gaussian_log_norm` (the normalising term
+``d/2 (log tau - log 2 pi)``), :func:`gaussian_log_density` (of a squared error at precision
+``tau``; the stacked engine and SVI) and :func:`gaussian_log_prob` (of a value at a standard
+deviation; the weight priors and :mod:`shrinkdrop.gaps`). :func:`gaussian_log_likelihood` (the
+training loop and prediction) writes the same density out in its own order of operations, so
+that :func:`shrinkdrop.fit`'s losses stay bit-identical to the releases before issue 25.
 """
 
 from __future__ import annotations

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .._validation import check_choice, positive_float
+from .._validation import check_choice, check_int, check_samples, positive_float
 from ..enums import Likelihood, Objective
-from ._checks import check_int, check_samples
 from .likelihoods import log_likelihood
 from .objectives import objective as _objective
 from .prediction import sample_outputs

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._checks import check_int
+from .._validation import check_int
 from .likelihoods import align_target
 from .prediction import _mc_outputs
 

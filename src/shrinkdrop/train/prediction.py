@@ -14,11 +14,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from .._validation import check_choice
+from .._validation import check_choice, check_samples
 from ..enums import Likelihood, PredictMode
 from ..functional import sample_groups
 from ..nn import NoiseLayer, mc_mode
-from ._checks import check_samples
 from .likelihoods import log_likelihood
 from .objectives import marginal_map
 
