@@ -417,7 +417,13 @@ class _Converter:
                     where, attr, p, "a dropout / LayerDrop rate read from the config by this "
                     "module's forward: convert cannot reach it"))
         calls = sorted({what for kind, what, _ in found if kind == "call"})
-        if calls and not rates:
+        zero = [k for k, v in vars(m).items() if "drop" in k.lower() and v == 0
+                and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if calls and not rates and zero and not any("bernoulli" in c for c in calls):
+            self.report.skipped.append((where, f"forward calls {', '.join(calls)} and every "
+                                               f"rate attribute ({', '.join(zero)}) is 0: no "
+                                               "noise (convert again if they change)"))
+        elif calls and not rates:
             self.report.not_converted.append(NotConverted(
                 where, "forward", math.nan, f"forward calls {', '.join(calls)} (functional "
                 "dropout or a Bernoulli draw, directly or in a function it calls): convert "
