@@ -239,25 +239,36 @@ def convert(model: nn.Module,
     """Replace the dropout sites of ``model`` in place by structured noise and report each one.
 
     * ``nn.Dropout`` -> :class:`UnitNoise`; ``nn.Dropout1d/2d/3d`` -> :class:`ChannelNoise`;
-      torchvision ``StochasticDepth`` / timm ``DropPath`` -> :class:`LayerNoise` ("batch" mode
-      becomes ``share_across_batch``);
+      drop path / stochastic depth of any naming (torchvision ``StochasticDepth``, timm
+      ``DropPath``, transformers ``SwinDropPath``, ``ConvNextDropPath``, ...: a class name matching
+      ``drop_?path`` / ``stochastic_?depth`` with a float rate) -> :class:`LayerNoise` ("batch"
+      mode becomes ``share_across_batch``);
     * ``nn.MultiheadAttention(dropout=p)`` (also inside ``nn.Transformer*`` layers) ->
       :class:`NoisyMultiheadAttention` (noise on the attention probabilities; same parameters);
     * ``nn.LSTM / nn.GRU / nn.RNN(dropout=p, num_layers > 1)`` -> :class:`NoisyStackedRNN`
       (noise between the layers, per time step, as torch's; same parameters);
     * Hugging Face ``transformers`` attention modules that pass their rate to the attention
-      interface (BERT, GPT-2, ViT, ...): an :class:`AttentionNoise` is attached as
-      ``shrinkdrop_attention`` and the model is switched to the ``"shrinkdrop"`` attention
-      implementation (eager attention with that noise); the ``nn.Dropout`` that only holds their
-      rate is left in place (its ``.p`` is read there) and reported with the site.
+      interface (BERT, GPT-2, Llama, Gemma2, T5, BART, ViT, Whisper, ...): an
+      :class:`AttentionNoise` is attached as ``shrinkdrop_attention`` and the model is switched
+      to the ``"shrinkdrop"`` attention implementation, which runs the model's own eager
+      attention function with every argument the model passes and replaces only its dropout
+      step by that noise; the ``nn.Dropout`` that only holds their rate is left in place (its
+      ``.p`` is read there) and reported with the site.
 
     ``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder`` that now hold noise get their
     eval fast paths switched off (they bypass the submodules, so noise would be skipped under
     :func:`mc_mode`). Sites with rate 0 (when the family is derived from the rate) and alpha
-    dropout are skipped; dropout convert cannot reach (a float rate attribute or a functional
-    ``F.dropout`` call in a forward it does not know, ``add_bias_kv`` attention) is listed in
-    ``report.not_converted`` by module path, attribute and rate. Every report entry says the
-    structure the site implies (which weights share a scale).
+    dropout are skipped. Dropout convert cannot reach is listed in ``report.not_converted`` by
+    module path, attribute and rate, so that ``report.complete`` is True only when no Bernoulli
+    dropout is left: float rate attributes; functional dropout and Bernoulli draws in a forward
+    or in the functions and methods it calls (found in the bytecode, any import spelling); rates
+    such as LayerDrop read from the config in forward; ``torch.jit`` scripted or traced modules
+    holding dropout; ``add_bias_kv`` attention. Every report entry says the structure the site
+    implies (which weights share a scale).
+
+    Atomic: a ``convert`` that raises leaves the model as it was. What was done is recorded
+    (:func:`converted_with`; for transformers models in the config, so it survives
+    ``save_pretrained``) and :func:`reconvert` re-applies it after loading.
 
     Args:
         model: the model, modified in place (``convert`` on a bare dropout module raises: wrap it).
@@ -268,6 +279,12 @@ def convert(model: nn.Module,
 
     Returns:
         a :class:`ConversionReport`.
+
+    Raises:
+        TypeError: ``noise`` is a family class, not an instance (or another wrong type).
+        shrinkdrop.errors.ConversionError: a transformers model whose attention convert cannot
+            run exactly as its eager attention (no eager fallback it can find, a forward that
+            branches on ``"eager"``); the model is left unchanged.
 
     Example:
         >>> report = shrinkdrop.convert(model, shrinkdrop.noise.Rayleigh(0.5))
