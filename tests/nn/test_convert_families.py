@@ -228,3 +228,38 @@ def test_attention_without_an_eager_fallback_is_refused():
     with pytest.raises(ConversionError, match="0 .*get_interface"):
         sd.convert(model, "bernoulli")
     assert isinstance(model[1], torch.nn.Dropout) and not hasattr(model[0], "shrinkdrop_attention")
+
+
+def _conditional_eager(module, query, key, value, attention_mask, dropout=0.0, **kwargs):
+    w = torch.softmax(query @ key.transpose(-1, -2), -1)
+    if dropout > 0:  # no dropout call in eval: noise under mc_mode would be skipped
+        w = torch.nn.functional.dropout(w, p=dropout, training=module.training)
+    return (w @ value).transpose(1, 2), w
+
+
+class _Conditional(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attention_dropout = 0.1
+        self.config = t.LlamaConfig(**_DEC)
+
+    def forward(self, q):
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, _conditional_eager)
+        return attention_interface(self, q, q, q, None,
+                                   dropout=self.attention_dropout if self.training else 0.0)[0]
+
+
+_Conditional.__module__ = "transformers.models.fake.modeling_fake"
+
+
+def test_a_skipped_dropout_step_is_an_error_not_silence():
+    model = torch.nn.Sequential(_Conditional())
+    sd.convert(model, "bernoulli")
+    q = torch.randn(2, 2, 5, 4)
+    assert model.train()(q).shape == (2, 5, 2, 4)  # training: the one dropout call is routed
+    model.eval()
+    model(q)  # eval without mc_mode: no noise to apply, no call needed
+    with sd.mc_mode(model), pytest.raises(RuntimeError, match="called dropout 0 times"):
+        model(q)
