@@ -263,3 +263,52 @@ def test_a_skipped_dropout_step_is_an_error_not_silence():
     model(q)  # eval without mc_mode: no noise to apply, no call needed
     with sd.mc_mode(model), pytest.raises(RuntimeError, match="called dropout 0 times"):
         model(q)
+
+
+def _one_dropout_eager(module, query, key, value, attention_mask, dropout=0.0, **kwargs):
+    w = torch.softmax(query @ key.transpose(-1, -2), -1)
+    w = torch.nn.functional.dropout(w, p=dropout, training=module.training)
+    return (w @ value).transpose(1, 2), w
+
+
+class _ExtraDropout(torch.nn.Module):
+    """An attention site that also drops its output functionally (at a literal rate)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention_dropout = 0.1
+        self.config = t.LlamaConfig(**_DEC)
+
+    def forward(self, q):
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, _one_dropout_eager)
+        out = attention_interface(self, q, q, q, None,
+                                  dropout=0.0 if not self.training else self.attention_dropout)[0]
+        return torch.nn.functional.dropout(out, 0.2, self.training)
+
+
+class _LiteralZero(_ExtraDropout):
+    def __init__(self):
+        super().__init__()
+        self.attention_dropout = 0.0
+
+    def forward(self, q):
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, _one_dropout_eager)
+        return attention_interface(self, q, q, q, None, dropout=0.0)[0]
+
+
+_ExtraDropout.__module__ = _LiteralZero.__module__ = "transformers.models.fake.modeling_fake"
+
+
+def test_attention_sites_are_scanned_too():
+    """Other dropout in an attention module's forward is reported (its eager function's dropout
+    is the converted site, not a leftover); a literal dropout=0.0 site is skipped."""
+    report = sd.convert(torch.nn.Sequential(_ExtraDropout(), _LiteralZero()), "bernoulli")
+    assert [r.name for r in report.replaced] == ["0"]
+    assert [(n.name, n.attribute) for n in report.not_converted] == [("0", "forward")]
+    assert "nn.functional.dropout" in report.not_converted[0].why
+    assert "_one_dropout_eager" not in report.not_converted[0].why
+    assert ("1.<literal>", "drop rate 0: no noise") in report.skipped

@@ -30,9 +30,11 @@ from ..errors import ConversionError
 
 IMPLEMENTATION = "shrinkdrop"
 ATTR = "shrinkdrop_attention"
+LITERAL = "<literal>"  # the attribute of a site whose forward passes a number as dropout=
 CONFIG_KEY = "shrinkdrop"  # the conversion spec, stored on configs (survives save_pretrained)
 
 _RATE = re.compile(r"dropout\s*=\s*([^,\n]+)")
+_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*(?:\)|$)")
 _SELF_ATTR = re.compile(r"self\.(\w+)(\.p\b)?")
 _CALLS_INTERFACE = ("ALL_ATTENTION_FUNCTIONS", "attention_interface")
 _DEFAULT = re.compile(r"get_interface\(\s*self\.config\._attn_implementation\s*,\s*(\w+)\s*\)")
@@ -73,6 +75,9 @@ def attention_rate(module: nn.Module) -> tuple[str, float, bool] | None:
         return None
     m = _RATE.search(_forward_source(type(module)))
     if m is not None:
+        literal = _NUMBER.match(m.group(1))  # dropout=0.0: a number
+        if literal is not None:
+            return LITERAL, float(literal.group(1)), False
         for attr, dot_p in _SELF_ATTR.findall(m.group(1)):
             value = getattr(module, attr, None)
             if dot_p and isinstance(value, nn.Module) and hasattr(value, "p"):

@@ -137,13 +137,13 @@ def find(fn, owner: nn.Module | None, depth: int = DEPTH,
     return out
 
 
-def forward_findings(m: nn.Module) -> list[tuple[str, str, float]]:
-    """:func:`find` on ``type(m).forward`` (nothing for torch's and shrinkdrop's own modules:
-    those are handled by type)."""
+def forward_findings(m: nn.Module, exclude: tuple = ()) -> list[tuple[str, str, float]]:
+    """:func:`find` on ``type(m).forward``, not looking into the functions in ``exclude``
+    (nothing for torch's and shrinkdrop's own modules: those are handled by type)."""
     if type(m).__module__.startswith(("torch.", "shrinkdrop.")):
         return []
     try:
-        return find(type(m).forward, m)
+        return find(type(m).forward, m, _seen={f.__code__ for f in exclude})
     except Exception:  # noqa: BLE001 - bytecode we cannot read: say so
         return [("call", "forward (unreadable)", float("nan"))]
 

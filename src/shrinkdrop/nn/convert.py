@@ -419,15 +419,18 @@ class _Converter:
         """Report the dropout of ``m`` that convert cannot reach: float rate attributes, and
         what its forward (and the functions it calls) does besides calling submodules."""
         if isinstance(m, (NoiseLayer, nn.MultiheadAttention, nn.RNNBase)) or \
-                _drop_rate(m) is not None or _hf.attention_rate(m) is not None:
+                _drop_rate(m) is not None:
             return
-        where = name or "<model>"
-        rates = _rate_attributes(m)
+        where, site, exclude = name or "<model>", _hf.attention_rate(m), ()
+        if site is not None:  # an HF attention site: its rate and its eager function are known
+            eager = _hf.eager_function(type(m))
+            exclude = (eager,) if callable(eager) else ()
+        rates = [(a, p) for a, p in _rate_attributes(m) if site is None or a != site[0]]
         for attr, p in rates:
             self.report.not_converted.append(NotConverted(
                 where, attr, p, "a float dropout rate read by this module's forward "
                 "(functional dropout or LayerDrop): convert cannot reach it"))
-        found = _scan.forward_findings(m)
+        found = _scan.forward_findings(m, exclude)
         for attr, p in sorted({(what, p) for kind, what, p in found if kind == "rate"}):
             if attr.rsplit(".", 1)[-1] not in {a for a, _ in rates}:
                 self.report.not_converted.append(NotConverted(
