@@ -173,7 +173,7 @@ CONVERT_NOISE = {"bernoulli": "bernoulli", "rayleigh": N.Rayleigh(0.5),
                  "gaussian.dropout": N.Gaussian.dropout}
 
 
-@pytest.mark.parametrize("key", list(CONVERT_NOISE))
+@pytest.mark.parametrize("key", ["bernoulli", "gaussian.dropout"])  # Rayleigh: below (BERT)
 def test_converted_torch_model_state_dict_into_a_fresh_conversion(key):
     noise = CONVERT_NOISE[key]
     torch.manual_seed(0)
