@@ -438,7 +438,8 @@ class _Converter:
                     "module's forward: convert cannot reach it"))
         calls = sorted({what for kind, what, _ in found if kind == "call"})
         zero = [k for k, v in vars(m).items() if "drop" in k.lower() and v == 0
-                and isinstance(v, (int, float)) and not isinstance(v, bool)]
+                and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and (site is None or k != site[0])]  # not the attention site's own rate
         if calls and not rates and zero and not any("bernoulli" in c for c in calls):
             self.report.skipped.append((where, f"forward calls {', '.join(calls)} and every "
                                                f"rate attribute ({', '.join(zero)}) is 0: no "
