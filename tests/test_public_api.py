@@ -26,6 +26,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "ShrinkdropError", "DataError", "NotNormalizableError", "EvalNoiseError",
         "UnsupportedLayerError", "SVIError", "InfiniteObjectiveError", "MissingExtraError",
         "RunMismatchError", "ClusterError",
+        "ConversionError",  # issue 26 (conv26)
     },
     "shrinkdrop.enums": {"Likelihood", "Objective", "Param", "PredictMode", "Structure", "Tie"},
     "shrinkdrop.noise": {
@@ -50,6 +51,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "NoisyMultiheadAttention", "StructuredPrior", "mc_mode", "convert", "ConversionReport",
         "Replacement", "NotConverted", "sample_groups", "Tie", "EvalNoiseError", "SVISite",
         "NoisyWeight", "noisy_weights",
+        "converted_with", "reconvert",  # issue 26 (conv26)
     },
     "shrinkdrop.train": {
         "Objective", "Likelihood", "PredictMode", "InfiniteObjectiveError", "mc_objective",

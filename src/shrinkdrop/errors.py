@@ -16,6 +16,7 @@ __all__ = [
     "MissingExtraError",
     "RunMismatchError",
     "ClusterError",
+    "ConversionError",
 ]
 
 
@@ -62,3 +63,10 @@ class RunMismatchError(ShrinkdropError):
 
 class ClusterError(ShrinkdropError):
     """The Dask scheduler cannot be reached, or has no workers."""
+
+
+# ---- issue 26 (conv26)
+class ConversionError(ShrinkdropError, ValueError):
+    """:func:`shrinkdrop.convert` refuses a model it cannot convert without changing what the model
+    computes (e.g. an attention whose eager code it cannot reproduce); the model is left as it
+    was."""

@@ -151,3 +151,114 @@ def test_export_train_mode_keeps_the_noise_random(case):
     y1, y2 = m(x), m(x)
     assert torch.isfinite(y1).all()
     assert not torch.equal(y1, y2)  # the draws are in the graph, not baked in as constants
+
+
+# ---------------------------------------------------------------- converted models (issue 26)
+class _Mixed(nn.Module):
+    """Every kind of site torch has: Dropout, a transformer encoder (MHA + its dropouts) and a
+    stacked LSTM's dropout=."""
+
+    def __init__(self):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.2, batch_first=True)
+        self.drop = nn.Dropout(0.3)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.rnn = nn.LSTM(8, 6, 2, dropout=0.25, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(self.enc(self.drop(x)))[0]
+
+
+CONVERT_NOISE = {"bernoulli": "bernoulli", "rayleigh": N.Rayleigh(0.5),
+                 "gaussian.dropout": N.Gaussian.dropout}
+
+
+@pytest.mark.parametrize("key", ["bernoulli", "gaussian.dropout"])  # Rayleigh: below (BERT)
+def test_converted_torch_model_state_dict_into_a_fresh_conversion(key):
+    noise = CONVERT_NOISE[key]
+    torch.manual_seed(0)
+    a = _Mixed()
+    sd.convert(a, noise)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    torch.manual_seed(1)
+    b = _Mixed()  # other weights
+    sd.convert(b, noise)
+    b.load_state_dict(torch.load(buf, weights_only=True))  # strict: the same keys
+    x = torch.randn(3, 5, 8)
+    _same_under_seed(a, b, x)
+    torch.testing.assert_close(a.eval()(x), b.eval()(x), rtol=0, atol=0)
+    spec = sd.nn.converted_with(b)
+    assert spec == sd.nn.converted_with(a) and spec["active"]
+    # and the conversion is re-applied from the record on an unconverted copy
+    torch.manual_seed(2)
+    c = _Mixed()
+    c.load_state_dict(a.state_dict())  # converted checkpoints load into the plain model
+    c._shrinkdrop_conversion = {k: v for k, v in spec.items() if k != "active"}
+    assert not sd.nn.converted_with(c)["active"]
+    sd.nn.reconvert(c)
+    _same_under_seed(a.train(), c, x)
+
+
+def _bert():
+    t = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    return t.BertForSequenceClassification(t.BertConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        vocab_size=64, num_labels=3))
+
+
+def _t5():
+    t = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    return t.T5ForConditionalGeneration(t.T5Config(
+        vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
+        dropout_rate=0.1, decoder_start_token_id=0))
+
+
+class _Logits(nn.Module):
+    def __init__(self, model, t5):
+        super().__init__()
+        self.model, self.t5 = model, t5
+
+    def forward(self, x):
+        if self.t5:
+            return self.model(input_ids=x, decoder_input_ids=x[:, :3]).logits
+        return self.model(input_ids=x).logits
+
+
+@pytest.mark.parametrize("arch,key", [("bert", "bernoulli"), ("bert", "rayleigh"),
+                                      ("t5", "gaussian.dropout")])
+def test_converted_transformers_model_survives_save_pretrained(arch, key, tmp_path):
+    make = _t5 if arch == "t5" else _bert
+    model = make()
+    sd.convert(model, CONVERT_NOISE[key])
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path)
+    spec = sd.nn.converted_with(loaded)  # the loaded model says what it was converted with
+    assert spec is not None and not spec["active"]
+    assert {k: v for k, v in spec.items() if k != "active"} == \
+        {k: v for k, v in sd.nn.converted_with(model).items() if k != "active"}
+    assert loaded.config._attn_implementation != "shrinkdrop"  # plain dropout again ...
+    report = sd.nn.reconvert(loaded)  # ... until the one-line re-apply
+    assert report.complete and sd.nn.converted_with(loaded)["active"]
+    assert loaded.config._attn_implementation == "shrinkdrop"
+    assert [r.name for r in report.replaced] == [r.name for r in sd.convert(make(), CONVERT_NOISE[
+        key]).replaced]
+    x = torch.randint(3, 64, (2, 6))
+    a, b = _Logits(model, arch == "t5").train(), _Logits(loaded, arch == "t5").train()
+    _same_under_seed(a, b, x)
+    torch.testing.assert_close(a.eval()(x), b.eval()(x), rtol=0, atol=0)
+
+
+def test_reconvert_refuses_what_it_cannot_rebuild():
+    plain = nn.Sequential(nn.Dropout(0.1))
+    assert sd.nn.converted_with(plain) is None
+    with pytest.raises(sd.errors.ConversionError, match="no recorded conversion"):
+        sd.nn.reconvert(plain)
+    own = nn.Sequential(nn.Dropout(0.1))
+    sd.convert(own, lambda p: N.Bernoulli(1 - p))
+    assert "callable" in sd.nn.converted_with(own)["noise"]
+    with pytest.raises(sd.errors.ConversionError, match=r"convert\(model, noise\)"):
+        sd.nn.reconvert(own)

@@ -17,7 +17,8 @@ layer                   prior (structure)                    peer
 ``NoisyMultihead...``   attention probabilities              ``nn.MultiheadAttention(dropout)``
 ======================  ===================================  ===================================
 
-Plus :func:`mc_mode` (noise on in eval), :func:`convert` (replace dropout modules) and
+Plus :func:`mc_mode` (noise on in eval), :func:`convert` (replace dropout modules;
+:func:`converted_with` / :func:`reconvert` read and re-apply what it did) and
 :func:`sample_groups` (S batched noise draws).
 """
 
@@ -25,7 +26,7 @@ from ..functional import EvalNoiseError, Tie, sample_groups
 from ._base import NoiseLayer, StructuredPrior, mc_mode
 from .attention import AttentionNoise, NoisyMultiheadAttention
 from .conv import NoisyConv2d
-from .convert import ConversionReport, NotConverted, Replacement, convert
+from .convert import ConversionReport, NotConverted, Replacement, convert, converted_with, reconvert
 from .linear import WeightNoiseLinear
 from .residual import NoisyResidual
 from .rnn import NoisyLSTM
@@ -54,6 +55,8 @@ __all__ = [
     "ConversionReport",
     "Replacement",
     "NotConverted",
+    "converted_with",
+    "reconvert",
     "sample_groups",
     "Tie",
     "EvalNoiseError",

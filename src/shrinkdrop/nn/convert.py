@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from collections.abc import Callable
@@ -13,14 +12,15 @@ from torch import nn
 
 from .. import functional as F
 from .. import noise as _noise
-from . import _hf
+from . import _hf, _record, _scan
 from ._base import NoiseLayer
 from .attention import AttentionNoise, NoisyMultiheadAttention
 from .residual import NoisyResidual
 from .stacked_rnn import NoisyStackedRNN
 from .unit import ChannelNoise, LayerNoise, UnitNoise
 
-__all__ = ["convert", "ConversionReport", "Replacement", "NotConverted"]
+__all__ = ["convert", "ConversionReport", "Replacement", "NotConverted", "converted_with",
+           "reconvert"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,10 @@ class ConversionReport:
         return "\n".join(lines)
 
 
+_DROP_PATH = re.compile(r"(?i)drop_?path|stochastic_?depth")
+_PATH_RATES = ("drop_prob", "p", "drop_rate", "drop_path_rate", "prob")
+
+
 def _drop_rate(module: nn.Module) -> tuple[str, float] | None:
     """(kind, p) for modules convert understands, else None."""
     if isinstance(module, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
@@ -92,13 +96,26 @@ def _drop_rate(module: nn.Module) -> tuple[str, float] | None:
         return "channel", float(module.p)
     if isinstance(module, nn.Dropout):
         return "unit", float(module.p)
-    cls = type(module).__name__
-    if cls == "StochasticDepth" and hasattr(module, "p"):  # torchvision.ops.StochasticDepth
-        mode = getattr(module, "mode", "row")
-        return ("layer_batch" if mode == "batch" else "layer"), float(module.p)
-    if cls == "DropPath" and hasattr(module, "drop_prob"):  # timm.layers.DropPath
-        return "layer", float(module.drop_prob)
+    if isinstance(module, torch.jit.ScriptModule) or \
+            not _DROP_PATH.search(type(module).__name__):
+        return None
+    # drop path / stochastic depth of any naming: torchvision StochasticDepth(p, mode), timm
+    # DropPath(drop_prob), transformers' SwinDropPath, ConvNextDropPath, BeitDropPath, ...
+    for attr in _PATH_RATES:
+        v = getattr(module, attr, None)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            mode = getattr(module, "mode", "row")
+            return ("layer_batch" if mode == "batch" else "layer"), float(v)
     return None
+
+
+def _check_noise_argument(noise) -> None:
+    if isinstance(noise, type):
+        raise TypeError(
+            f"noise has to be a noise family instance (e.g. {noise.__name__}(...)), "
+            "'bernoulli' / 'gaussian' (matched to each site's rate) or a callable p -> family, "
+            f"but got the class {noise.__name__} itself (called with the rate p it would read p "
+            "as its first parameter)")
 
 
 def _family(noise, p: float) -> _noise.NoiseDistribution:
@@ -203,26 +220,7 @@ def _structure(parent: nn.Module, child_name: str, kind: str) -> str:
             "weights share it depends on where forward uses it (not inferred)")
 
 
-# ------------------------------------------------------------------ leftovers: functional dropout
-_FUNCTIONAL = re.compile(r"(?<![\w.])(?:F|functional|nn\.functional|torch\.nn\.functional|torch)"
-                         r"\.(?:dropout|alpha_dropout|feature_alpha_dropout|dropout[123]d|"
-                         r"feature_dropout)\(")
-_calls_cache: dict[type, bool] = {}
-
-
-def _calls_functional_dropout(m: nn.Module) -> bool:
-    cls = type(m)
-    if cls.__module__.startswith(("torch.", "shrinkdrop.")):
-        return False  # torch's own modules are handled by type; ours carry structured noise
-    if cls not in _calls_cache:
-        try:
-            src = inspect.getsource(cls.forward)
-        except (OSError, TypeError):
-            src = ""
-        _calls_cache[cls] = bool(_FUNCTIONAL.search(src))
-    return _calls_cache[cls]
-
-
+# ------------------------------------------------------------------ leftovers
 def _rate_attributes(m: nn.Module) -> list[tuple[str, float]]:
     """Float attributes named like a dropout rate, > 0 (a functional dropout's p)."""
     out = []
@@ -241,25 +239,36 @@ def convert(model: nn.Module,
     """Replace the dropout sites of ``model`` in place by structured noise and report each one.
 
     * ``nn.Dropout`` -> :class:`UnitNoise`; ``nn.Dropout1d/2d/3d`` -> :class:`ChannelNoise`;
-      torchvision ``StochasticDepth`` / timm ``DropPath`` -> :class:`LayerNoise` ("batch" mode
-      becomes ``share_across_batch``);
+      drop path / stochastic depth of any naming (torchvision ``StochasticDepth``, timm
+      ``DropPath``, transformers ``SwinDropPath``, ``ConvNextDropPath``, ...: a class name matching
+      ``drop_?path`` / ``stochastic_?depth`` with a float rate) -> :class:`LayerNoise` ("batch"
+      mode becomes ``share_across_batch``);
     * ``nn.MultiheadAttention(dropout=p)`` (also inside ``nn.Transformer*`` layers) ->
       :class:`NoisyMultiheadAttention` (noise on the attention probabilities; same parameters);
     * ``nn.LSTM / nn.GRU / nn.RNN(dropout=p, num_layers > 1)`` -> :class:`NoisyStackedRNN`
       (noise between the layers, per time step, as torch's; same parameters);
     * Hugging Face ``transformers`` attention modules that pass their rate to the attention
-      interface (BERT, GPT-2, ViT, ...): an :class:`AttentionNoise` is attached as
-      ``shrinkdrop_attention`` and the model is switched to the ``"shrinkdrop"`` attention
-      implementation (eager attention with that noise); the ``nn.Dropout`` that only holds their
-      rate is left in place (its ``.p`` is read there) and reported with the site.
+      interface (BERT, GPT-2, Llama, Gemma2, T5, BART, ViT, Whisper, ...): an
+      :class:`AttentionNoise` is attached as ``shrinkdrop_attention`` and the model is switched
+      to the ``"shrinkdrop"`` attention implementation, which runs the model's own eager
+      attention function with every argument the model passes and replaces only its dropout
+      step by that noise; the ``nn.Dropout`` that only holds their rate is left in place (its
+      ``.p`` is read there) and reported with the site.
 
     ``nn.TransformerEncoderLayer`` / ``nn.TransformerEncoder`` that now hold noise get their
     eval fast paths switched off (they bypass the submodules, so noise would be skipped under
     :func:`mc_mode`). Sites with rate 0 (when the family is derived from the rate) and alpha
-    dropout are skipped; dropout convert cannot reach (a float rate attribute or a functional
-    ``F.dropout`` call in a forward it does not know, ``add_bias_kv`` attention) is listed in
-    ``report.not_converted`` by module path, attribute and rate. Every report entry says the
-    structure the site implies (which weights share a scale).
+    dropout are skipped. Dropout convert cannot reach is listed in ``report.not_converted`` by
+    module path, attribute and rate, so that ``report.complete`` is True only when no Bernoulli
+    dropout is left: float rate attributes; functional dropout and Bernoulli draws in a forward
+    or in the functions and methods it calls (found in the bytecode, any import spelling); rates
+    such as LayerDrop read from the config in forward; ``torch.jit`` scripted or traced modules
+    holding dropout; ``add_bias_kv`` attention. Every report entry says the structure the site
+    implies (which weights share a scale).
+
+    Atomic: a ``convert`` that raises leaves the model as it was. What was done is recorded
+    (:func:`converted_with`; for transformers models in the config, so it survives
+    ``save_pretrained``) and :func:`reconvert` re-applies it after loading.
 
     Args:
         model: the model, modified in place (``convert`` on a bare dropout module raises: wrap it).
@@ -271,26 +280,98 @@ def convert(model: nn.Module,
     Returns:
         a :class:`ConversionReport`.
 
+    Raises:
+        TypeError: ``noise`` is a family class, not an instance (or another wrong type).
+        shrinkdrop.errors.ConversionError: a transformers model whose attention convert cannot
+            run exactly as its eager attention (no eager fallback it can find, a forward that
+            branches on ``"eager"``); the model is left unchanged.
+
     Example:
         >>> report = shrinkdrop.convert(model, shrinkdrop.noise.Rayleigh(0.5))
         >>> print(report)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model has to be an nn.Module, but got {type(model).__name__}")
+    _check_noise_argument(noise)
     if _drop_rate(model) is not None or isinstance(model, (nn.MultiheadAttention, nn.RNNBase)):
         raise ValueError("convert replaces submodules in place; wrap a bare dropout, attention or "
                          "RNN module (e.g. nn.Sequential(module)) before converting")
+    configs = _hf.configs(model)
+    saved = _record.snapshot(model, configs)
+    try:
+        return _convert(model, noise, share_across_batch, normalize, generator, configs)
+    except BaseException:
+        _record.restore(saved)  # atomic: a convert that raises leaves the model as it was
+        raise
+
+
+def _convert(model, noise, share_across_batch, normalize, generator, configs):
     conv = _Converter(noise, share_across_batch, dict(normalize=normalize, generator=generator))
+    if isinstance(model, torch.jit.ScriptModule):
+        conv.scripted("", model)
+        return conv.report
     conv.leftovers("", model)
     conv.visit(model, "")
     conv.switch_fast_paths(model)
     if conv.hf_sites:
+        _hf.check_model(model)
         switched = _hf.use_implementation(model)
         conv.report.notes.append(
             f"transformers attention implementation set to {_hf.IMPLEMENTATION!r} on "
-            f"{', '.join(switched) or 'the configs'}; setting another one afterwards turns the "
+            f"{', '.join(switched) or 'the configs'} (the model's own eager attention with its "
+            "dropout step replaced by the noise); setting another one afterwards turns the "
             "attention noise off")
+    if conv.report.replaced:
+        _record.record(model, _record.spec(noise, share_across_batch, normalize, generator),
+                       configs)
     return conv.report
+
+
+def converted_with(model: nn.Module) -> dict | None:
+    """What ``model`` was converted with, or ``None`` if :func:`convert` never replaced anything
+    in it.
+
+    The spec is recorded by :func:`convert` on the model object and, for Hugging Face models, on
+    their configs (key ``"shrinkdrop"``, so it is written to ``config.json`` by
+    ``save_pretrained`` and read back by ``from_pretrained``). A loaded model holds plain dropout
+    again until :func:`reconvert` re-applies the conversion.
+
+    Returns:
+        ``{"noise": ..., "share_across_batch": ..., "normalize": ..., "generator": ...,
+        "version": 1, "active": bool}``: ``noise`` is ``"bernoulli"`` / ``"gaussian"``, a family
+        ``{"family": "Rayleigh", "parameters": {"scale": 0.5}}``, a per-rate constructor
+        ``{"family": "Gaussian", "per_rate": "dropout"}`` or ``{"callable": name}``;
+        ``generator`` says whether one was given (it is not recorded); ``active`` whether the
+        model holds shrinkdrop noise layers now.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model has to be an nn.Module, but got {type(model).__name__}")
+    found = getattr(model, _record.MODEL_ATTR, None)
+    if found is None:
+        found = next((c.shrinkdrop for c in _hf.configs(model)
+                      if isinstance(getattr(c, "shrinkdrop", None), dict)), None)
+    if found is None:
+        return None
+    return {**found, "active": _noisy_inside(model)}
+
+
+def reconvert(model: nn.Module, *, generator: torch.Generator | None = None) -> ConversionReport:
+    """Re-apply the recorded conversion (see :func:`converted_with`) to ``model``: the one line
+    after ``from_pretrained`` of a converted Hugging Face model, or after loading a state dict
+    into a fresh copy of a converted model.
+
+    Raises:
+        ConversionError: nothing is recorded on the model, or the noise was a callable of your
+            own (call :func:`convert` with it instead).
+    """
+    spec = converted_with(model)
+    if spec is None:
+        raise _record.ConversionError(
+            "model has no recorded conversion (shrinkdrop.convert never replaced anything in "
+            "it, and no config holds a 'shrinkdrop' entry): call shrinkdrop.convert(model, noise)")
+    return convert(model, _record.rebuild_noise(spec["noise"]),
+                   share_across_batch=spec["share_across_batch"], normalize=spec["normalize"],
+                   generator=generator)
 
 
 def _noisy_inside(m: nn.Module) -> bool:
@@ -335,18 +416,51 @@ class _Converter:
             _ATTENTION))
 
     def leftovers(self, name: str, m: nn.Module) -> None:
-        """Report the dropout of ``m`` that convert cannot reach (rate attributes, F.dropout)."""
+        """Report the dropout of ``m`` that convert cannot reach: float rate attributes, and
+        what its forward (and the functions it calls) does besides calling submodules."""
         if isinstance(m, (NoiseLayer, nn.MultiheadAttention, nn.RNNBase)) or \
-                _drop_rate(m) is not None or _hf.attention_rate(m) is not None:
+                _drop_rate(m) is not None:
             return
-        for attr, p in _rate_attributes(m):
+        where, site, exclude = name or "<model>", _hf.attention_rate(m), ()
+        if site is not None:  # an HF attention site: its rate and its eager function are known
+            eager = _hf.eager_function(type(m))
+            exclude = (eager,) if callable(eager) else ()
+        rates = [(a, p) for a, p in _rate_attributes(m) if site is None or a != site[0]]
+        for attr, p in rates:
             self.report.not_converted.append(NotConverted(
-                name or "<model>", attr, p, "a float dropout rate read by this module's forward "
-                "(functional dropout): convert cannot reach it"))
-        if _calls_functional_dropout(m) and not _rate_attributes(m):
+                where, attr, p, "a float dropout rate read by this module's forward "
+                "(functional dropout or LayerDrop): convert cannot reach it"))
+        found = _scan.forward_findings(m, exclude)
+        for attr, p in sorted({(what, p) for kind, what, p in found if kind == "rate"}):
+            if attr.rsplit(".", 1)[-1] not in {a for a, _ in rates}:
+                self.report.not_converted.append(NotConverted(
+                    where, attr, p, "a dropout / LayerDrop rate read from the config by this "
+                    "module's forward: convert cannot reach it"))
+        calls = sorted({what for kind, what, _ in found if kind == "call"})
+        zero = [k for k, v in vars(m).items() if "drop" in k.lower() and v == 0
+                and isinstance(v, (int, float)) and not isinstance(v, bool)
+                and (site is None or k != site[0])]  # not the attention site's own rate
+        if calls and not rates and zero and not any("bernoulli" in c for c in calls):
+            self.report.skipped.append((where, f"forward calls {', '.join(calls)} and every "
+                                               f"rate attribute ({', '.join(zero)}) is 0: no "
+                                               "noise (convert again if they change)"))
+        elif calls and not rates:
             self.report.not_converted.append(NotConverted(
-                name or "<model>", "forward", math.nan, "forward calls functional dropout "
-                "(F.dropout / torch.dropout): convert cannot reach it"))
+                where, "forward", math.nan, f"forward calls {', '.join(calls)} (functional "
+                "dropout or a Bernoulli draw, directly or in a function it calls): convert "
+                "cannot reach it"))
+        if _DROP_PATH.search(type(m).__name__) and not (rates or calls):
+            self.report.not_converted.append(NotConverted(
+                where, "forward", math.nan, "a drop-path module whose rate attribute convert "
+                f"does not know (looked for {', '.join(_PATH_RATES)})"))
+
+    def scripted(self, name: str, m: torch.jit.ScriptModule) -> None:
+        """A scripted or traced module: its compiled code cannot be changed from outside."""
+        if _scan.scripted_dropout(m):
+            self.report.not_converted.append(NotConverted(
+                name or "<model>", "graph", math.nan, "a torch.jit scripted / traced module "
+                "whose graph holds dropout: convert cannot change compiled code; convert the "
+                "Python module before scripting it"))
 
     def visit(self, parent: nn.Module, prefix: str) -> None:
         """Convert the children of ``parent`` (qualified names start with ``prefix``)."""
@@ -354,7 +468,9 @@ class _Converter:
             self.attention_site(prefix[:-1], parent)
         for child_name, child in list(parent.named_children()):
             name = f"{prefix}{child_name}"
-            if isinstance(child, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
+            if isinstance(child, torch.jit.ScriptModule):
+                self.scripted(name, child)
+            elif isinstance(child, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
                 self.report.skipped.append((name, f"{type(child).__name__} is not "
                                                   "multiplicative"))
             elif id(child) in self.rate_holders:
