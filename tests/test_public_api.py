@@ -20,18 +20,18 @@ PUBLIC_API: dict[str, set[str]] = {
     "shrinkdrop": {
         "noise", "priors", "functional", "nn", "train", "ensemble", "gaps", "inference", "data",
         "errors", "enums", "convert", "mc_mode", "fit", "ShrinkdropError", "DataError",
-        "__version__",
+        "__version__", "compress",
     },
     "shrinkdrop.errors": {
         "ShrinkdropError", "DataError", "NotNormalizableError", "EvalNoiseError",
         "UnsupportedLayerError", "SVIError", "InfiniteObjectiveError", "MissingExtraError",
-        "RunMismatchError", "ClusterError",
+        "RunMismatchError", "ClusterError", "CompactionError",
     },
     "shrinkdrop.enums": {"Likelihood", "Objective", "Param", "PredictMode", "Structure", "Tie"},
     "shrinkdrop.noise": {
         "NoiseDistribution", "NotNormalizableError", "Bernoulli", "Gaussian", "Rayleigh",
         "InverseNakagami", "HalfCauchy", "Beta", "Uniform", "ScaledNoncentralChi2", "FAMILIES",
-        "standard_gamma",
+        "standard_gamma", "LogNormal", "LogUniform", "kl_lognormal_log_uniform",
     },
     "shrinkdrop.sampling": {"is_cpu"},
     "shrinkdrop.priors": {
@@ -49,7 +49,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "NoisyResidual", "NoisyConv2d", "NoisyLSTM", "NoisyStackedRNN", "AttentionNoise",
         "NoisyMultiheadAttention", "StructuredPrior", "mc_mode", "convert", "ConversionReport",
         "Replacement", "NotConverted", "sample_groups", "Tie", "EvalNoiseError", "SVISite",
-        "NoisyWeight", "noisy_weights",
+        "NoisyWeight", "noisy_weights", "HeadNoise", "HeadNoiseAttention", "add_head_noise",
     },
     "shrinkdrop.train": {
         "Objective", "Likelihood", "PredictMode", "InfiniteObjectiveError", "mc_objective",
@@ -77,7 +77,8 @@ PUBLIC_API: dict[str, set[str]] = {
         "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
         "ESS_MIN", "RHAT_MAX", "MixingVerdict", "mixing_verdict", "gibbs_bernoulli",
         "SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites", "LinearSSResult",
-        "linear_spike_slab", "log_marginal",
+        "linear_spike_slab", "log_marginal", "Removal", "median_probability_rule",
+        "one_se_removal",
     },
     "shrinkdrop.inference.svi": {
         "SVIResult", "SVISite", "bernoulli_kl", "fit_svi", "given_scales",
@@ -88,6 +89,11 @@ PUBLIC_API: dict[str, set[str]] = {
         "find_uci_dirs", "standardize",
     },
     "shrinkdrop.cli": {"VERBS", "build_parser", "main"},
+    "shrinkdrop.compress": {
+        "compact", "fit_scales", "ScaleFit", "build", "spec_of", "save", "load", "Select",
+        "Residual", "HeadAttention", "compact_attention", "compact_hf_heads",
+        "shrink_hf_heads", "count_parameters", "count_flops", "time_inference",
+    },
 }
 
 

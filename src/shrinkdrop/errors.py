@@ -16,6 +16,7 @@ __all__ = [
     "MissingExtraError",
     "RunMismatchError",
     "ClusterError",
+    "CompactionError",
 ]
 
 
@@ -62,3 +63,9 @@ class RunMismatchError(ShrinkdropError):
 
 class ClusterError(ShrinkdropError):
     """The Dask scheduler cannot be reached, or has no workers."""
+
+
+# ---- issue 27 (compress27)
+class CompactionError(ShrinkdropError, ValueError):
+    """A model (or its scales) that :func:`shrinkdrop.compress.compact` cannot turn into a
+    smaller plain model; the message names the layer."""
