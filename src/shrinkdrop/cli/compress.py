@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated, of {', '.join(METHODS)} (default all)")
     p.add_argument("--train-limit", type=int, default=0,
                    help="use at most this many training rows (0: all)")
+    p.add_argument("--val", type=int, default=5000,
+                   help="validation rows split off the training rows (the one-SE rule's; at "
+                   "most a fifth of them; default 5000)")
     add_quick(p, "demo size: 2 seeds, 3 + 2 epochs, at most 3000 training rows, 5 timing "
                  "repeats")
     add_run_options(p, seed=False)
@@ -42,7 +45,7 @@ def options_from_args(args: argparse.Namespace) -> CompressOptions:
         raise ValueError("--methods: magnitude prunes to a VI method's FLOPs; add ss, hs or sbp")
     if "dense" not in methods:
         raise ValueError("--methods has to include dense (the others start from it)")
-    for name in ("epochs", "finetune", "seeds", "batch_size"):
+    for name in ("epochs", "finetune", "seeds", "batch_size", "val"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
                              f"{getattr(args, name)}")
@@ -52,7 +55,7 @@ def options_from_args(args: argparse.Namespace) -> CompressOptions:
     if args.quick:
         over.update(seeds=min(args.seeds, 2), epochs=min(args.epochs, 3),
                     finetune=min(args.finetune, 2), timing_repeats=5,
-                    train_limit=min(args.train_limit or 3000, 3000), val=500)
+                    train_limit=min(args.train_limit or 3000, 3000), val=min(args.val, 500))
     return to_options(CompressOptions, args, **over)
 
 

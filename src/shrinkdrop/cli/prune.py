@@ -33,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="remove a block / channel when its p(on) is below this (the median "
                    "probability model: 0.5)")
+    p.add_argument("--rule", default="one-se", choices=["one-se", "median"],
+                   help="depth: which blocks to remove: one-se (default: the largest removal, "
+                   "in p(on) order, whose validation log-likelihood stays within one SE of the "
+                   "full net's) or median (p(on) < --threshold)")
     p.add_argument("--epochs", type=int, default=None,
                    help="VI epochs (default: depth 3000 full batch, channels 150 of batch 256)")
     p.add_argument("--seeds", type=int, default=5, help="seeds = splits (default 5)")

@@ -140,13 +140,14 @@ class LogNormal(NoiseDistribution):
 
 
 def _bound(name: str, value: float | Tensor) -> Tensor:
-    t = check_positive(name, value)
-    if not torch.isfinite(t).all():
+    t = torch.as_tensor(value, dtype=torch.get_default_dtype()) if not isinstance(
+        value, Tensor) else value
+    if torch.isnan(t).any() or not (torch.isfinite(t) & (t > 0)).all():
         raise ValueError(
             f"{name} has to be finite and > 0, but got {value!r}: the log-uniform prior "
             "p(xi) ∝ 1/xi on (0, inf) is improper (no law to sample or take moments of); "
             "SBP truncates it, so give finite bounds 0 < low < high")
-    return t
+    return check_positive(name, t)
 
 
 class LogUniform(NoiseDistribution):
@@ -231,7 +232,9 @@ class LogUniform(NoiseDistribution):
         return self._gsm(sigma0, float(self.low), float(self.high), ())
 
     def _abs_log_density(self, x: Tensor) -> Tensor:
-        return self.log_prob(x)
+        inside = (x >= self.low) & (x <= self.high)
+        lp = -torch.log(x.clamp_min(float(self.low))) - torch.log(self._log_ratio)
+        return torch.where(inside, lp, torch.full_like(lp, -math.inf))
 
     @classmethod
     def matched_to_dropout(cls, rate: float) -> dict[str, float] | None:
