@@ -104,7 +104,7 @@ def test_marginal_prior_against_direct_integration(kind):
     prior = d.marginal_prior(0.7)
     lo, hi = ref.support()
     for w in (0.05, 0.4, 1.5):
-        want, _ = integrate.quad(lambda x: stats.norm.pdf(w, 0, 0.7 * x) * ref.pdf(x), lo,
+        want, _ = integrate.quad(lambda x, w=w: stats.norm.pdf(w, 0, 0.7 * x) * ref.pdf(x), lo,
                                  min(hi, 200.0), limit=400, epsrel=1e-10,
                                  points=[float(d.mean)] if kind == "log_normal" else None)
         assert math.exp(float(prior.log_prob(torch.tensor(w)))) == pytest.approx(want, rel=1e-5)

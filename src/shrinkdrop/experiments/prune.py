@@ -236,9 +236,9 @@ def _section(args: PruneOptions, out: Path, s: dict, seconds: float, command: st
     if args.what == "depth":
         sec = Section(title=f"Depth the data switched off: ADD on a {s['blocks']}-block "
                       f"residual MLP ({s['data']})", command=command, seconds=seconds)
-        rule = (f"the blocks ranked lowest by p(on) removed as far as the validation "
-                f"log-likelihood (15% of the training rows) stays within one SE of the full "
-                f"net's (one-SE rule)" if args.rule == "one-se" else
+        rule = ("the blocks ranked lowest by p(on) removed as far as the validation "
+                "log-likelihood (15% of the training rows) stays within one SE of the full "
+                "net's (one-SE rule)" if args.rule == "one-se" else
                 f"blocks with p(on) < {args.threshold} removed")
         sec.p(f"Structured VI with a Bernoulli({args.keep}) scale per residual block; {rule}. "
               f"Nets of {', '.join(s['ll_by_blocks'])} blocks trained the same way. Mean ± SE "
