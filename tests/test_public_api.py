@@ -90,8 +90,8 @@ PUBLIC_API: dict[str, set[str]] = {
     },
     "shrinkdrop.cli": {"VERBS", "build_parser", "main"},
     "shrinkdrop.compress": {
-        "compact", "fit_scales", "ScaleFit", "build", "spec_of", "save", "load", "Select",
-        "Residual", "HeadAttention", "compact_attention", "compact_hf_heads",
+        "compact", "fit_scales", "ScaleFit", "row_log_likelihood", "build", "spec_of", "save",
+        "load", "Select", "Residual", "HeadAttention", "compact_attention", "compact_hf_heads",
         "shrink_hf_heads", "count_parameters", "count_flops", "time_inference",
     },
 }

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="epochs of every other method, from the dense net (default 4)")
     p.add_argument("--seeds", type=int, default=3, help="seeds (default 3)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="Adam's learning rate of the weights (default 0.001)")
     p.add_argument("--q-lr", type=float, default=1e-2,
                    help="Adam's learning rate of the scales' q (default 0.01; the weights' is "
                    "0.001)")
@@ -52,8 +54,10 @@ def options_from_args(args: argparse.Namespace) -> CompressOptions:
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
                              f"{getattr(args, name)}")
-    if not args.q_lr > 0:
-        raise ValueError(f"--q-lr has to be > 0, but got {args.q_lr}")
+    for name in ("lr", "q_lr"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} has to be > 0, but got "
+                             f"{getattr(args, name)}")
     if args.train_limit < 0:
         raise ValueError(f"--train-limit has to be >= 0, but got {args.train_limit}")
     over: dict = {"methods": methods}

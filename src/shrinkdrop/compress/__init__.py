@@ -8,7 +8,7 @@ the masked model's; :func:`save` / :func:`load` store it as a JSON spec plus a s
 """
 
 from .count import count_flops, count_parameters, time_inference
-from .fit import ScaleFit, fit_scales
+from .fit import ScaleFit, fit_scales, row_log_likelihood
 from .heads import compact_attention, compact_hf_heads, shrink_hf_heads
 from .spec import HeadAttention, Residual, Select, build, load, save, spec_of
 from .surgery import compact
@@ -17,6 +17,7 @@ __all__ = [
     "compact",
     "fit_scales",
     "ScaleFit",
+    "row_log_likelihood",
     "build",
     "spec_of",
     "save",

@@ -38,7 +38,7 @@ from ..inference import given_scales, scale_sites
 from ..inference.svi.guides import bernoulli_kl
 from ..nn.sites import SVISite
 
-__all__ = ["fit_scales", "ScaleFit"]
+__all__ = ["fit_scales", "ScaleFit", "row_log_likelihood"]
 
 _GH_T, _GH_W = np.polynomial.hermite.hermgauss(16)
 
@@ -66,11 +66,13 @@ class _Q(nn.Module):
         return None
 
     def rsample(self, n: int, temperature: float, g: torch.Generator | None) -> Tensor:
-        shape = (n, *self.site.shape)
+        """One draw per example, ``(n, *site_shape)`` (``(n, 1)`` for a scalar site, so that
+        it broadcasts against the layer's rows)."""
+        shape = (n, *self.site.shape) if self.site.shape else (n, 1)
         if self.bernoulli:
-            u = torch.rand(shape, generator=g).clamp(1e-6, 1 - 1e-6)
+            u = torch.rand(shape, generator=g, dtype=self.logit.dtype).clamp(1e-6, 1 - 1e-6)
             return torch.sigmoid((self.logit + torch.log(u) - torch.log1p(-u)) / temperature)
-        z = torch.randn(shape, generator=g)
+        z = torch.randn(shape, generator=g, dtype=self.loc.dtype)
         xi = torch.exp(self.loc + self.log_scale.exp() * z)
         b = self.bounds
         return xi.clamp(*b) if b is not None else xi
@@ -119,6 +121,8 @@ class ScaleFit:
     qs: nn.ModuleDict
     history: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    likelihood: str = "categorical"
+    precision: float | None = None
 
     def _q(self, name: str) -> _Q:
         return self.qs[name.replace(".", "__")]
@@ -134,7 +138,8 @@ class ScaleFit:
         out = {}
         for s in self.sites:
             q = self._q(s.name)
-            v = torch.ones(s.shape) if q.bernoulli else q.mean().detach().clone()
+            v = (torch.ones_like(q.logit.detach()) if q.bernoulli
+                 else q.mean().detach().clone())
             if removed is not None and s.name in removed:
                 v = torch.where(removed[s.name], torch.zeros_like(v), v)
             out[s.name] = v
@@ -145,13 +150,35 @@ def _weight_decay(model: nn.Module, sigma0: float) -> Tensor:
     return sum((p**2).sum() for p in model.parameters() if p.dim() >= 2) / (2 * sigma0**2)
 
 
+def _nll(out: Tensor, y: Tensor, likelihood: str, log_prec: Tensor | None) -> Tensor:
+    """Mean negative log-likelihood of a minibatch (categorical on logits, or Gaussian with
+    precision ``exp(log_prec)``)."""
+    if likelihood == "categorical":
+        return nn.functional.cross_entropy(out, y)
+    r2 = (out.reshape(y.shape) - y) ** 2
+    return (0.5 * (math.log(2 * math.pi) - log_prec) + 0.5 * log_prec.exp() * r2).mean()
+
+
+def row_log_likelihood(fit: ScaleFit, X: Tensor, y: Tensor,
+                       removed: dict[str, Tensor] | None = None) -> Tensor:
+    """Per-row log-likelihood of the read-out model (``fit.scales(removed)``, deterministic)."""
+    with torch.no_grad(), given_scales(fit.model, fit.scales(removed)):
+        out = fit.model(X)
+    if fit.likelihood == "categorical":
+        return -nn.functional.cross_entropy(out, y, reduction="none")
+    lp = math.log(fit.precision)
+    return 0.5 * (lp - math.log(2 * math.pi)) - 0.5 * fit.precision * (
+        out.reshape(y.shape) - y) ** 2
+
+
 def fit_scales(model: nn.Module, X: Tensor, y: Tensor, *, epochs: int = 10,
                batch_size: int = 128, lr: float = 1e-3, q_lr: float = 1e-2,
                sigma0: float = 1.0, temperature: float = 2.0 / 3.0,
-               init_inclusion: float = 0.95, seed: int = 0, progress: bool = True,
+               init_inclusion: float = 0.95, likelihood: str = "categorical", seed: int = 0,
+               progress: bool = True,
                callback: Callable[[int, float], None] | None = None) -> ScaleFit:
     """Fit ``q(xi)`` of every scale site of ``model`` and its weights (MAP) on ``(X, y)``
-    (categorical likelihood on logits).
+    (categorical likelihood on logits, or Gaussian with a fitted precision).
 
     Args:
         model: a model with noise layers that have scale sites (``UnitNoise``,
@@ -164,6 +191,8 @@ def fit_scales(model: nn.Module, X: Tensor, y: Tensor, *, epochs: int = 10,
         sigma0: the weights' Gaussian prior scale (weight decay ``1 / (2 sigma0^2)``).
         temperature: of the relaxed Bernoulli draws.
         init_inclusion: the initial ``pi`` of Bernoulli sites.
+        likelihood: ``"categorical"`` (``y`` class indices) or ``"gaussian"`` (``y`` float,
+            standardized; its precision is fitted as a point).
         seed: seeds the draws and the minibatches.
         progress: a tqdm bar; ``callback(epoch, loss)`` after each epoch.
     """
@@ -174,12 +203,19 @@ def fit_scales(model: nn.Module, X: Tensor, y: Tensor, *, epochs: int = 10,
     if X.shape[0] != y.shape[0] or X.shape[0] == 0:
         raise ValueError(f"X and y need the same, non-zero number of rows, but got "
                          f"{X.shape[0]} and {y.shape[0]}")
+    if likelihood not in ("categorical", "gaussian"):
+        raise ValueError(f"likelihood has to be 'categorical' or 'gaussian', but got "
+                         f"{likelihood!r}")
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     sites = scale_sites(model, X[:2])
     qs = nn.ModuleDict({s.name.replace(".", "__"): _Q(s, init_inclusion, 0.0) for s in sites})
+    qs = qs.to(X.dtype)
+    log_prec = (torch.tensor(-math.log(max(float(y.var()), 1e-6)), dtype=X.dtype,
+                             requires_grad=True) if likelihood == "gaussian" else None)
     opt = torch.optim.Adam([{"params": list(model.parameters()), "lr": lr},
-                            {"params": list(qs.parameters()), "lr": q_lr}])
+                            {"params": list(qs.parameters())
+                             + ([log_prec] if log_prec is not None else []), "lr": q_lr}])
     n = X.shape[0]
     cur: dict[str, Tensor] = {}
     history: list[float] = []
@@ -195,8 +231,8 @@ def fit_scales(model: nn.Module, X: Tensor, y: Tensor, *, epochs: int = 10,
                 cur.update({s.name: qs[s.name.replace(".", "__")].rsample(len(idx),
                                                                         temperature, g)
                             for s in sites})
-                nll = nn.functional.cross_entropy(model(xb), yb)
-                kl = sum((q.kl() for q in qs.values()), torch.zeros(()))
+                nll = _nll(model(xb), yb, likelihood, log_prec)
+                kl = sum((q.kl() for q in qs.values()), torch.zeros((), dtype=X.dtype))
                 loss = nll + (kl + _weight_decay(model, sigma0)) / n
                 opt.zero_grad()
                 loss.backward()
@@ -206,4 +242,5 @@ def fit_scales(model: nn.Module, X: Tensor, y: Tensor, *, epochs: int = 10,
             if callback is not None:
                 callback(epoch, history[-1])
     model.eval()
-    return ScaleFit(model, sites, qs, history, time.perf_counter() - t0)
+    prec = float(log_prec.detach().exp()) if log_prec is not None else None
+    return ScaleFit(model, sites, qs, history, time.perf_counter() - t0, likelihood, prec)

@@ -66,6 +66,7 @@ class PruneOptions:
     keep: float = 0.5
     threshold: float = 0.5
     rule: str = "one-se"
+    fit: str = "point"
     seeds: int = 5
     test_samples: int = 1000
     quick: bool = False
@@ -142,6 +143,32 @@ def _split_val(d: dict, seed: int, fraction: float = 0.15) -> tuple:
     return d["X"][tr], d["y"][tr], d["X"][va], d["y"][va]
 
 
+def _fit_depth(args, X, y, blocks: int, law, seed: int):
+    """One depth net fitted by ``args.fit``: ``svi`` (:func:`~shrinkdrop.inference.fit_svi`,
+    mean-field weights) or ``point`` (:func:`~shrinkdrop.compress.fit_scales`: VI over the
+    scales, MAP weights)."""
+    from .. import compress as C
+    from .. import inference as inf
+
+    torch.manual_seed(seed)
+    model = depth_model(X.shape[1], args.width, blocks, law).double()
+    if args.fit == "svi":
+        return inf.fit_svi(model, X, y, epochs=args.epochs, seed=seed,
+                           progress=not args.no_progress)
+    return C.fit_scales(model, X, y, likelihood="gaussian", epochs=args.epochs, batch_size=256,
+                        lr=3e-3, q_lr=3e-2, sigma0=1.0, seed=seed,
+                        progress=not args.no_progress)
+
+
+def _rows_ll(args, fit, X, y, seed: int, off=None, samples: int | None = None):
+    """Per-row log-likelihood (standardized target) of a depth fit, ``off`` units at 0."""
+    from .. import compress as C
+
+    if args.fit == "svi":
+        return fit.log_likelihood(X, y, samples or args.test_samples, seed=seed, off=off)
+    return C.row_log_likelihood(fit, X, y, off)
+
+
 def _depth_seed(args, data, law, seed: int) -> dict:
     from .. import inference as inf
     from .relevance import prepare
@@ -149,29 +176,25 @@ def _depth_seed(args, data, law, seed: int) -> dict:
     d = prepare(data, seed % data.n_splits, 0, seed)
     X, y, Xva, yva = _split_val(d, seed)
     lls, fits = {}, {}
+    log_scale = math.log(d["y_scale"])
     for blocks in [*_depths(args.blocks), args.blocks]:
-        torch.manual_seed(seed)
-        model = depth_model(d["X"].shape[1], args.width, blocks, law).double()
-        fit = inf.fit_svi(model, X, y, epochs=args.epochs, seed=seed,
-                          progress=not args.no_progress)
-        lls[blocks] = float(fit.log_likelihood(d["Xte"], d["yte"], args.test_samples,
-                                               y_scale=d["y_scale"], seed=seed).mean())
+        fit = _fit_depth(args, X, y, blocks, law, seed)
+        lls[blocks] = float(_rows_ll(args, fit, d["Xte"], d["yte"], seed).mean()) - log_scale
         fits[blocks] = fit
     fit = fits[args.blocks]
-    incl = fit.inclusion()
+    incl = ({k: v for k, v in fit.scores().items()} if args.fit == "point"
+            else fit.inclusion())
     p_on = [float(v) for v in incl.values()]
     if args.rule == "one-se":
-        samples = min(args.test_samples, 300)
-        off = dict(inf.one_se_removal(incl, lambda rem: fit.log_likelihood(
-            Xva, yva, samples, seed=seed, off=rem), keep_one=False))
+        off = dict(inf.one_se_removal(incl, lambda rem: _rows_ll(
+            args, fit, Xva, yva, seed, rem, min(args.test_samples, 300)), keep_one=False))
     else:
         off = {k: v < args.threshold for k, v in incl.items()}
-    pruned = fit.log_likelihood(d["Xte"], d["yte"], args.test_samples, y_scale=d["y_scale"],
-                                seed=seed, off=off).mean()
+    pruned = float(_rows_ll(args, fit, d["Xte"], d["yte"], seed, off).mean()) - log_scale
     half = args.blocks // 2
     return {"seed": seed, "ll_full": lls[args.blocks], "ll_shallow": lls[half],
             **{f"ll_{k}_blocks": v for k, v in lls.items()},
-            "ll_pruned": float(pruned), "p_on": p_on,
+            "ll_pruned": pruned, "p_on": p_on,
             "removed": int(sum(int(v.sum()) for v in off.values()))}
 
 
@@ -240,7 +263,9 @@ def _section(args: PruneOptions, out: Path, s: dict, seconds: float, command: st
                 "log-likelihood (15% of the training rows) stays within one SE of the full "
                 "net's (one-SE rule)" if args.rule == "one-se" else
                 f"blocks with p(on) < {args.threshold} removed")
-        sec.p(f"Structured VI with a Bernoulli({args.keep}) scale per residual block; {rule}. "
+        how = ("VI over the scales with MAP weights (fit_scales)" if args.fit == "point" else
+               "structured VI with mean-field weights (fit_svi)")
+        sec.p(f"{how}, a Bernoulli({args.keep}) scale per residual block; {rule}. "
               f"Nets of {', '.join(s['ll_by_blocks'])} blocks trained the same way. Mean ± SE "
               f"over {len(rows)} seeds (split = seed). Pruned within one SE of the best depth: "
               f"{s['pruned_within_one_se_of_best']}.")

@@ -76,8 +76,11 @@ class HeadNoise(NoiseLayer):
         return [self._site("xi", (self.heads,))]
 
     def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
-        xi = scales["xi"].reshape(-1, 1) if scales["xi"].dim() else scales["xi"]
-        return (self._split(x) * xi).reshape(x.shape)
+        """``xi`` of shape ``(heads,)``, or ``(N, heads)`` (one draw per example)."""
+        h, xi = self._split(x), scales["xi"]
+        if xi.dim():
+            xi = xi.reshape(*xi.shape[:-1], *([1] * (h.dim() - 1 - xi.dim())), xi.shape[-1], 1)
+        return (h * xi).reshape(x.shape)
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
         """The per-head prior on the output projection's columns."""
