@@ -142,7 +142,7 @@ def vi_method(model: nn.Module, data: dict, opts, seed: int) -> tuple[nn.Module,
             return _row_ll(model, data["Xva"], data["yva"])
 
     sc = fit.scores()
-    removal = one_se_removal(sc, loglik, candidates=25)
+    removal = one_se_removal(sc, loglik, candidates=20)
     plain = C.compact(model, fit.scales(removal), data["X"][:2])
     extra = {"threshold": removal.threshold, "val_ll": removal.ll, "val_ll_full": removal.ll_full,
              "val_se": removal.se, "fit_seconds": fit.seconds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
@@ -57,12 +58,18 @@ _SETTINGS = ("data", "arch", "epochs", "finetune", "batch_size", "lr", "q_lr", "
              "train_limit")
 
 
+@functools.lru_cache(maxsize=2)
+def _images(source: str):
+    """The data set, read once per process (every unit of a run uses it)."""
+    from ..images import load_images
+
+    return load_images(source, seed=0)
+
+
 def _data(opts: CompressOptions, seed: int) -> dict:
     """Train / validation / test tensors (validation rows split off the training rows by
     ``seed``); images smaller than 28x28 are resized (bilinear) for the LeNets."""
-    from ..images import load_images
-
-    d = load_images(opts.data, seed=0)
+    d = _images(opts.data)
     X, y, Xte, yte = d.x_train, d.y_train, d.x_test, d.y_test
     if X.shape[-1] != 28 or X.shape[-2] != 28:
         def up(t):
