@@ -99,3 +99,33 @@ def test_fit_scales_ranks_relevant_inputs_above_noise():
     assert p[:2].min() > p[2:].max(), p
     scales = fit.scales({"0.xi": p < p[:2].min()})
     assert scales["0.xi"].tolist() == [1, 1, 0, 0, 0, 0]
+
+
+def test_flops_removal_is_the_fewest_units_reaching_the_target():
+    from shrinkdrop.experiments.compress.methods import flops_removal
+
+    torch.manual_seed(0)
+    law = sd.noise.Bernoulli(0.5)
+    net = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(10, 40), nn.ReLU(),
+                        sd.nn.UnitNoise(law, normalize=False), nn.Linear(40, 3))
+    x = torch.randn(2, 10)
+    scores = {"0.xi": torch.rand(10), "3.xi": torch.rand(40)}
+
+    class _Fit:
+        def scales(self, removed):
+            return {k: (~m).float() for k, m in removed.items()}
+
+    dense = C.count_flops(net, x)
+    rem = flops_removal(net, _Fit(), scores, x, 2.0)
+    small = C.compact(net, _Fit().scales(rem), x)
+    assert C.count_flops(small, x) <= dense / 2
+    # the removed units are the lowest-scored ones, and one fewer would not reach the target
+    flat = torch.cat([scores["0.xi"], scores["3.xi"]])
+    gone = torch.cat([rem["0.xi"], rem["3.xi"]])
+    assert flat[gone].max() < flat[~gone].min()
+    k = int(gone.sum())
+    order = flat.argsort()
+    fewer = torch.zeros(50, dtype=torch.bool)
+    fewer[order[:k - 1]] = True
+    sc = {"0.xi": (~fewer[:10]).float(), "3.xi": (~fewer[10:]).float()}
+    assert C.count_flops(C.compact(net, sc, x), x) > dense / 2

@@ -31,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated, of {', '.join(METHODS)} (default all)")
     p.add_argument("--train-limit", type=int, default=0,
                    help="use at most this many training rows (0: all)")
+    p.add_argument("--flops-target", type=float, default=0.0,
+                   help="VI read-outs: instead of the one-SE rule, remove units in posterior "
+                   "order until the FLOPs fall by this factor (e.g. 5; default 0: one-SE rule)")
     p.add_argument("--val", type=int, default=5000,
                    help="validation rows split off the training rows (the one-SE rule's; at "
                    "most a fifth of them; default 5000)")
@@ -58,6 +61,9 @@ def options_from_args(args: argparse.Namespace) -> CompressOptions:
         if not getattr(args, name) > 0:
             raise ValueError(f"--{name.replace('_', '-')} has to be > 0, but got "
                              f"{getattr(args, name)}")
+    if args.flops_target and args.flops_target <= 1:
+        raise ValueError(f"--flops-target has to be > 1 (a factor) or 0, but got "
+                         f"{args.flops_target}")
     if args.train_limit < 0:
         raise ValueError(f"--train-limit has to be >= 0, but got {args.train_limit}")
     over: dict = {"methods": methods}

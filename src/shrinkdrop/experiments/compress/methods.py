@@ -142,12 +142,49 @@ def vi_method(model: nn.Module, data: dict, opts, seed: int) -> tuple[nn.Module,
             return _row_ll(model, data["Xva"], data["yva"])
 
     sc = fit.scores()
-    removal = one_se_removal(sc, loglik, candidates=20)
+    if opts.flops_target:
+        removal = flops_removal(model, fit, sc, data["X"][:2], opts.flops_target)
+        extra = {"val_ll": float(loglik(removal).mean()),
+                 "val_ll_full": float(loglik({}).mean())}
+    else:
+        removal = one_se_removal(sc, loglik, candidates=20)
+        extra = {"threshold": removal.threshold, "val_ll": removal.ll,
+                 "val_ll_full": removal.ll_full, "val_se": removal.se}
     plain = C.compact(model, fit.scales(removal), data["X"][:2])
-    extra = {"threshold": removal.threshold, "val_ll": removal.ll, "val_ll_full": removal.ll_full,
-             "val_se": removal.se, "fit_seconds": fit.seconds,
-             "removed": int(sum(int(m.sum()) for m in removal.values()))}
+    extra.update(fit_seconds=fit.seconds,
+                 removed=int(sum(int(m.sum()) for m in removal.values())))
     return plain, extra
+
+
+def flops_removal(model: nn.Module, fit, scores: dict[str, Tensor], example: Tensor,
+                  factor: float) -> dict[str, Tensor]:
+    """The fewest units, lowest posterior score first (all sites in one ranking; each site
+    keeps its best unit), whose removal cuts the compacted net's FLOPs by ``factor``
+    (bisection on the number removed)."""
+    target = C.count_flops(C.compact(model, None, example), example) / factor
+    names = list(scores)
+    flat = torch.cat([scores[k].reshape(-1) for k in names])
+    order = flat.argsort()
+
+    def removed(k: int) -> dict[str, Tensor]:
+        mask = torch.zeros(len(flat), dtype=torch.bool)
+        mask[order[:k]] = True
+        out, i = {}, 0
+        for n in names:
+            v = scores[n].reshape(-1)
+            m = mask[i:i + v.numel()].clone()
+            i += v.numel()
+            if m.all():
+                m[v.argmax()] = False
+            out[n] = m.reshape(scores[n].shape)
+        return out
+
+    lo, hi = 0, len(flat)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        f = C.count_flops(C.compact(model, fit.scales(removed(mid)), example), example)
+        lo, hi = (lo, mid) if f <= target else (mid + 1, hi)
+    return removed(lo)
 
 
 def _tp_prune(dense_plain: nn.Module, example: Tensor, ratio: float) -> nn.Module:

@@ -48,6 +48,7 @@ class CompressOptions:
     sigma0: float = 1.0
     val: int = 5000
     train_limit: int = 0
+    flops_target: float = 0.0
     methods: tuple[str, ...] = tuple(M.METHODS)
     timing_repeats: int = 20
     quick: bool = False
@@ -146,6 +147,8 @@ def run(opts: CompressOptions, *, command: str = "") -> int:
     ``summary.json``, the Pareto plot and the report section. Returns 0."""
     out = Path(opts.out)
     settings = {k: getattr(opts, k) for k in _SETTINGS}
+    if opts.flops_target:  # recorded only when set: runs without it resume as before
+        settings["flops_target"] = opts.flops_target
     store = ResultStore(out, settings, {opts.data: _fingerprint(opts)})
     store.check()
     store.open()

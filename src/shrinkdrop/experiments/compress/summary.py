@@ -104,8 +104,11 @@ def write_summary(opts, rows: list[dict], out: Path, seconds: float, command: st
     sec.p(f"Dense net trained {opts.epochs} epochs; each other method starts from it and "
           f"trains {opts.finetune} epochs (VI of the scales with point weights, or fine-tuning "
           "after magnitude pruning). VI read-outs remove the units ranked lowest by the "
-          "posterior (p(on), or E/sd of xi) as far as the validation log-likelihood stays "
-          "within one SE of the full model's (one-SE rule); magnitude pruning is pruned to "
+          "posterior (p(on), or E/sd of xi) "
+          + (f"until the FLOPs fall {opts.flops_target:g}-fold" if opts.flops_target else
+             "as far as the validation log-likelihood stays within one SE of the full "
+             "model's (one-SE rule)")
+          + "; magnitude pruning is pruned to "
           "the spike-and-slab net's FLOPs. CPU time: batch 256, one thread, compacted and "
           "dense interleaved in one process (a shared machine). Mean ± SE over seeds.")
     sec.table(HEADER, table_rows(summary, dense_arch))
