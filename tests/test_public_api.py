@@ -20,19 +20,20 @@ PUBLIC_API: dict[str, set[str]] = {
     "shrinkdrop": {
         "noise", "priors", "functional", "nn", "train", "ensemble", "gaps", "inference", "data",
         "errors", "enums", "convert", "mc_mode", "fit", "ShrinkdropError", "DataError",
-        "__version__",
+        "__version__", "compress",
     },
     "shrinkdrop.errors": {
         "ShrinkdropError", "DataError", "NotNormalizableError", "EvalNoiseError",
         "UnsupportedLayerError", "SVIError", "InfiniteObjectiveError", "MissingExtraError",
         "RunMismatchError", "ClusterError",
         "ConversionError",  # issue 26 (conv26)
+        "CompactionError",  # issue 27 (compress27)
     },
     "shrinkdrop.enums": {"Likelihood", "Objective", "Param", "PredictMode", "Structure", "Tie"},
     "shrinkdrop.noise": {
         "NoiseDistribution", "NotNormalizableError", "Bernoulli", "Gaussian", "Rayleigh",
         "InverseNakagami", "HalfCauchy", "Beta", "Uniform", "ScaledNoncentralChi2", "FAMILIES",
-        "standard_gamma",
+        "standard_gamma", "LogNormal", "LogUniform", "kl_lognormal_log_uniform",
     },
     "shrinkdrop.sampling": {"is_cpu"},
     "shrinkdrop.priors": {
@@ -52,6 +53,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "Replacement", "NotConverted", "sample_groups", "Tie", "EvalNoiseError", "SVISite",
         "NoisyWeight", "noisy_weights",
         "converted_with", "reconvert",  # issue 26 (conv26)
+        "HeadNoise", "HeadNoiseAttention", "add_head_noise",  # issue 27 (compress27)
     },
     "shrinkdrop.train": {
         "Objective", "Likelihood", "PredictMode", "InfiniteObjectiveError", "mc_objective",
@@ -79,7 +81,8 @@ PUBLIC_API: dict[str, set[str]] = {
         "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
         "ESS_MIN", "RHAT_MAX", "MixingVerdict", "mixing_verdict", "gibbs_bernoulli",
         "SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites", "LinearSSResult",
-        "linear_spike_slab", "log_marginal",
+        "linear_spike_slab", "log_marginal", "Removal", "median_probability_rule",
+        "one_se_removal",
     },
     "shrinkdrop.inference.svi": {
         "SVIResult", "SVISite", "bernoulli_kl", "fit_svi", "given_scales",
@@ -90,6 +93,11 @@ PUBLIC_API: dict[str, set[str]] = {
         "find_uci_dirs", "standardize",
     },
     "shrinkdrop.cli": {"VERBS", "build_parser", "main"},
+    "shrinkdrop.compress": {
+        "compact", "fit_scales", "ScaleFit", "row_log_likelihood", "build", "spec_of", "save",
+        "load", "Select", "Residual", "HeadAttention", "compact_attention", "compact_hf_heads",
+        "shrink_hf_heads", "count_parameters", "count_flops", "time_inference",
+    },
 }
 
 

@@ -32,4 +32,4 @@ def test_public_api():
                  "mc_mode", "fit", "DataError", "ShrinkdropError", "__version__"):
         assert hasattr(sd, name), name
     assert set(sd.noise.FAMILIES) == {"bernoulli", "gaussian", "rayleigh", "inverse_nakagami",
-                                      "half_cauchy", "beta", "uniform"}
+                                      "half_cauchy", "beta", "uniform", "log_normal"}

@@ -17,6 +17,7 @@ __all__ = [
     "RunMismatchError",
     "ClusterError",
     "ConversionError",
+    "CompactionError",
 ]
 
 
@@ -70,3 +71,9 @@ class ConversionError(ShrinkdropError, ValueError):
     """:func:`shrinkdrop.convert` refuses a model it cannot convert without changing what the model
     computes (e.g. an attention whose eager code it cannot reproduce); the model is left as it
     was."""
+
+
+# ---- issue 27 (compress27)
+class CompactionError(ShrinkdropError, ValueError):
+    """A model (or its scales) that :func:`shrinkdrop.compress.compact` cannot turn into a
+    smaller plain model; the message names the layer."""

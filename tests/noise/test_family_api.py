@@ -14,7 +14,8 @@ from shrinkdrop import functional as F
 from shrinkdrop.noise.base import NoiseDistribution
 
 LAWS = [N.Bernoulli(0.8), N.Gaussian(1.0, 0.5), N.Rayleigh(0.7), N.InverseNakagami(5.0, 1.0),
-        N.HalfCauchy(1.0), N.Beta(2.0, 1.5), N.Uniform(0.2, 1.8)]
+        N.HalfCauchy(1.0), N.Beta(2.0, 1.5), N.Uniform(0.2, 1.8), N.LogNormal(0.1, 0.4),
+        N.LogUniform(0.01, 2.0)]
 
 
 @pytest.mark.parametrize("law", LAWS, ids=repr)
@@ -55,7 +56,8 @@ def test_a_family_without_fast_draw_uses_its_sample():
         law.pyro_law()
 
 
-@pytest.mark.parametrize("name", ["gaussian", "inverse_nakagami", "beta", "uniform"])
+@pytest.mark.parametrize("name", ["gaussian", "inverse_nakagami", "beta", "uniform",
+                                  "log_normal"])
 @pytest.mark.parametrize("rate", [0.05, 0.2])
 def test_matched_to_dropout_has_dropouts_variance(name, rate):
     params = N.FAMILIES[name].matched_to_dropout(rate)

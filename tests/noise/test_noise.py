@@ -411,4 +411,4 @@ def test_repr_and_families():
     assert repr(N.Bernoulli(0.5)) == "Bernoulli(keep=0.5)"
     assert repr(N.Gaussian(1.0, 0.5)) == "Gaussian(mean=1, std=0.5)"
     assert set(N.FAMILIES) == {"bernoulli", "gaussian", "rayleigh", "inverse_nakagami",
-                               "half_cauchy", "beta", "uniform"}
+                               "half_cauchy", "beta", "uniform", "log_normal"}

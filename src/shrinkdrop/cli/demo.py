@@ -38,6 +38,11 @@ STEPS: list[tuple[str, list[str]]] = [
                    "--no-progress"]),
     ("prune-depth", ["prune", "--what", "depth", "--quick", "--no-progress"]),
     ("prune-channels", ["prune", "--what", "channels", "--quick", "--no-progress"]),
+    # from switched off to a smaller, faster net: VI read-outs, SBP and magnitude pruning
+    # compacted side by side (LeNet-300 on digits; the LeNet-5 / Fashion-MNIST run is
+    # docs/compress.md's)
+    ("compress", ["compress", "--data", "digits", "--arch", "lenet300", "--quick",
+                  "--no-progress"]),
 ]
 
 INTRO = (

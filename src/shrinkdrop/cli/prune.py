@@ -33,6 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="remove a block / channel when its p(on) is below this (the median "
                    "probability model: 0.5)")
+    p.add_argument("--rule", default="one-se", choices=["one-se", "median"],
+                   help="depth: which blocks to remove: one-se (default: the largest removal, "
+                   "in p(on) order, whose validation log-likelihood stays within one SE of the "
+                   "full net's) or median (p(on) < --threshold)")
+    p.add_argument("--fit", default="point", choices=["point", "svi"],
+                   help="depth: point (default: VI over the block scales with MAP weights, "
+                   "minibatches of 256) or svi (fit_svi: mean-field weights, full batch, whose "
+                   "weight KL switches every block off on kin8nm)")
     p.add_argument("--epochs", type=int, default=None,
                    help="VI epochs (default: depth 3000 full batch, channels 150 of batch 256)")
     p.add_argument("--seeds", type=int, default=5, help="seeds = splits (default 5)")
@@ -55,7 +63,8 @@ def _check(args: argparse.Namespace) -> None:
 def options_from_args(args: argparse.Namespace) -> PruneOptions:
     """The checked options of the run: the default epochs and ``--quick``'s sizes applied."""
     _check(args)
-    epochs = args.epochs if args.epochs is not None else (3000 if args.what == "depth" else 150)
+    default = (3000 if args.fit == "svi" else 100) if args.what == "depth" else 150
+    epochs = args.epochs if args.epochs is not None else default
     seeds, test_samples = args.seeds, args.test_samples
     if args.quick:
         seeds = min(seeds, 2)

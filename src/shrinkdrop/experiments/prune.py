@@ -3,10 +3,15 @@
 Structured VI (:func:`shrinkdrop.inference.fit_svi`) with spike-and-slab scales:
 
 * ``--what depth``: a residual MLP ``Linear -> ReLU -> blocks x NoisyResidual(Linear(bias=False)
-  -> ReLU, layer_noise=Bernoulli) -> Linear`` with ``--blocks`` blocks, against the same net with
-  half the blocks trained the same way (does the data need the extra depth?). Blocks with
-  posterior ``p(on) < --threshold`` are removed (their scale set to 0, which for a bias-free
-  ReLU block is removing it: ``h + block(0) = h``) and the pruned net is scored again.
+  -> ReLU, layer_noise=Bernoulli) -> Linear`` with ``--blocks`` blocks, against the same net
+  with 1, 2, 4, ... blocks trained the same way (does the data need the depth?). Which blocks
+  go is chosen from the posterior without a guessed threshold (``--rule one-se``, default): the
+  blocks in increasing ``p(on)`` order, as many as keep the validation log-likelihood (15% of
+  the training rows, held out of the fit) within one standard error of the full net's
+  (:func:`shrinkdrop.inference.one_se_removal`); ``--rule median`` removes ``p(on) <
+  --threshold`` (the median-probability model at 0.5), which on kin8nm removed all four blocks
+  although two fit better. A removed block has its scale set to 0, which for a bias-free ReLU
+  block is removing it (``h + block(0) = h``); the pruned net is scored again.
 * ``--what channels``: a CNN on scikit-learn's digits, ``Conv2d(1, C, 3) -> ChannelNoise(
   Bernoulli) -> ReLU -> MaxPool -> Linear``: one scale per channel (tied filters, SpatialDropout's
   prior); channels with ``p(on) < --threshold`` are removed and the accuracy compared.
@@ -60,6 +65,8 @@ class PruneOptions:
     channels: int = 16
     keep: float = 0.5
     threshold: float = 0.5
+    rule: str = "one-se"
+    fit: str = "point"
     seeds: int = 5
     test_samples: int = 1000
     quick: bool = False
@@ -117,28 +124,78 @@ def _scores(fit, X, y, samples, seed, off=None) -> dict:
     return {}
 
 
+def _depths(blocks: int) -> list[int]:
+    """The depths trained beside the full net: 1, 2, 4, ... below ``blocks`` (the nets whose
+    fit the pruned one is compared with)."""
+    out, k = [], 1
+    while k < blocks:
+        out.append(k)
+        k *= 2
+    return out
+
+
+def _split_val(d: dict, seed: int, fraction: float = 0.15) -> tuple:
+    """Training rows minus a validation part (``fraction``, drawn by ``seed``) and that part."""
+    n = d["X"].shape[0]
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(10_000 + seed))
+    nv = max(1, int(round(fraction * n)))
+    va, tr = perm[:nv], perm[nv:]
+    return d["X"][tr], d["y"][tr], d["X"][va], d["y"][va]
+
+
+def _fit_depth(args, X, y, blocks: int, law, seed: int):
+    """One depth net fitted by ``args.fit``: ``svi`` (:func:`~shrinkdrop.inference.fit_svi`,
+    mean-field weights) or ``point`` (:func:`~shrinkdrop.compress.fit_scales`: VI over the
+    scales, MAP weights)."""
+    from .. import compress as C
+    from .. import inference as inf
+
+    torch.manual_seed(seed)
+    model = depth_model(X.shape[1], args.width, blocks, law).double()
+    if args.fit == "svi":
+        return inf.fit_svi(model, X, y, epochs=args.epochs, seed=seed,
+                           progress=not args.no_progress)
+    return C.fit_scales(model, X, y, likelihood="gaussian", epochs=args.epochs, batch_size=256,
+                        lr=3e-3, q_lr=3e-2, sigma0=1.0, seed=seed,
+                        progress=not args.no_progress)
+
+
+def _rows_ll(args, fit, X, y, seed: int, off=None, samples: int | None = None):
+    """Per-row log-likelihood (standardized target) of a depth fit, ``off`` units at 0."""
+    from .. import compress as C
+
+    if args.fit == "svi":
+        return fit.log_likelihood(X, y, samples or args.test_samples, seed=seed, off=off)
+    return C.row_log_likelihood(fit, X, y, off)
+
+
 def _depth_seed(args, data, law, seed: int) -> dict:
     from .. import inference as inf
     from .relevance import prepare
 
     d = prepare(data, seed % data.n_splits, 0, seed)
-    rows = {}
-    for label, blocks in (("full", args.blocks), ("shallow", args.blocks // 2)):
-        torch.manual_seed(seed)
-        model = depth_model(d["X"].shape[1], args.width, blocks, law).double()
-        fit = inf.fit_svi(model, d["X"], d["y"], epochs=args.epochs, seed=seed,
-                          progress=not args.no_progress)
-        ll = fit.log_likelihood(d["Xte"], d["yte"], args.test_samples, y_scale=d["y_scale"],
-                                seed=seed).mean()
-        rows[label] = {"ll": float(ll), "fit": fit}
-    fit = rows["full"]["fit"]
-    p_on = [float(v) for k, v in fit.inclusion().items()]
-    off = {k: v < args.threshold for k, v in fit.inclusion().items()}
-    pruned = fit.log_likelihood(d["Xte"], d["yte"], args.test_samples, y_scale=d["y_scale"],
-                                seed=seed, off=off).mean()
-    return {"seed": seed, "ll_full": rows["full"]["ll"], "ll_shallow": rows["shallow"]["ll"],
-            "ll_pruned": float(pruned), "p_on": p_on,
-            "removed": int(sum(bool(v) for v in off.values()))}
+    X, y, Xva, yva = _split_val(d, seed)
+    lls, fits = {}, {}
+    log_scale = math.log(d["y_scale"])
+    for blocks in [*_depths(args.blocks), args.blocks]:
+        fit = _fit_depth(args, X, y, blocks, law, seed)
+        lls[blocks] = float(_rows_ll(args, fit, d["Xte"], d["yte"], seed).mean()) - log_scale
+        fits[blocks] = fit
+    fit = fits[args.blocks]
+    incl = ({k: v for k, v in fit.scores().items()} if args.fit == "point"
+            else fit.inclusion())
+    p_on = [float(v) for v in incl.values()]
+    if args.rule == "one-se":
+        off = dict(inf.one_se_removal(incl, lambda rem: _rows_ll(
+            args, fit, Xva, yva, seed, rem, min(args.test_samples, 300)), keep_one=False))
+    else:
+        off = {k: v < args.threshold for k, v in incl.items()}
+    pruned = float(_rows_ll(args, fit, d["Xte"], d["yte"], seed, off).mean()) - log_scale
+    half = args.blocks // 2
+    return {"seed": seed, "ll_full": lls[args.blocks], "ll_shallow": lls[half],
+            **{f"ll_{k}_blocks": v for k, v in lls.items()},
+            "ll_pruned": pruned, "p_on": p_on,
+            "removed": int(sum(int(v.sum()) for v in off.values()))}
 
 
 def _channel_seed(args, law, seed: int) -> dict:
@@ -177,6 +234,16 @@ def _summary(args: PruneOptions, rows: list[dict], data_name: str) -> dict:
         m, se = s["ll_shallow_minus_full"]
         # as well: the paired difference is within one of its standard errors (or positive)
         s["shallow_fits_as_well"] = bool(m + se >= 0) if math.isfinite(se) else None
+        depths = [*_depths(args.blocks), args.blocks]
+        s["rule"] = args.rule
+        s["ll_by_blocks"] = {str(k): _mean_se([r[f"ll_{k}_blocks"] for r in rows])
+                             for k in depths}
+        best = max(depths, key=lambda k: s["ll_by_blocks"][str(k)][0])
+        bm, bse = s["ll_by_blocks"][str(best)]
+        s["best_blocks"] = best
+        # the issue's test: the pruned net's mean within one SE of the best depth's mean
+        s["pruned_within_one_se_of_best"] = (bool(s["ll_pruned"][0] >= bm - bse)
+                                             if math.isfinite(bse) else None)
     else:
         s["channels"] = args.channels
         s["acc_full"] = _mean_se([r["acc_full"] for r in rows])
@@ -192,14 +259,21 @@ def _section(args: PruneOptions, out: Path, s: dict, seconds: float, command: st
     if args.what == "depth":
         sec = Section(title=f"Depth the data switched off: ADD on a {s['blocks']}-block "
                       f"residual MLP ({s['data']})", command=command, seconds=seconds)
-        sec.p(f"Structured VI with a Bernoulli({args.keep}) scale per residual block; blocks "
-              f"with p(on) < {args.threshold} removed. 'Shallow': {s['blocks'] // 2} blocks, "
-              f"trained the same way. Mean ± SE over {len(rows)} seeds (split = seed).")
+        rule = ("the blocks ranked lowest by p(on) removed as far as the validation "
+                "log-likelihood (15% of the training rows) stays within one SE of the full "
+                "net's (one-SE rule)" if args.rule == "one-se" else
+                f"blocks with p(on) < {args.threshold} removed")
+        how = ("VI over the scales with MAP weights (fit_scales)" if args.fit == "point" else
+               "structured VI with mean-field weights (fit_svi)")
+        sec.p(f"{how}, a Bernoulli({args.keep}) scale per residual block; {rule}. "
+              f"Nets of {', '.join(s['ll_by_blocks'])} blocks trained the same way. Mean ± SE "
+              f"over {len(rows)} seeds (split = seed). Pruned within one SE of the best depth: "
+              f"{s['pruned_within_one_se_of_best']}.")
         sec.table(["net", "test LL"], [
-            [f"full ({s['blocks']} blocks)", _pm([r["ll_full"] for r in rows])],
-            [f"shallow ({s['blocks'] // 2} blocks)", _pm([r["ll_shallow"] for r in rows])],
-            ["pruned (blocks with p(on) < threshold removed)",
-             _pm([r["ll_pruned"] for r in rows])],
+            *[[f"{k} block(s)", _pm([r[f"ll_{k}_blocks"] for r in rows])]
+              for k in s["ll_by_blocks"]],
+            ["pruned (" + ("one-SE rule" if args.rule == "one-se" else "p(on) < threshold")
+             + ")", _pm([r["ll_pruned"] for r in rows])],
             ["pruned - full (paired)", _pm([r["ll_pruned"] - r["ll_full"] for r in rows])]])
         sec.table(["seed", "p(on) per block", "removed"],
                   [[r["seed"], " ".join(f"{p:.2f}" for p in r["p_on"]), r["removed"]]

@@ -52,3 +52,6 @@ __all__ += ["SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites"]
 from .linear_ss import LinearSSResult, linear_spike_slab, log_marginal  # noqa: E402
 
 __all__ += ["LinearSSResult", "linear_spike_slab", "log_marginal"]
+from .readout import Removal, median_probability_rule, one_se_removal  # noqa: E402
+
+__all__ += ["Removal", "median_probability_rule", "one_se_removal"]

@@ -50,6 +50,9 @@ __all__ = [
     "conditional_readout",
     "ConditionalReadout",
     "unit_grid",
+    "median_probability_rule",
+    "one_se_removal",
+    "Removal",
 ]
 
 
@@ -336,3 +339,74 @@ def conditional_readout(log_likelihood: Callable[[dict[str, torch.Tensor]], torc
         for k in [k for k in out if k not in only]:
             del out[k], out.posterior[k], out.ess[k]
     return out
+
+
+# ------------------------------------------------------------------ what to remove, chosen
+def median_probability_rule(inclusion: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Units to remove by the median-probability model (Barbieri & Berger 2004): those with
+    posterior inclusion probability below 1/2 (for ``inclusion`` per site; a boolean mask per
+    site). Under an orthogonal design it is the predictive optimum; it needs no threshold."""
+    return {k: torch.as_tensor(v) < 0.5 for k, v in inclusion.items()}
+
+
+class Removal(dict):
+    """Site -> boolean mask of the removed units (:func:`one_se_removal`); ``.threshold`` the
+    score below which units go, ``.ll`` / ``.se`` the kept model's and the full model's mean
+    validation log-likelihood and its standard error, ``.path`` the scanned
+    ``(threshold, removed, mean ll)``."""
+
+    threshold: float
+    ll: float
+    ll_full: float
+    se: float
+    path: list[tuple[float, int, float]]
+
+
+def one_se_removal(scores: dict[str, torch.Tensor],
+                   loglik: Callable[[dict[str, torch.Tensor]], torch.Tensor], *,
+                   candidates: int = 40, keep_one: bool = True) -> Removal:
+    """The largest removal whose validation log-likelihood stays within one standard error of
+    the full model's (Breiman's one-SE rule, on the posterior's ranking of the units).
+
+    Units are ranked by ``scores`` (per site, larger = more clearly needed: inclusion
+    probabilities, or a continuous posterior's signal-to-noise ratio); the candidate removals
+    are "every unit whose score is below ``t``" for ``t`` at ``candidates`` quantiles of the
+    scores (and between equal scores nothing is split). ``loglik(removed)`` returns the
+    per-row validation log-likelihoods (N,) of the model with the ``removed`` units at 0. The
+    chosen removal is the candidate with the most units removed whose mean is at least the full
+    model's mean minus its standard error ``sd / sqrt(N)``; with ``keep_one`` no site loses all
+    its units.
+    """
+    if candidates < 1:
+        raise ValueError(f"candidates has to be >= 1, but got {candidates}")
+    if not scores:
+        raise ValueError("one_se_removal needs at least one site in scores")
+    flat = torch.cat([torch.as_tensor(v, dtype=torch.float64).reshape(-1)
+                      for v in scores.values()])
+    if not torch.isfinite(flat).all():
+        raise ValueError("one_se_removal: scores have to be finite")
+    base = loglik({}).double()
+    ll_full, se = float(base.mean()), float(base.std() / math.sqrt(base.numel()))
+    qs = torch.quantile(flat, torch.linspace(0, 1, candidates + 1, dtype=torch.float64)[1:])
+    ts = torch.unique(torch.cat([qs, flat.max().reshape(1) + 1]))
+    best = Removal({k: torch.zeros_like(torch.as_tensor(v), dtype=torch.bool)
+                    for k, v in scores.items()})
+    best.threshold, best.ll, best.ll_full, best.se, best.path = -math.inf, ll_full, ll_full, se, []
+    n_best = 0
+    for t in ts.tolist():
+        rem = {k: torch.as_tensor(v, dtype=torch.float64) < t for k, v in scores.items()}
+        if keep_one:
+            for k, v in scores.items():
+                if rem[k].all():
+                    v = torch.as_tensor(v, dtype=torch.float64)
+                    rem[k] = v < v.max()
+        n = int(sum(int(m.sum()) for m in rem.values()))
+        if n == 0 or n <= n_best:
+            continue
+        ll = float(loglik(rem).double().mean())
+        best.path.append((t, n, ll))
+        if ll >= ll_full - se:
+            out = Removal(rem)
+            out.threshold, out.ll, out.ll_full, out.se, out.path = t, ll, ll_full, se, best.path
+            best, n_best = out, n
+    return best

@@ -27,6 +27,7 @@ from ._base import NoiseLayer, StructuredPrior, mc_mode
 from .attention import AttentionNoise, NoisyMultiheadAttention
 from .conv import NoisyConv2d
 from .convert import ConversionReport, NotConverted, Replacement, convert, converted_with, reconvert
+from .heads import HeadNoise, HeadNoiseAttention, add_head_noise
 from .linear import WeightNoiseLinear
 from .residual import NoisyResidual
 from .rnn import NoisyLSTM
@@ -46,6 +47,9 @@ __all__ = [
     "NoisyStackedRNN",
     "AttentionNoise",
     "NoisyMultiheadAttention",
+    "HeadNoise",
+    "HeadNoiseAttention",
+    "add_head_noise",
     "StructuredPrior",
     "SVISite",
     "NoisyWeight",

@@ -18,6 +18,8 @@ InverseNakagami(nu,s)  nu s^2 / (nu-2)   InvGamma(nu/2, nu s^2/2)  Student-t(nu,
 HalfCauchy(scale)      inf               scale^2 * F(1, 1)      horseshoe(tau = sigma0 * scale)
 Beta(a, b)             moments           (unnamed)              quadrature
 Uniform(low, high)     moments           (unnamed)              quadrature
+LogNormal(loc, scale)  e^(2loc+2s^2)     LogNormal(2loc, 2s)    quadrature (SBP's noise)
+LogUniform(low, high)  moments           LogUniform(l^2, h^2)   quadrature (SBP's prior, truncated)
 =====================  ================  =====================  ==================================
 
 Moments that are infinite are returned as ``inf`` (never NaN, never a Monte Carlo guess).
@@ -39,6 +41,7 @@ from .beta import Beta
 from .gaussian import Gaussian
 from .half_cauchy import HalfCauchy
 from .inverse_nakagami import InverseNakagami
+from .log_normal import LogNormal, LogUniform, kl_lognormal_log_uniform
 from .rayleigh import Rayleigh
 from .scaled_ncx2 import ScaledNoncentralChi2
 from .uniform import Uniform
@@ -54,6 +57,9 @@ __all__ = [
     "Beta",
     "Uniform",
     "ScaledNoncentralChi2",
+    "LogNormal",
+    "LogUniform",
+    "kl_lognormal_log_uniform",
     "FAMILIES",
     "standard_gamma",
 ]
@@ -61,5 +67,6 @@ __all__ = [
 #: the families by their CLI / report name
 FAMILIES: dict[str, type[NoiseDistribution]] = {
     cls.name: cls
-    for cls in (Bernoulli, Gaussian, Rayleigh, InverseNakagami, HalfCauchy, Beta, Uniform)
+    for cls in (Bernoulli, Gaussian, Rayleigh, InverseNakagami, HalfCauchy, Beta, Uniform,
+                LogNormal)
 }

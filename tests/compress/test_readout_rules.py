@@ -1,0 +1,131 @@
+"""Thresholds without a guess (median-probability rule, one-SE rule) and the scale fit whose
+posterior they read."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import shrinkdrop as sd
+from shrinkdrop import compress as C
+from shrinkdrop.inference import median_probability_rule, one_se_removal
+
+
+def test_median_probability_rule():
+    out = median_probability_rule({"a": torch.tensor([0.1, 0.5, 0.49, 0.9])})
+    assert out["a"].tolist() == [True, False, True, False]
+
+
+def _ll_fn(base, costs):
+    """Per-row validation LL: ``base`` minus the summed cost of the removed units."""
+    def loglik(removed):
+        pen = sum(float(costs[k][m].sum()) for k, m in removed.items()) if removed else 0.0
+        return base - pen
+    return loglik
+
+
+def test_one_se_removal_takes_the_largest_removal_within_one_se():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(400, generator=g, dtype=torch.float64)  # SE = sd / 20 ~ 0.05
+    se = float(base.std() / 20)
+    scores = {"a": torch.arange(6.0), "b": torch.arange(6.0, 10.0)}
+    # units with score < 5 cost nothing (up to 0.2 SE in all); unit 5 costs 3 SE
+    costs = {"a": torch.tensor([0.0, 0.0, 0.1, 0.05, 0.05, 3.0]) * se,
+             "b": torch.full((4,), 3.0) * se}
+    rem = one_se_removal(scores, _ll_fn(base, costs), candidates=10)
+    assert rem["a"].tolist() == [True] * 5 + [False]
+    assert not rem["b"].any()
+    assert rem.ll >= rem.ll_full - rem.se
+    # the same with unit 5 costing 0.5 SE: it goes too (the rule can tell the difference)
+    costs["a"][5] = 0.5 * se
+    rem = one_se_removal(scores, _ll_fn(base, costs), candidates=10)
+    assert rem["a"].all() is not True and int(rem["a"].sum()) == 5  # keep_one keeps the last
+    costs["a"][:] = 0.0
+    rem = one_se_removal(scores, _ll_fn(base, costs), candidates=10, keep_one=False)
+    assert rem["a"].all() and not rem["b"].any()
+
+
+def test_one_se_removal_errors():
+    with pytest.raises(ValueError, match="candidates"):
+        one_se_removal({"a": torch.ones(2)}, lambda r: torch.zeros(3), candidates=0)
+    with pytest.raises(ValueError, match="finite"):
+        one_se_removal({"a": torch.tensor([1.0, math.nan])}, lambda r: torch.zeros(3))
+
+
+def _site_q(law, loc=-0.5, log_scale=-0.35667494393873245):  # log 0.7
+    model = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(3, 2))
+    x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+    fit = C.fit_scales(model, x, y, epochs=1, batch_size=8, lr=0.0, q_lr=0.0, progress=False)
+    q = fit._q("0.xi")
+    with torch.no_grad():
+        q.loc.fill_(loc)
+        q.log_scale.fill_(log_scale)
+    return q
+
+
+def test_horseshoe_kl_by_quadrature_matches_monte_carlo():
+    law = sd.noise.HalfCauchy(1.0)
+    q = _site_q(law)
+    g = torch.Generator().manual_seed(0)
+    s = math.exp(q.log_scale[0].item())
+    lx = q.loc[0].item() + s * torch.randn(100_000, generator=g)
+    log_q = torch.distributions.LogNormal(q.loc[0].item(), s).log_prob(lx.exp())
+    mc = (log_q - law.log_prob(lx.exp())).mean().item() * 3
+    sem = (log_q - law.log_prob(lx.exp())).std().item() * 3 / math.sqrt(100_000)
+    assert abs(q.kl().item() - mc) < 5 * sem
+
+
+def test_sbp_kl_is_the_closed_form():
+    law = sd.noise.LogUniform(math.exp(-20), math.exp(2))
+    q = _site_q(law, loc=-2.0, log_scale=0.1)
+    want = 3 * sd.noise.kl_lognormal_log_uniform(torch.tensor(-2.0), torch.tensor(math.exp(0.1)),
+                                                 math.exp(-20), math.exp(2))
+    assert q.kl().item() == pytest.approx(float(want), rel=1e-6)
+
+
+def test_fit_scales_ranks_relevant_inputs_above_noise():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(800, 6, generator=g)
+    y = ((X[:, 0] + X[:, 1]) > 0).long()
+    torch.manual_seed(0)
+    model = nn.Sequential(sd.nn.UnitNoise(sd.noise.Bernoulli(0.5), normalize=False),
+                          nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 2))
+    fit = C.fit_scales(model, X, y, epochs=8, batch_size=100, q_lr=0.1, sigma0=0.3,
+                       progress=False)
+    p = fit.scores()["0.xi"]
+    assert p[:2].min() > p[2:].max(), p
+    scales = fit.scales({"0.xi": p < p[:2].min()})
+    assert scales["0.xi"].tolist() == [1, 1, 0, 0, 0, 0]
+
+
+def test_flops_removal_is_the_fewest_units_reaching_the_target():
+    from shrinkdrop.experiments.compress.methods import flops_removal
+
+    torch.manual_seed(0)
+    law = sd.noise.Bernoulli(0.5)
+    net = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(10, 40), nn.ReLU(),
+                        sd.nn.UnitNoise(law, normalize=False), nn.Linear(40, 3))
+    x = torch.randn(2, 10)
+    scores = {"0.xi": torch.rand(10), "3.xi": torch.rand(40)}
+
+    class _Fit:
+        def scales(self, removed):
+            return {k: (~m).float() for k, m in removed.items()}
+
+    dense = C.count_flops(net, x)
+    rem = flops_removal(net, _Fit(), scores, x, 2.0)
+    small = C.compact(net, _Fit().scales(rem), x)
+    assert C.count_flops(small, x) <= dense / 2
+    # the removed units are the lowest-scored ones, and one fewer would not reach the target
+    flat = torch.cat([scores["0.xi"], scores["3.xi"]])
+    gone = torch.cat([rem["0.xi"], rem["3.xi"]])
+    assert flat[gone].max() < flat[~gone].min()
+    k = int(gone.sum())
+    order = flat.argsort()
+    fewer = torch.zeros(50, dtype=torch.bool)
+    fewer[order[:k - 1]] = True
+    sc = {"0.xi": (~fewer[:10]).float(), "3.xi": (~fewer[10:]).float()}
+    assert C.count_flops(C.compact(net, sc, x), x) > dense / 2
