@@ -1,7 +1,8 @@
 """The NumPyro twins equal the Pyro models (the reference): log density and its gradient in
-unconstrained space at random points, float64, to 1e-5 relative, for every continuous family (on ARD+ADD, which has both kinds of scale site) and
-every structure (ARD, ADD, ARD+ADD), both parametrizations; Bernoulli conditioned on
-fixed 0/1 scales. Plus one short vectorised NUTS run on each backend path (shapes, sites).
+unconstrained space at random points, float64, to 1e-5 relative, for every continuous family
+(on ARD+ADD, which has both kinds of scale site) and every structure (ARD, ADD, ARD+ADD), both
+parametrizations; Bernoulli conditioned on fixed 0/1 scales. Plus one short vectorised run on
+each sampler path (NUTS; DiscreteHMCGibbs around NUTS): shapes, sites, 0/1 scales.
 
 The points are Pyro's own initialisation, uniform on (-2, 2) in unconstrained space, seeded;
 a wrong law, Jacobian or likelihood term moves the density by O(1), far outside 1e-5.

@@ -249,7 +249,7 @@ def run_nuts_jax(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor,
     t0 = time.perf_counter()
     state, step = _init_states(kernel, jax.random.split(jax.random.PRNGKey(int(seed)), chains),
                                num_warmup, args)
-    zs, divs = [], []
+    zs, divs, steps = [], [], []
     t1 = t0
     for i in tqdm(range(num_warmup + num_samples), desc="nuts (jax)", disable=not progress,
                   leave=False):
@@ -257,15 +257,18 @@ def run_nuts_jax(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor,
             jax.block_until_ready(state)
             t1 = time.perf_counter()
         state = step(state, args)
+        hmc_state = state.hmc_state if hasattr(state, "hmc_state") else state
+        steps.append(hmc_state.num_steps)
         if i >= num_warmup:
             zs.append(state.z)
-            divs.append((state.hmc_state if hasattr(state, "hmc_state") else state).diverging)
+            divs.append(hmc_state.diverging)
     post = jax.vmap(jax.vmap(kernel.postprocess_fn(args, {})))
     z = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, 1), *zs)  # (chain, draw, ...)
     draws = jax.block_until_ready(post(z))
     t2 = time.perf_counter()
     div = int(np.asarray(jnp.stack(divs)).sum())
+    grads = int(np.asarray(jnp.stack(steps)).sum())
     dtype = torch.get_default_dtype()
     samples = {k: torch.from_numpy(np.array(v)).to(dtype) for k, v in draws.items()
                if k != "y"}
-    return NutsResult(samples, div, t2 - t0, t2 - t1, num_warmup, num_samples)
+    return NutsResult(samples, div, t2 - t0, t2 - t1, num_warmup, num_samples, grads)
