@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test,timeseries,cluster,hf,docs]"
+	$(BIN)/pip install -q -e ".[test,timeseries,cluster,hf,docs,mcmc-jax,arviz]"
 	touch $@
 
 setup: $(BIN)/.installed

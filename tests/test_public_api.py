@@ -77,7 +77,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "relevance_auc", "shrinkage_factors", "site_diagnostics", "summarize", "GibbsResult",
         "ESS_MIN", "RHAT_MAX", "MixingVerdict", "mixing_verdict", "gibbs_bernoulli",
         "SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites", "LinearSSResult",
-        "linear_spike_slab", "log_marginal",
+        "linear_spike_slab", "log_marginal", "numpyro_model", "run_nuts_jax",
     },
     "shrinkdrop.inference.svi": {
         "SVIResult", "SVISite", "bernoulli_kl", "fit_svi", "given_scales",

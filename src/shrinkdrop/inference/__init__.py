@@ -52,3 +52,7 @@ __all__ += ["SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites"]
 from .linear_ss import LinearSSResult, linear_spike_slab, log_marginal  # noqa: E402
 
 __all__ += ["LinearSSResult", "linear_spike_slab", "log_marginal"]
+# ---- issue 29 (mcmc29): the compiled backend (JAX imported only when these are called)
+from .jax_models import numpyro_model, run_nuts_jax  # noqa: E402
+
+__all__ += ["numpyro_model", "run_nuts_jax"]
