@@ -6,7 +6,9 @@ learnt noise precision, float64.
 Two measurements:
 
 1. the potential and its gradient alone (one call of each side's compiled / autograd function
-   at the same point), alternated over ``--reps`` rounds: min and median;
+   at the same point), in 5 blocks of ``--reps`` / 5 calls per side, the sides alternating block
+   by block (calls interleaved one by one gave the JAX side 17 ms per call on the shared 2-core
+   machine, against 60-140 us in a loop of its own: not understood, so not used): min, median;
 2. whole NUTS runs: ``--chains`` chains x (``--warmup`` + ``--samples``), tree depth
    ``--depth``, each side ``--runs`` times alternated: wall seconds (NumPyro: its first run
    includes the compilation, reported apart) and microseconds per gradient (wall time / leapfrog
@@ -104,14 +106,15 @@ def _potentials(model, X, y, reps):
     def jax_side():
         jax.block_until_ready(f(zj))
 
-    from _timing import time_all
-
     jax_side()  # compile
     ts = {"pyro": [], "jax": []}
-    for _ in range(3):
-        med = time_all([torch_side, jax_side], max(3, reps // 3))
-        ts["pyro"].append(med[0])
-        ts["jax"].append(med[1])
+    block = max(5, reps // 5)
+    for _ in range(5):  # blocks of calls, the sides alternating block by block
+        for name, fn in (("pyro", torch_side), ("jax", jax_side)):
+            for _ in range(block):
+                t = time.perf_counter()
+                fn()
+                ts[name].append(time.perf_counter() - t)
     return ts
 
 
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
     X, y = _data(a.rows)
     model = make_model(NetSpec([10, 10, 1]), sd.noise.HalfCauchy(1.0), "ep")
     ts = _potentials(model, X, y, a.reps)
-    print("potential + gradient (median of each of 3 blocks, microseconds):")
+    print("potential + gradient (microseconds per call):")
     for k, v in ts.items():
         print(f"  {k:5s} min {1e6 * min(v):8.1f}  median {1e6 * statistics.median(v):8.1f}")
     print(f"  ratio jax / pyro (medians): "
