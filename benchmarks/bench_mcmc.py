@@ -11,7 +11,9 @@ Two measurements:
    machine, against 60-140 us in a loop of its own: not understood, so not used): min, median;
 2. whole NUTS runs: ``--chains`` chains x (``--warmup`` + ``--samples``), tree depth
    ``--depth``, each side ``--runs`` times alternated: wall seconds (NumPyro: its first run
-   includes the compilation, reported apart) and microseconds per gradient (wall time / leapfrog
+   includes the compilation; later runs reuse it through ``JAX_COMPILATION_CACHE_DIR`` when that
+   is set), wall and CPU seconds (CPU: ``time.process_time``, all threads; on a shared machine
+   the CPU time is the robust figure) and microseconds per gradient (time / leapfrog
    steps of all chains; Pyro's steps are counted by wrapping its potential function, NumPyro's
    are the kernel's ``num_steps``). Pyro runs its chains one after the other; NumPyro vectorises
    them (one vmapped transition: a chain that needs fewer steps waits for the others, so its
@@ -66,10 +68,10 @@ def _pyro_run(model, X, y, a):
 
     m.make_potential = counting
     try:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         m.run_nuts(model, X, y, num_warmup=a.warmup, num_samples=a.samples, chains=a.chains,
                    max_tree_depth=a.depth, seed=0)
-        return time.perf_counter() - t, calls[0]
+        return time.perf_counter() - t, time.process_time() - c, calls[0]
     finally:
         m.make_potential = make
 
@@ -77,10 +79,10 @@ def _pyro_run(model, X, y, a):
 def _jax_run(model, X, y, a, seed):
     from shrinkdrop.inference.jax_models import run_nuts_jax
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = run_nuts_jax(model, X, y, num_warmup=a.warmup, num_samples=a.samples,
                        chains=a.chains, max_tree_depth=a.depth, seed=seed)
-    return time.perf_counter() - t, res.gradients
+    return time.perf_counter() - t, time.process_time() - c, res.gradients
 
 
 def _potentials(model, X, y, reps):
@@ -145,14 +147,10 @@ def main(argv=None) -> int:
     for r in range(a.runs):
         rows.append(("pyro", r, *_pyro_run(model, X, y, a)))
         rows.append(("jax", r, *_jax_run(model, X, y, a, seed=r)))
-        for side, run, sec, grads in rows[-2:]:
-            print(f"run {run} {side:5s}: {sec:7.1f} s, {grads} gradients, "
-                  f"{1e6 * sec / grads:8.1f} us/gradient", flush=True)
-    for side in ("pyro", "jax"):
-        us = [1e6 * s / g for sd_, _, s, g in rows if sd_ == side]
-        secs = [s for sd_, _, s, _ in rows if sd_ == side]
-        print(f"{side:5s}: us/gradient min {min(us):.1f} median {statistics.median(us):.1f}; "
-              f"wall s min {min(secs):.1f} median {statistics.median(secs):.1f}")
+        for side, run, sec, cpu, grads in rows[-2:]:
+            print(f"run {run} {side:5s}: wall {sec:7.1f} s, CPU {cpu:7.1f} s, {grads} "
+                  f"gradients, {1e6 * sec / grads:8.1f} us/gradient (wall), "
+                  f"{1e6 * cpu / grads:8.1f} (CPU)", flush=True)
     return 0
 
 
