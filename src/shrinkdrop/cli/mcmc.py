@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="adapt a dense mass matrix (jax backend; default diagonal)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="jax: NumPyro's compiled NUTS, chains vectorised (extra mcmc-jax); "
-                   "pyro: the reference Pyro models (35-40x slower per gradient); auto: jax "
+                   "pyro: the reference Pyro models (8x slower per gradient as measured in "
+                   "docs/inference.md); auto: jax "
                    "when NumPyro is installed")
     p.add_argument("--split", type=int, default=0, help="train/test split index")
     p.add_argument("--train-size", type=int, default=None,
