@@ -82,7 +82,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "ESS_MIN", "RHAT_MAX", "MixingVerdict", "mixing_verdict", "gibbs_bernoulli",
         "SVIResult", "SVISite", "fit_svi", "given_scales", "scale_sites", "LinearSSResult",
         "linear_spike_slab", "log_marginal", "Removal", "median_probability_rule",
-        "one_se_removal",
+        "one_se_removal", "numpyro_model", "run_nuts_jax",
     },
     "shrinkdrop.inference.svi": {
         "SVIResult", "SVISite", "bernoulli_kl", "fit_svi", "given_scales",

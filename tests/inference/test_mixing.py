@@ -75,3 +75,17 @@ def test_verdict_undefined_is_not_mixed_and_bad_thresholds_are_named():
     assert not v.mixed and len(v.reasons) == 2
     with pytest.raises(ValueError, match="rhat_max"):
         mixing_verdict(summarize({"a": ar1(2, 10, 0.0, 0)}), rhat_max=0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_diagnostics_agree_with_arviz(seed):
+    """The summary's split R-hat is ArviZ's ``method="split"`` (the same BDA3 formula: to 1e-8);
+    its ESS (Pyro's, Geyer's initial monotone sequence over whole chains) is within 8% of
+    ArviZ's ``method="mean"`` (the same estimator over half-chains) on AR(0.7) chains of 300
+    draws, one chain shifted by 0.3 sd; a wrong variance or lag sum misses by far more."""
+    az = pytest.importorskip("arviz")
+    x = ar1(4, 300, 0.7, seed, [0.0, 0.0, 0.3, 0.0])
+    ds = az.convert_to_dataset({"a": x.numpy()})
+    ess, rh = site_diagnostics(x)
+    assert rh == pytest.approx(float(az.rhat(ds, method="split")["a"]), rel=1e-8)
+    assert ess == pytest.approx(float(az.ess(ds, method="mean")["a"]), rel=0.08)

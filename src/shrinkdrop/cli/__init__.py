@@ -27,6 +27,7 @@ VERBS: dict[str, str] = {
     "relevance": "relevance",
     "prune": "prune",
     "compress": "compress",
+    "mcmc-study": "mcmc_study",
 }
 
 

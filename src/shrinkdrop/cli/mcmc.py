@@ -7,7 +7,7 @@ import argparse
 
 from .._validation import check_positive
 from ..experiments.laws import ScaleFamily
-from ..experiments.mcmc import EXIT_NOT_MIXED, HELP, McmcOptions
+from ..experiments.mcmc import BACKENDS, EXIT_NOT_MIXED, HELP, McmcOptions
 from ..experiments.mcmc import run as run_mcmc
 from ..inference import Param, Structure
 from .options import (
@@ -46,10 +46,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma0", type=float, default=1.0, help="std of the Gaussian part")
     p.add_argument("--precision", type=float, default=None,
                    help="fixed Gaussian noise precision (standardized units); default: learnt")
-    p.add_argument("--warmup", type=int, default=300)
-    p.add_argument("--samples", type=int, default=300)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--max-tree-depth", type=int, default=7)
+    p.add_argument("--warmup", type=int, default=1000)
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--max-tree-depth", type=int, default=8)
+    p.add_argument("--target-accept", type=float, default=0.9,
+                   help="NUTS' target acceptance probability (its step-size adaptation)")
+    p.add_argument("--dense-mass", action="store_true",
+                   help="adapt a dense mass matrix (jax backend; default diagonal)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="jax: NumPyro's compiled NUTS, chains vectorised (extra mcmc-jax); "
+                   "pyro: the reference Pyro models (8x slower per gradient as measured in "
+                   "docs/inference.md); auto: jax "
+                   "when NumPyro is installed")
     p.add_argument("--split", type=int, default=0, help="train/test split index")
     p.add_argument("--train-size", type=int, default=None,
                    help="subsample the training split to this many rows (keeps NUTS cheap)")
@@ -65,8 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "rounds draws; 1: prior draws only)")
     p.add_argument("--iw-grid", type=int, default=16,
                    help="prior quantiles per continuous scale in the conditional IW read-out")
-    add_quick(p, "a short run (about a minute on 2 cores): 100 warmup / 100 samples x 4 "
-                   "chains, tree depth 5, 150 training rows; its verdict says whether it mixed")
+    add_quick(p, "a short run (well under 3 minutes on 2 cores with the jax backend, compile "
+                   "included): 500 warmup / 500 samples x 4 chains, tree depth 8, 150 training "
+                   "rows; its verdict says whether it mixed")
     p.add_argument("--rhat-max", type=float, default=None,
                    help="mixed only if the max shared split R-hat is below this (default 1.1)")
     p.add_argument("--ess-min", type=float, default=None,
@@ -84,6 +94,10 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(f"--depth has to be >= 0 (0: a linear model), but got {args.depth}")
     require_at_least_one(args, ("hidden", "warmup", "samples", "chains"))
     check_positive("--scale", args.scale)
+    if not 0 < args.target_accept < 1:
+        raise ValueError(f"--target-accept has to be in (0, 1), but got {args.target_accept}")
+    if args.dense_mass and args.backend == "pyro":
+        raise ValueError("--dense-mass needs --backend jax (or auto with NumPyro installed)")
     if args.iw_only and not args.iw_samples:
         raise ValueError("--iw-only needs --iw-samples > 0")
     if args.noise == "bernoulli" and args.param != "ep":
@@ -99,8 +113,8 @@ def options_from_args(args: argparse.Namespace) -> McmcOptions:
     _check(args)
     quick = {}
     if args.quick:
-        quick = dict(warmup=min(args.warmup, 100), samples=min(args.samples, 100), chains=4,
-                     max_tree_depth=min(args.max_tree_depth, 5),
+        quick = dict(warmup=min(args.warmup, 500), samples=min(args.samples, 500), chains=4,
+                     max_tree_depth=min(args.max_tree_depth, 8),
                      train_size=args.train_size or 150)
     return to_options(McmcOptions, args, **quick)
 

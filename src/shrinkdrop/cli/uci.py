@@ -34,7 +34,7 @@ HELP = ("Run the UCI benchmark protocol (MC dropout's grid search and refit) for
 __all__ = ["HELP", "add_arguments", "run", "settings_from_args"]
 
 _MCMC_OPTIONS = ("mcmc_max_rows", "mcmc_warmup", "mcmc_samples", "mcmc_chains",
-                 "mcmc_tree_depth", "mcmc_sigma0")
+                 "mcmc_tree_depth", "mcmc_sigma0", "mcmc_backend")
 
 
 def _methods(text: str) -> list[str]:
@@ -88,6 +88,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mcmc-sigma0", type=float, default=None,
                    help="prior std of the Gaussian part v of w = xi v in the MCMC models "
                         "(standardised units; divided by E[xi] for normalised noise; default 1)")
+    p.add_argument("--mcmc-backend", choices=("pyro", "jax"), default=None,
+                   help="MCMC sampler: 'pyro' (the reference models; default) or 'jax' "
+                        "(NumPyro's compiled NUTS, chains vectorised, target acceptance 0.9; "
+                        "extra mcmc-jax)")
     p.add_argument("--engine", choices=enum_choices(Engine), default="stacked",
                    help="how training methods run: 'stacked' trains every grid point of every "
                         "split of a (data set, method) at once as one batched ensemble "

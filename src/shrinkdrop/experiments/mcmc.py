@@ -1,9 +1,13 @@
 """``shrinkdrop mcmc``: posterior sampling of a small network under a structured shrinkage prior.
 
-Continuous families: Pyro's NUTS on the EP or HP model. Bernoulli: Gibbs on the scales
-alternating with NUTS on the weights (EP only). Writes ``summary.json`` (diagnostics, test
-metrics, the read-out table), ``readout.csv``, ``trace.png``, ``posterior.png`` and the report's
-``section.json`` to ``--out``; ``--iw-samples`` adds the importance-weighted read-outs of a
+Continuous families: NUTS on the EP or HP model. Bernoulli: Gibbs on the scales alternating
+with NUTS on the weights (EP only). Two backends: ``jax`` (NumPyro's NUTS on the twin models of
+:mod:`shrinkdrop.inference.jax_models`, chains vectorised, compiled; extra ``mcmc-jax``) and
+``pyro`` (the reference models, :func:`shrinkdrop.inference.run_nuts`); ``auto`` takes ``jax``
+when NumPyro is installed. Writes ``summary.json`` (diagnostics, test metrics, the read-out
+table), ``posterior.nc`` (the draws as ArviZ ``InferenceData``, when ArviZ is installed),
+``readout.csv``, ``trace.png``, ``posterior.png`` and the report's ``section.json`` to
+``--out``; ``--iw-samples`` adds the importance-weighted read-outs of a
 MAP-with-noise network (joint and per-unit conditional, :mod:`shrinkdrop.inference.readout`).
 All the mathematics is in :mod:`shrinkdrop.inference`.
 """
@@ -29,7 +33,10 @@ HELP = "NUTS / Gibbs on a small network under an EP or HP structured prior; writ
 #: exit code of a run whose chains did not mix, with ``--strict`` (without it: 0 and a warning)
 EXIT_NOT_MIXED = 3
 
-__all__ = ["HELP", "EXIT_NOT_MIXED", "McmcOptions", "run"]
+#: the samplers ``--backend`` names (``auto``: ``jax`` when NumPyro is installed, else ``pyro``)
+BACKENDS = ("auto", "jax", "pyro")
+
+__all__ = ["HELP", "EXIT_NOT_MIXED", "BACKENDS", "McmcOptions", "resolve_backend", "run"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +56,10 @@ class McmcOptions(LawOptions):
     warmup: int = 300
     samples: int = 300
     chains: int = 2
-    max_tree_depth: int = 7
+    max_tree_depth: int = 8
+    target_accept: float = 0.8
+    dense_mass: bool = False
+    backend: str = "auto"
     split: int = 0
     train_size: int | None = None
     noise_features: int = 0
@@ -63,6 +73,22 @@ class McmcOptions(LawOptions):
     strict: bool = False
     seed: int = 0
     no_progress: bool = False
+
+
+def resolve_backend(backend: str) -> str:
+    """``"jax"`` or ``"pyro"``: ``auto`` is ``jax`` when NumPyro and JAX import, else ``pyro``.
+
+    Raises:
+        ValueError: ``backend`` is not one of :data:`BACKENDS`.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend has to be one of {', '.join(BACKENDS)}, but got {backend!r}")
+    if backend != "auto":
+        return backend
+    import importlib.util
+
+    ok = all(importlib.util.find_spec(m) is not None for m in ("jax", "numpyro"))
+    return "jax" if ok else "pyro"
 
 
 def _prepare(args: McmcOptions) -> dict:
@@ -185,7 +211,8 @@ def _section(args: McmcOptions, out: Path, summary: dict, spec, what: str,
     sec = Section(
         title=f"MCMC: {s['data']}, {s['noise']}, {s['param'].upper()}, {s['structure']}",
         command=command, seconds=float(s["seconds"]))
-    sec.p(f"Pyro NUTS{' + Gibbs' if args.noise == 'bernoulli' else ''} on a "
+    sampler = "NumPyro NUTS (jax)" if s["backend"] == "jax" else "Pyro NUTS"
+    sec.p(f"{sampler}{' + Gibbs' if args.noise == 'bernoulli' else ''} on a "
           f"{'-'.join(map(str, s['layers']))} network under the structured prior "
           f"({s['chains']} chains x {s['samples']} draws after {s['warmup']} warm-up, tree "
           f"depth {s['max_tree_depth']}, {s['n_train']} training rows). 'Shared' diagnostics are "
@@ -259,9 +286,14 @@ def _sample(args: McmcOptions, model, d: dict) -> object:
 
     kw = dict(num_warmup=args.warmup, num_samples=args.samples, chains=args.chains,
               seed=args.seed, max_tree_depth=args.max_tree_depth, progress=not args.no_progress)
+    if resolve_backend(args.backend) == "jax":
+        from ..inference.jax_models import run_nuts_jax
+
+        return run_nuts_jax(model, d["X"], d["y"], target_accept_prob=args.target_accept,
+                            dense_mass=args.dense_mass, **kw)
     if args.noise == "bernoulli":
         return inf.gibbs_bernoulli(model, d["X"], d["y"], **kw)
-    return inf.run_nuts(model, d["X"], d["y"], **kw)
+    return inf.run_nuts(model, d["X"], d["y"], target_accept_prob=args.target_accept, **kw)
 
 
 def _diagnose(args: McmcOptions, res, spec, d: dict) -> tuple[dict, dict, object]:
@@ -286,7 +318,7 @@ def _diagnose(args: McmcOptions, res, spec, d: dict) -> tuple[dict, dict, object
     verdict = inf.mixing_verdict(diag_common, **{
         k: v for k, v in (("rhat_max", args.rhat_max), ("ess_min", args.ess_min))
         if v is not None})
-    return diag, diag_common, verdict
+    return diag, diag_common, verdict, common
 
 
 def _readout(args: McmcOptions, samples, spec, n: int, what: str) -> list[dict]:
@@ -304,14 +336,16 @@ def _readout(args: McmcOptions, samples, spec, n: int, what: str) -> list[dict]:
 
 def _summary(args: McmcOptions, d: dict, spec, noise, res, seconds: float, diagnosed: tuple,
              advice: list[str], metrics: dict, table: list[dict], what: str) -> dict:
-    diag, diag_common, verdict = diagnosed
+    diag, diag_common, verdict = diagnosed[:3]
     return {
         "data": d["name"], "noise": repr(noise), "param": args.param,
         "structure": args.structure, "layers": spec.layers, "residual": spec.residual,
         "n_train": d["X"].shape[0], "n_test": int(d["Xte"].shape[0]), "warmup": args.warmup,
         "samples": args.samples, "chains": args.chains,
         "max_tree_depth": args.max_tree_depth, "seed": args.seed,
-        "divergences": res.divergences,
+        "backend": resolve_backend(args.backend), "target_accept": args.target_accept,
+        "dense_mass": args.dense_mass,
+        "divergences": res.divergences, "gradients": getattr(res, "gradients", None),
         "min_ess": diag["min_ess"], "max_rhat": diag["max_rhat"],
         "ess_per_second": diag["ess_per_second"],
         "min_ess_shared": diag_common["min_ess"], "max_rhat_shared": diag_common["max_rhat"],
@@ -368,7 +402,7 @@ def run(args: McmcOptions, *, command: str, command_of: CommandOf) -> int:
         res = _sample(args, model, d)
         seconds = time.perf_counter() - t0
         diagnosed = _diagnose(args, res, spec, d)
-        diag, diag_common, verdict = diagnosed
+        diag, diag_common, verdict, common = diagnosed
         advice = [] if verdict.mixed else _advice(args, out, command_of)
         metrics = inf.predictive_metrics(spec, res.samples, d["Xte"], d["yte"],
                                          param=args.param, likelihood=d["likelihood"],
@@ -380,6 +414,8 @@ def run(args: McmcOptions, *, command: str, command_of: CommandOf) -> int:
             summary["auc"] = _input_auc(table, what, d["n_real"])
         if iw is not None:
             summary["iw"] = iw
+        summary["inference_data"] = write_inference_data(out / "posterior.nc", res.samples,
+                                                         common)
         write_csv_atomic(out / "readout.csv", table, ["site", "layer", "kind", "unit", what])
         _plots(out, res.samples, spec, table, what)
         _write_summary(out, summary)
@@ -398,6 +434,28 @@ def run(args: McmcOptions, *, command: str, command_of: CommandOf) -> int:
     finally:
         torch.set_default_dtype(prev_dtype)
     return EXIT_NOT_MIXED if args.strict else 0
+
+
+def write_inference_data(path: Path, samples: dict, shared: dict) -> str | None:
+    """The draws as ArviZ ``InferenceData`` in netCDF (``posterior``: every site;
+    ``sample_stats``: none; ``posterior`` also carries the shared quantities' training
+    log-likelihood as ``train_log_lik``), written atomically; returns the file name, or None
+    when ArviZ (or its netCDF engine h5netcdf) is not installed."""
+    import importlib.util
+    import os
+
+    if any(importlib.util.find_spec(m) is None for m in ("arviz", "h5netcdf")):
+        return None
+    import arviz as az
+
+    post = {k: v.detach().double().numpy() for k, v in samples.items()}
+    post["train_log_lik"] = shared["train_log_lik"].detach().double().numpy()
+    dims = {k: [f"{k}_dim_{i}" for i in range(v.ndim - 2)] for k, v in post.items()}
+    idata = az.from_dict(posterior=post, dims=dims)
+    tmp = path.with_name(path.name + ".tmp")
+    idata.to_netcdf(str(tmp), engine="h5netcdf")
+    os.replace(tmp, path)
+    return path.name
 
 
 def _warning(verdict, advice: list[str], strict: bool) -> str:

@@ -55,3 +55,7 @@ __all__ += ["LinearSSResult", "linear_spike_slab", "log_marginal"]
 from .readout import Removal, median_probability_rule, one_se_removal  # noqa: E402
 
 __all__ += ["Removal", "median_probability_rule", "one_se_removal"]
+# ---- issue 29 (mcmc29): the compiled backend (JAX imported only when these are called)
+from .jax_models import numpyro_model, run_nuts_jax  # noqa: E402
+
+__all__ += ["numpyro_model", "run_nuts_jax"]

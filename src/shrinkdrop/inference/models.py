@@ -385,6 +385,9 @@ class NutsResult:
     sample_seconds: float
     num_warmup: int
     num_samples: int
+    #: leapfrog steps (gradient evaluations) of all chains, warm-up included, where the
+    #: sampler reports them (the jax backend); None otherwise
+    gradients: int | None = None
 
 
 def run_nuts(model: Callable[..., object], X: torch.Tensor, y: torch.Tensor, *,

@@ -58,6 +58,7 @@ class Settings:
     mcmc_chains: int | None = None  # chains, run one after the other (2; quick 1)
     mcmc_tree_depth: int | None = None  # NUTS' maximum tree depth (7; quick 4)
     mcmc_sigma0: float = 1.0  # std of v in w = xi v (standardised units), / E[xi] if normalised
+    mcmc_backend: str = "pyro"  # "pyro" (the reference) or "jax" (NumPyro, compiled, vectorised)
 
     def epochs(self, data: UCIData) -> int:
         """Training epochs on ``data``: its ``n_epochs`` x ``epochs_multiplier``, at least 1."""

@@ -157,7 +157,11 @@ def _mcmc_fit_and_score(cfg: Config, task: UnitTask, x_tr: np.ndarray, y_tr: np.
         model = inf.make_model(spec, noise, "ep", likelihood=likelihood, sigma0=sigma0)
         kw = dict(num_warmup=sizes["warmup"], num_samples=sizes["samples"],
                   chains=sizes["chains"], seed=seed, max_tree_depth=sizes["tree_depth"])
-        if cfg.family == "bernoulli":
+        if s.mcmc_backend == "jax":
+            from ...inference.jax_models import run_nuts_jax
+
+            res = run_nuts_jax(model, xt, yt, target_accept_prob=0.9, **kw)
+        elif cfg.family == "bernoulli":
             res = inf.gibbs_bernoulli(model, xt, yt, **kw)
         else:
             res = inf.run_nuts(model, xt, yt, **kw)
@@ -178,6 +182,7 @@ def _mcmc_fit_and_score(cfg: Config, task: UnitTask, x_tr: np.ndarray, y_tr: np.
 def _mcmc_note(task: UnitTask, divergences: int) -> str:
     z = task.settings.mcmc_sizes()
     sampler = "Gibbs+NUTS" if task.family == "bernoulli" else "NUTS"
+    sampler += " (jax)" if task.settings.mcmc_backend == "jax" else ""
     return (f"{sampler}: {z['chains']} chain(s) x ({z['warmup']} warm-up + {z['samples']} "
             f"draws), tree depth {z['tree_depth']}; {divergences} divergent transition(s) in "
             "the refit")
