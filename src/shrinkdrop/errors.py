@@ -16,6 +16,7 @@ __all__ = [
     "MissingExtraError",
     "RunMismatchError",
     "ClusterError",
+    "NonFiniteLossError",
 ]
 
 
@@ -62,3 +63,9 @@ class RunMismatchError(ShrinkdropError):
 
 class ClusterError(ShrinkdropError):
     """The Dask scheduler cannot be reached, or has no workers."""
+
+
+# ---- issue 28 (work28)
+class NonFiniteLossError(ShrinkdropError, ValueError, FloatingPointError):
+    """Training stopped because the loss became NaN or infinite; the message says at which
+    epoch and batch, and why (non-finite data, diverged parameters, outputs or likelihood)."""
