@@ -20,12 +20,12 @@ PUBLIC_API: dict[str, set[str]] = {
     "shrinkdrop": {
         "noise", "priors", "functional", "nn", "train", "ensemble", "gaps", "inference", "data",
         "errors", "enums", "convert", "mc_mode", "fit", "ShrinkdropError", "DataError",
-        "__version__",
+        "__version__", "metrics",
     },
     "shrinkdrop.errors": {
         "ShrinkdropError", "DataError", "NotNormalizableError", "EvalNoiseError",
         "UnsupportedLayerError", "SVIError", "InfiniteObjectiveError", "MissingExtraError",
-        "RunMismatchError", "ClusterError",
+        "RunMismatchError", "ClusterError", "NonFiniteLossError",
     },
     "shrinkdrop.enums": {"Likelihood", "Objective", "Param", "PredictMode", "Structure", "Tie"},
     "shrinkdrop.noise": {
@@ -58,7 +58,12 @@ PUBLIC_API: dict[str, set[str]] = {
         "sample_outputs", "noise_on", "predict", "gaussian_log_likelihood",
         "categorical_log_likelihood", "log_likelihood", "predictive_log_likelihoods",
         "predictive_log_likelihood", "fit_predictive_precision", "fit_predictive_tau", "fit",
-        "History",
+        "History", "bernoulli_log_likelihood", "ShrinkageLoss", "NonFiniteLossError",
+        "predictive", "Predictive",
+    },
+    "shrinkdrop.metrics": {
+        "nll", "accuracy", "brier", "ece", "reliability", "interval_coverage", "auroc",
+        "gaussian_mixture_nll",
     },
     "shrinkdrop.ensemble": {
         "StackedNoisyMLP", "fit_stacked", "stacked_loss", "StackedHistory", "stacked_predictive",

@@ -33,6 +33,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "data": ("data", None),
     "errors": ("errors", None),
     "enums": ("enums", None),
+    "metrics": ("metrics", None),
     # shortcuts to the most used functions
     "convert": ("nn", "convert"),
     "mc_mode": ("nn", "mc_mode"),

@@ -12,6 +12,8 @@ Priors", Sec. 3-4).
 * :mod:`~shrinkdrop.train.precision`: the Gaussian precision fitted on held-out rows;
 * :mod:`~shrinkdrop.train.loss`: :class:`ShrinkageLoss`, the objective and the weight prior as
   one loss usable from any training loop (Lightning, the Hugging Face Trainer, your own);
+* :mod:`~shrinkdrop.train.uncertainty`: :func:`predictive`, the predictive mean, variance
+  (epistemic + aleatoric), intervals, entropy and mutual information, streamed in chunks;
 * :mod:`~shrinkdrop.train.loop`: :func:`fit`, Adam on any ``nn.Module`` under noise, from
   tensors, a ``Dataset`` or a ``DataLoader``, with early stopping on validation data.
 """
@@ -37,6 +39,7 @@ from .prediction import (
     predictive_log_likelihoods,
     sample_outputs,
 )
+from .uncertainty import Predictive, predictive
 from .weight_priors import (
     expected_log_prior_hp,
     log_prior_ep,
@@ -75,4 +78,6 @@ __all__ = [
     "bernoulli_log_likelihood",
     "ShrinkageLoss",
     "NonFiniteLossError",
+    "predictive",
+    "Predictive",
 ]

@@ -20,6 +20,7 @@ from ..functional import sample_groups
 from ..nn import NoiseLayer, mc_mode
 from .likelihoods import log_likelihood
 from .objectives import marginal_map
+from .sources import check_finite
 
 __all__ = [
     "noise_on",
@@ -89,17 +90,24 @@ def predict(
     (weight scaling: xi replaced by its mean, which is what normalised layers do in eval()).
 
     For ``likelihood='categorical'`` the average is of softmax probabilities (probabilities are
-    returned); for ``'gaussian'`` it is of the raw outputs. No gradients.
+    returned), for ``'bernoulli'`` of sigmoid probabilities; for ``'gaussian'`` it is of the raw
+    outputs. No gradients. ``x`` has to be finite. Variances, intervals, entropies and mutual
+    information: :func:`shrinkdrop.train.predictive`.
     """
     mode = check_choice("mode", mode, PredictMode)
     likelihood = check_choice("likelihood", likelihood, Likelihood)
+    check_finite("x", x)
     with _evaluating(model):
         if mode is PredictMode.MEAN:
             out = model(x)
+            if likelihood is Likelihood.BERNOULLI:
+                return out.sigmoid()
             return out.softmax(-1) if likelihood is Likelihood.CATEGORICAL else out
         outs = sample_outputs(model, x, samples)
         if likelihood is Likelihood.CATEGORICAL:
             outs = outs.softmax(-1)
+        elif likelihood is Likelihood.BERNOULLI:
+            outs = outs.sigmoid()
         return outs.mean(0)
 
 
@@ -143,6 +151,8 @@ def _mc_outputs(model, x, y, samples, y_mean, y_std) -> torch.Tensor:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y have to have the same number of rows, but got {x.shape[0]} "
                          f"and {y.shape[0]}")
+    check_finite("x", x)
+    check_finite("y", y)
     with _evaluating(model):
         outs = sample_outputs(model, x, samples)
     if y_std is not None:
