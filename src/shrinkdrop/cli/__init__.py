@@ -26,6 +26,7 @@ VERBS: dict[str, str] = {
     "mcmc": "mcmc",
     "relevance": "relevance",
     "prune": "prune",
+    "uncertainty": "uncertainty",
 }
 
 

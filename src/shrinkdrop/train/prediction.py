@@ -34,11 +34,13 @@ __all__ = [
 @contextlib.contextmanager
 def noise_on(model: nn.Module) -> Iterator[nn.Module]:
     """Noise on, whatever the model's mode: ``shrinkdrop.mc_mode`` for the library's layers, and
-    train mode for other modules that carry a ``noise`` attribute (restored on exit)."""
+    train mode for torch's own dropout modules (``nn.Dropout``, ``nn.Dropout2d``, ...: MC
+    dropout) and for other modules that carry a ``noise`` attribute (restored on exit)."""
     ctx = mc_mode(model)
     changed = [
         m for m in model.modules()
-        if hasattr(m, "noise") and not isinstance(m, NoiseLayer) and not m.training
+        if not m.training and not isinstance(m, NoiseLayer)
+        and (hasattr(m, "noise") or isinstance(m, nn.modules.dropout._DropoutNd))
     ]
     for m in changed:
         m.training = True
