@@ -3,6 +3,7 @@ the objectives of :mod:`shrinkdrop.train.objectives`."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._validation import check_int, positive_float
 from ..enums import Likelihood, Objective
+from ..errors import NonFiniteLossError
 from .loss import ShrinkageLoss
 from .objectives import marginal_map
 from .sources import Source, as_source, diverged
@@ -62,29 +64,36 @@ def _epoch(model: nn.Module, batches, opt: torch.optim.Optimizer, loss_fn: Shrin
     """One epoch; the mean training loss over its rows. ``check``: test each step's loss for
     NaN / inf at once (CPU; elsewhere after the epoch, to keep the device asynchronous);
     ``first``: the targets to check the class indices of on this epoch's first step."""
-    losses, sizes = [], []
+    total, rows, pending = 0.0, 0, []
     for b, (xb, yb) in enumerate(batches):
-        out = loss_fn.outputs(model, xb)
-        if first is not None and b == 0:
+        if first is not None and b == 0:  # the first step checks the class indices
+            out = loss_fn.outputs(model, xb)
             if loss_fn.likelihood in ("categorical", Likelihood.CATEGORICAL):
                 _check_categorical(out, first if first is not True else yb, "y")
-        loss = loss_fn.from_outputs(out, yb, model)
-        if check and not bool(torch.isfinite(loss)):
-            raise diverged(loss, epoch, b, model, xb, yb, loss_fn, lr)
+            loss = loss_fn.from_outputs(out, yb, model)
+        else:
+            loss = loss_fn(model, xb, yb)
+        if check:  # on the CPU a scalar read costs about a microsecond: stop at once
+            v = loss.item()
+            if not math.isfinite(v):
+                raise diverged(loss, epoch, b, model, xb, yb, loss_fn, lr)
+            total += v * xb.shape[0]
+        else:  # keep the device asynchronous: read the losses after the epoch
+            pending.append((loss.detach(), xb.shape[0]))
+        rows += xb.shape[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(loss.detach())
-        sizes.append(xb.shape[0])
-    if not losses:
+    if rows == 0:
         raise ValueError("the training data yielded no batches")
-    ls = torch.stack(losses).double()
-    if not check and not bool(torch.isfinite(ls).all()):
-        b = int((~torch.isfinite(ls)).nonzero()[0])
-        from ..errors import NonFiniteLossError
-        raise NonFiniteLossError(f"the training loss is {float(ls[b])} at epoch {epoch}, "
-                                 f"batch {b}; training stopped")
-    return float(ls @ torch.tensor(sizes, dtype=torch.float64)) / sum(sizes)
+    if pending:
+        ls = torch.stack([v for v, _ in pending]).double()
+        if not bool(torch.isfinite(ls).all()):
+            b = int((~torch.isfinite(ls)).nonzero()[0])
+            raise NonFiniteLossError(f"the training loss is {float(ls[b])} at epoch {epoch}, "
+                                     f"batch {b}; training stopped")
+        total = float(ls @ torch.tensor([n for _, n in pending], dtype=torch.float64))
+    return total / rows
 
 
 @torch.no_grad()
@@ -199,7 +208,7 @@ def fit(
                 sigma0=sigma0, weight_decay=loss_fn.weight_decay, epochs=epochs,
                 batch_size=batch_size, lr=lr, seed=seed, beta=beta, n=src.n)
     history = History(args=args)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = _adam(model, lr)
 
     from tqdm.auto import tqdm
 
@@ -237,6 +246,20 @@ def fit(
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
+
+
+def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam, in torch's fused kernel where the parameters allow it (CPU or CUDA floating
+    tensors: one kernel per step instead of a Python loop over parameters and operations; the
+    same algorithm, equal to float rounding), else torch's default implementation."""
+    params = list(model.parameters())
+    if params and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                      for p in params):
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True)
+        except (RuntimeError, ValueError):  # pragma: no cover - a dtype the kernel lacks
+            pass
+    return torch.optim.Adam(params, lr=lr)
 
 
 def _setup(model, X, y, likelihood, objective, samples, tau, sigma0, weight_decay, epochs,

@@ -73,19 +73,69 @@ class _Gaussian:
         self.tau = tau
         self._cache: dict = {}
 
-    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def constants(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tau`` and ``log(tau) / 2`` in ``out``'s dtype and device (made once)."""
         key = (out.dtype, out.device)
         c = self._cache.get(key)
         if c is None:
             tau_t = torch.as_tensor(self.tau, dtype=out.dtype).to(out.device)
             c = self._cache[key] = (tau_t, 0.5 * torch.log(tau_t))
-        tau_t, half_log_tau = c
+        return c
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        tau_t, half_log_tau = self.constants(out)
         y = check_target(out, y)
         if y.dtype != out.dtype:
             y = y.to(out.dtype)
         ll = -0.5 * tau_t * (y - out) ** 2 + half_log_tau - 0.5 * LOG_2PI
         event = y.ndim - 1
         return ll.sum(tuple(range(-event, 0))) if event > 0 else ll
+
+
+class _FusedMC:
+    """The MC objective of a built-in likelihood as one fused torch loss (``mse_loss``,
+    ``cross_entropy``, ``binary_cross_entropy_with_logits``): the mean over draws and rows of
+    the per-example log-likelihood is linear in it, so ``-mean ll`` needs no per-example tensor
+    (the same value as the general path, to float rounding). Outputs are ``(S, B, ...)``, or
+    ``(B, ...)`` with ``single``; the target's shape is checked once per pair of shapes."""
+
+    def __init__(self, kind: str, tau: float | torch.Tensor | None) -> None:
+        self.kind = kind
+        self._shapes: dict = {}
+        self._consts: dict = {}
+        if kind == "gaussian":
+            t = float(tau)
+            self.k, self.c = 0.5 * t, 0.5 * math.log(t) - 0.5 * LOG_2PI
+
+    def _target(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        key = (out.shape, y.shape)
+        r = self._shapes.get(key)
+        if r is None:
+            yy = check_target(out, y)  # raises on a mis-shaped target
+            r = self._shapes[key] = (yy.ndim != y.ndim, math.prod(yy.shape[1:]))
+        return (y.unsqueeze(-1) if r[0] else y), r[1]
+
+    def __call__(self, out: torch.Tensor, y: torch.Tensor, single: bool) -> torch.Tensor:
+        F = torch.nn.functional
+        if self.kind == "categorical":
+            yy = y if y.dtype == torch.long else y.long()
+            if single:
+                return F.cross_entropy(out, yy)
+            return F.cross_entropy(out.reshape(-1, out.shape[-1]), yy.repeat(out.shape[0]))
+        y, E = self._target(out, y)
+        if y.dtype != out.dtype:
+            y = y.to(out.dtype)
+        if y.shape != out.shape:
+            y = y.expand_as(out)
+        if self.kind == "bernoulli":
+            bce = F.binary_cross_entropy_with_logits(out, y)
+            return bce if E == 1 else bce * E
+        key = (out.dtype, out.device, E)
+        const = self._consts.get(key)
+        if const is None:  # -E c as a 0-d tensor: the loss is one add(const, mse, alpha)
+            const = self._consts[key] = torch.tensor(-E * self.c, dtype=out.dtype,
+                                                     device=out.device)
+        return torch.add(const, F.mse_loss(out, y), alpha=self.k * E)
 
 
 class ShrinkageLoss:
@@ -122,6 +172,12 @@ class ShrinkageLoss:
         self.tau = tau
         self._ll, self._broadcasts = self._resolve(likelihood, tau)
         self._weights_of: tuple[weakref.ref, list[torch.Tensor]] | None = None
+        self._fused = None
+        if self.objective is Objective.MC and self._broadcasts:
+            kind = ("categorical" if self._ll is categorical_log_likelihood else "bernoulli"
+                    if self._ll is bernoulli_log_likelihood else "gaussian")
+            if kind != "gaussian" or not isinstance(tau, torch.Tensor) or tau.numel() == 1:
+                self._fused = _FusedMC(kind, tau)
         if self.objective is Objective.MC:
             self._obj = mc_objective
         elif self.objective is Objective.MARGINAL_MAP:
@@ -176,7 +232,10 @@ class ShrinkageLoss:
                      params: nn.Module | Iterable[torch.Tensor] | None = None) -> torch.Tensor:
         """The loss of outputs already drawn, ``(S, B, ...)`` (sample-major), against ``y``
         ``(B, ...)``, plus the prior of ``params`` (a model or its weights; None: no prior)."""
-        loss = -self._obj(self.log_likelihoods(outputs, y)).mean()
+        if self._fused is not None:
+            loss = self._fused(outputs, y, False)
+        else:
+            loss = -self._obj(self.log_likelihoods(outputs, y)).mean()
         if params is not None and self.weight_decay > 0:
             loss = loss + self.penalty(params)
         return loss
@@ -196,4 +255,7 @@ class ShrinkageLoss:
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss of ``model`` on the batch ``(x, y)``: ``samples`` noisy passes, the
         objective, the prior."""
+        if self._fused is not None and self.samples == 1 and model.training:
+            loss = self._fused(model(x), y, True)  # the plain step: nothing to repeat
+            return loss + self.penalty(model) if self.weight_decay > 0 else loss
         return self.from_outputs(self.outputs(model, x), y, model)
