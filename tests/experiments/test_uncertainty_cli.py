@@ -8,15 +8,15 @@ from shrinkdrop.cli import main
 from shrinkdrop.experiments.uncertainty import build_model, method_names, summarize
 
 TINY = ["uncertainty", "--data", "digits", "--quick", "--epochs", "2", "--samples", "4",
-        "--methods", "plain,mc-dropout,ensemble-3,bernoulli-unit,beta-channel", "--no-progress"]
+        "--ensemble", "2", "--methods", "plain,mc-dropout,ensemble-2,beta-channel",
+        "--no-progress"]
 
 
 def test_uncertainty_digits_writes_results_and_resumes(tmp_path, capsys):
     out = tmp_path / "u"
     assert main(TINY + ["--out", str(out)]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert set(s["methods"]) == {"plain", "mc-dropout", "ensemble-3", "bernoulli-unit",
-                                 "beta-channel"}
+    assert set(s["methods"]) == {"plain", "mc-dropout", "ensemble-2", "beta-channel"}
     for m in s["methods"].values():
         assert 0 <= m["ece"][0] <= 1 and 0 <= m["auroc_entropy"][0] <= 1 and m["nll"][0] > 0
         assert m["seeds"] == [0, 1]
@@ -26,7 +26,7 @@ def test_uncertainty_digits_writes_results_and_resumes(tmp_path, capsys):
     sec = json.loads((out / "section.json").read_text())
     assert any(b["kind"] == "figure" for b in sec["blocks"])
     rows = (out / "results.csv").read_text().splitlines()
-    assert len(rows) == 1 + 5 * 2
+    assert len(rows) == 1 + 4 * 2
     # resume: nothing left to run, same summary; other settings: refused
     before = (out / "results.csv").read_text()
     assert main(TINY + ["--out", str(out)]) == 0

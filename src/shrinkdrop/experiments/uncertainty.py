@@ -192,8 +192,8 @@ def _readouts(opts, models, method, x, seed) -> dict:
             outs = [m.eval()(x).unsqueeze(0) for m in models]
         return reduce_draws(outs, "categorical")
     S = 1 if method == "plain" else opts.samples
-    p = predictive(models[0], x, likelihood="categorical", samples=S, sample_chunk=4,
-                   row_chunk=1000)
+    p = predictive(models[0], x, likelihood="categorical", samples=S, sample_chunk=2,
+                   row_chunk=256)
     return {k: getattr(p, k) for k in ("log_probs", "probs", "entropy", "mutual_information")}
 
 

@@ -170,18 +170,14 @@ def fit(
 
     Args:
         model: the network; trained in train mode, left in eval mode.
-        X, y: training inputs ``(N, ...)`` and targets ``(N, ...)`` as tensors (finite); or
-            ``X`` a ``Dataset`` of ``(x, y)`` pairs (shuffled minibatches of ``batch_size``
-            drawn with the shuffling generator) or a ``DataLoader`` (used as it is), with
-            ``y=None``.
+        X, y: inputs ``(N, ...)`` and targets ``(N, ...)`` (finite tensors); or ``X`` a
+            ``Dataset`` of ``(x, y)`` pairs (shuffled by the generator) or a ``DataLoader``.
         likelihood: ``'gaussian'`` (needs ``tau``; per-example ``log N(y; f(x), 1/tau)``),
             ``'categorical'`` (``f(x)`` are logits), ``'bernoulli'`` (one logit per binary
-            target) or a callable ``(output, y) -> (rows,)``. A target of another shape than the
-            output is refused, not broadcast.
+            target) or a callable ``(output, y) -> (rows,)``. Mis-shaped targets are refused.
         objective: ``'mc'`` | ``'marginal_map'`` | ``'tail_adaptive'`` (``beta`` for the latter).
         samples: S noise draws per example and step.
-        sigma0 / weight_decay: at most one (neither: no prior). ``sigma0`` needs the number of
-            rows (a ``DataLoader`` whose dataset has no length: give ``weight_decay``).
+        sigma0 / weight_decay: at most one (neither: no prior; ``sigma0`` needs a known N).
         epochs, batch_size, lr: Adam, shuffled minibatches.
         seed: seeds torch's global RNG inside ``torch.random.fork_rng`` (global state untouched)
             and the shuffling generator (unless ``generator`` is given).
@@ -191,54 +187,28 @@ def fit(
         val: validation data (a pair of tensors, a ``Dataset`` or a ``DataLoader``): after each
             epoch the mean MC predictive log-likelihood over ``val_samples`` draws goes into
             ``History.val_ll``, and at the end the model holds the weights of the best epoch.
-        patience: with ``val``, stop after this many epochs without a better validation
-            log-likelihood (None: run every epoch).
+        patience: with ``val``, stop after this many epochs in a row without a better
+            validation log-likelihood (None: run every epoch).
+        val_samples: noise draws per validation row.
 
     Raises:
-        ValueError: bad arguments, ``X`` or ``y`` holding NaN / inf (naming which), targets of
-            the wrong shape or class indices out of range.
-        NonFiniteLossError: the loss became NaN or inf; the message says at which epoch and
-            batch, and why.
+        ValueError: bad arguments, ``X`` / ``y`` with NaN or inf (naming which), mis-shaped
+            targets, class indices out of range; ``NonFiniteLossError`` (a ValueError): the
+            loss became NaN or inf (the message says at which epoch and batch, and why).
     """
     loss_fn, src, vsrc, gen = _setup(model, X, y, likelihood, objective, samples, tau, sigma0,
                                      weight_decay, epochs, batch_size, lr, seed, beta, generator,
                                      val, patience, val_samples)
-    args = dict(likelihood=likelihood if isinstance(likelihood, str) else "callable",
-                objective=loss_fn.objective.value, samples=loss_fn.samples, tau=tau,
-                sigma0=sigma0, weight_decay=loss_fn.weight_decay, epochs=epochs,
-                batch_size=batch_size, lr=lr, seed=seed, beta=beta, n=src.n)
-    history = History(args=args)
-    opt = _adam(model, lr)
-
-    from tqdm.auto import tqdm
-
+    history = History(args=dict(
+        likelihood=likelihood if isinstance(likelihood, str) else "callable",
+        objective=loss_fn.objective.value, samples=loss_fn.samples, tau=tau, sigma0=sigma0,
+        weight_decay=loss_fn.weight_decay, epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed, beta=beta, n=src.n))
     start = time.perf_counter()
-    best, since = None, 0
-    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
     with torch.random.fork_rng(devices=_cuda_devices(model, *src.tensors)):
         torch.manual_seed(seed)  # seeds every device's generator: fork those in use
-        model.train()
-        bar = tqdm(range(epochs), disable=not progress,
-                   desc=f"fit[{loss_fn.objective.value}, S={loss_fn.samples}]")
-        for epoch in bar:
-            first = (src.y if src.y is not None else True) if epoch == 0 else None
-            history.loss.append(_epoch(model, src.epoch(gen), opt, loss_fn, epoch, on_cpu, first,
-                                       lr))
-            bar.set_postfix(loss=f"{history.loss[-1]:.4g}")
-            if vsrc is not None:
-                history.val_ll.append(_val_ll(model, vsrc, loss_fn, val_samples,
-                                               seed + 1 + epoch))
-                if best is None or history.val_ll[-1] > best[0]:
-                    best = (history.val_ll[-1], epoch, {k: v.detach().clone()
-                                                        for k, v in model.state_dict().items()})
-                    since = 0
-                else:
-                    since += 1
-            if callback is not None and callback(epoch, history, model):
-                break
-            if patience is not None and vsrc is not None and since > patience:
-                break
-        bar.close()
+        best = _epochs(model, src, vsrc, gen, _adam(model, lr), loss_fn, history, epochs,
+                       progress, callback, patience, val_samples, seed, lr)
     history.best_epoch = history.epochs - 1
     if best is not None:
         model.load_state_dict(best[2])
@@ -246,6 +216,38 @@ def fit(
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
+
+
+def _epochs(model, src, vsrc, gen, opt, loss_fn, history, epochs, progress, callback, patience,
+            val_samples, seed, lr) -> tuple | None:
+    """The epochs of :func:`fit` (inside its forked RNG); the best validation epoch's
+    ``(val_ll, epoch, state_dict)`` (None without validation data)."""
+    from tqdm.auto import tqdm
+
+    best, since = None, 0
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    model.train()
+    bar = tqdm(range(epochs), disable=not progress,
+               desc=f"fit[{loss_fn.objective.value}, S={loss_fn.samples}]")
+    for epoch in bar:
+        first = (src.y if src.y is not None else True) if epoch == 0 else None
+        history.loss.append(_epoch(model, src.epoch(gen), opt, loss_fn, epoch, on_cpu, first,
+                                   lr))
+        bar.set_postfix(loss=f"{history.loss[-1]:.4g}")
+        if vsrc is not None:
+            history.val_ll.append(_val_ll(model, vsrc, loss_fn, val_samples, seed + 1 + epoch))
+            if best is None or history.val_ll[-1] > best[0]:
+                best = (history.val_ll[-1], epoch,
+                        {k: v.detach().clone() for k, v in model.state_dict().items()})
+                since = 0
+            else:
+                since += 1
+        if callback is not None and callback(epoch, history, model):
+            break
+        if patience is not None and vsrc is not None and since >= patience:
+            break
+    bar.close()
+    return best
 
 
 def _adam(model: nn.Module, lr: float) -> torch.optim.Optimizer:
