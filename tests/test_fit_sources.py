@@ -168,3 +168,19 @@ def test_bad_categorical_targets_and_sources():
     with pytest.raises(ValueError, match="sigma0 needs n"):
         ShrinkageLoss("gaussian", tau=1.0, sigma0=1.0)
 
+
+
+def test_inputs_that_do_not_fit_the_model_are_named():
+    X, y = _data(40)
+    with pytest.raises(ValueError, match=r"^X of shape \(40, 3\) does not fit the model"):
+        fit(_mlp(), X[:, :3], y, tau=1.0, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"^x of shape \(40, 3\) does not fit the model"):
+        sd.train.predict(_mlp(), X[:, :3], 4)
+    with pytest.raises(ValueError, match="x has to have at least one row"):
+        sd.train.predict(_mlp(), X[:0], 4)
+    with pytest.raises(ValueError, match="X is on the meta device"):
+        fit(_mlp(), X.to("meta"), y.to("meta"), tau=1.0, progress=False)
+    with pytest.raises(TypeError, match="seed has to be an integer"):
+        fit(_mlp(), X, y, tau=1.0, seed="a", progress=False)
+    with pytest.raises(ValueError, match="y_std has to be positive"):
+        sd.train.predictive_log_likelihoods(_mlp(), X, y, 4, tau=1.0, y_std=0.0)

@@ -17,7 +17,7 @@ from ..enums import Likelihood, Objective
 from ..errors import NonFiniteLossError
 from .loss import ShrinkageLoss
 from .objectives import marginal_map
-from .sources import Source, as_source, diverged
+from .sources import Source, as_source, diverged, model_error
 
 __all__ = ["fit", "History"]
 
@@ -66,8 +66,11 @@ def _epoch(model: nn.Module, batches, opt: torch.optim.Optimizer, loss_fn: Shrin
     ``first``: the targets to check the class indices of on this epoch's first step."""
     total, rows, pending = 0.0, 0, []
     for b, (xb, yb) in enumerate(batches):
-        if first is not None and b == 0:  # the first step checks the class indices
-            out = loss_fn.outputs(model, xb)
+        if first is not None and b == 0:  # the first step checks the input and class indices
+            try:
+                out = loss_fn.outputs(model, xb)
+            except RuntimeError as exc:
+                raise model_error("X", xb, exc) from exc
             if loss_fn.likelihood in ("categorical", Likelihood.CATEGORICAL):
                 _check_categorical(out, first if first is not True else yb, "y")
             loss = loss_fn.from_outputs(out, yb, model)
@@ -275,8 +278,15 @@ def _setup(model, X, y, likelihood, objective, samples, tau, sigma0, weight_deca
     positive_float("lr", lr)
     if patience is not None:
         check_int("patience", patience, low=0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed has to be an integer, but got {seed!r}")
     gen = generator if generator is not None else torch.Generator().manual_seed(seed)
     src = as_source(X, y, batch_size, gen)
+    devs = {p.device for p in model.parameters()}
+    for name, t in (("X", src.X), ("y", src.y)):
+        if t is not None and devs and t.device not in devs:
+            raise ValueError(f"{name} has to be on the model's device "
+                             f"({', '.join(map(str, devs))}), but got {name} on {t.device}")
     if sigma0 is not None and src.n is None:
         raise ValueError("sigma0 needs the number of training rows, which this DataLoader's "
                          "dataset does not give (no len()); pass weight_decay=1/(N sigma0^2)")

@@ -20,7 +20,7 @@ from ..functional import sample_groups
 from ..nn import NoiseLayer, mc_mode
 from .likelihoods import log_likelihood
 from .objectives import marginal_map
-from .sources import check_finite
+from .sources import check_input, model_error
 
 __all__ = [
     "noise_on",
@@ -73,11 +73,16 @@ def sample_outputs(model: nn.Module, x: torch.Tensor, samples: int, *,
     Shape: ``(B, ...) -> (S, B, ...)``.
     """
     S = check_samples(samples)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x has to be a tensor, but got {type(x).__name__}")
     B = x.shape[0]
     xs = x.repeat(S, *([1] * (x.ndim - 1))) if S > 1 else x
     ctx = noise_on(model) if noise else contextlib.nullcontext()
     with ctx, _sample_groups(S):
-        out = model(xs)
+        try:
+            out = model(xs)
+        except RuntimeError as exc:
+            raise model_error("x", x, exc) from exc
     return out.reshape(S, B, *out.shape[1:])
 
 
@@ -98,10 +103,10 @@ def predict(
     """
     mode = check_choice("mode", mode, PredictMode)
     likelihood = check_choice("likelihood", likelihood, Likelihood)
-    check_finite("x", x)
+    check_input("x", x)
     with _evaluating(model):
         if mode is PredictMode.MEAN:
-            out = model(x)
+            out = sample_outputs(model, x, 1, noise=False)[0]
             if likelihood is Likelihood.BERNOULLI:
                 return out.sigmoid()
             return out.softmax(-1) if likelihood is Likelihood.CATEGORICAL else out
@@ -153,8 +158,14 @@ def _mc_outputs(model, x, y, samples, y_mean, y_std) -> torch.Tensor:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y have to have the same number of rows, but got {x.shape[0]} "
                          f"and {y.shape[0]}")
-    check_finite("x", x)
-    check_finite("y", y)
+    check_input("x", x)
+    check_input("y", y)
+    for name, v in (("y_std", y_std), ("y_mean", y_mean)):
+        if v is not None:
+            t = torch.as_tensor(v, dtype=torch.float64)
+            if not bool(torch.isfinite(t).all()) or (name == "y_std" and not bool((t > 0).all())):
+                raise ValueError(f"{name} has to be {'positive and ' if name == 'y_std' else ''}"
+                                 f"finite, but got {v!r}")
     with _evaluating(model):
         outs = sample_outputs(model, x, samples)
     if y_std is not None:

@@ -13,7 +13,35 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import NonFiniteLossError
 
-__all__ = ["Source", "as_source", "check_finite", "unpack_batch", "diverged"]
+__all__ = ["Source", "as_source", "check_finite", "check_input", "model_error", "unpack_batch",
+           "diverged"]
+
+#: words of torch's errors for an input that does not fit a layer
+_SHAPE_WORDS = ("shape", "size", "channels", "dimension")
+
+
+def check_input(name: str, x: object) -> torch.Tensor:
+    """``x`` as a non-empty tensor with data (not on the meta device) and finite values."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} has to be a tensor, but got {type(x).__name__}")
+    if x.device.type == "meta":
+        raise ValueError(f"{name} is on the meta device (a shape without values); it has to "
+                         "hold data on the model's device")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"{name} has to have at least one row, but it is empty (shape "
+                         f"{tuple(x.shape)})")
+    check_finite(name, x)
+    return x
+
+
+def model_error(name: str, x: torch.Tensor, exc: RuntimeError) -> Exception:
+    """A ``ValueError`` naming ``name`` for torch's error about an input of the wrong shape
+    (the same error back for any other)."""
+    msg = str(exc)
+    if any(w in msg for w in _SHAPE_WORDS):
+        first = msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
+        return ValueError(f"{name} of shape {tuple(x.shape)} does not fit the model ({first})")
+    return exc
 
 
 def check_finite(name: str, t: torch.Tensor) -> None:
@@ -25,7 +53,7 @@ def check_finite(name: str, t: torch.Tensor) -> None:
             where = f" (first in row {int(rows[0])})" if rows is not None and len(rows) else ""
             raise ValueError(
                 f"{name} has to hold finite values, but got {int(bad.sum())} NaN or infinite "
-                f"value(s){where}; drop or impute them before training")
+                f"value(s){where}; drop or impute them")
 
 
 def unpack_batch(batch: object, where: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,8 +104,8 @@ def _check_rows(X: torch.Tensor, y: torch.Tensor, xname: str, yname: str) -> int
                          f"{tuple(y.shape)}")
     if X.shape[0] == 0:
         raise ValueError(f"{xname} has to have at least one row, but got 0")
-    check_finite(xname, X)
-    check_finite(yname, y)
+    check_input(xname, X)
+    check_input(yname, y)
     return X.shape[0]
 
 
