@@ -184,3 +184,21 @@ def test_inputs_that_do_not_fit_the_model_are_named():
         fit(_mlp(), X, y, tau=1.0, seed="a", progress=False)
     with pytest.raises(ValueError, match="y_std has to be positive"):
         sd.train.predictive_log_likelihoods(_mlp(), X, y, 4, tau=1.0, y_std=0.0)
+
+
+def test_fused_mc_loss_equals_the_general_path():
+    """The fused MC losses (mse / cross_entropy / BCE) against -mean of the per-example
+    log-likelihoods, at S = 1 and S = 3, sequence targets included."""
+    g = torch.Generator().manual_seed(0)
+    for lik, out, y in [
+        ("gaussian", torch.randn(3, 8, 2, generator=g), torch.randn(8, 2, generator=g)),
+        ("gaussian", torch.randn(1, 8, 1, generator=g), torch.randn(8, generator=g)),
+        ("categorical", torch.randn(3, 8, 4, generator=g), torch.randint(0, 4, (8,))),
+        ("categorical", torch.randn(1, 8, 5, 4, generator=g), torch.randint(0, 4, (8, 5))),
+        ("bernoulli", torch.randn(3, 8, 2, generator=g), (torch.rand(8, 2) > 0.5).float()),
+    ]:
+        loss = ShrinkageLoss(lik, tau=2.5)
+        ref = -loss.log_likelihoods(out, y).mean()
+        torch.testing.assert_close(loss.from_outputs(out, y), ref)
+        if out.shape[0] == 1:
+            torch.testing.assert_close(loss._fused(out[0], y, True), ref)

@@ -118,9 +118,9 @@ class _FusedMC:
     def __call__(self, out: torch.Tensor, y: torch.Tensor, single: bool) -> torch.Tensor:
         F = torch.nn.functional
         if self.kind == "categorical":
-            yy = y if y.dtype == torch.long else y.long()
-            if single:
-                return F.cross_entropy(out, yy)
+            yy = (y if y.dtype == torch.long else y.long()).reshape(-1)
+            if single:  # (B, [T,] C) logits of (B, [T]) targets
+                return F.cross_entropy(out.reshape(-1, out.shape[-1]), yy)
             return F.cross_entropy(out.reshape(-1, out.shape[-1]), yy.repeat(out.shape[0]))
         y, E = self._target(out, y)
         if y.dtype != out.dtype:
