@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[test,timeseries,cluster,hf,docs,images,prune,mcmc-jax,arviz]"
+	$(BIN)/pip install -q -e ".[test,timeseries,cluster,hf,docs,images,prune,mcmc-jax,arviz,lightning]"
 	touch $@
 
 setup: $(BIN)/.installed

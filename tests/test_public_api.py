@@ -20,7 +20,7 @@ PUBLIC_API: dict[str, set[str]] = {
     "shrinkdrop": {
         "noise", "priors", "functional", "nn", "train", "ensemble", "gaps", "inference", "data",
         "errors", "enums", "convert", "mc_mode", "fit", "ShrinkdropError", "DataError",
-        "__version__", "compress",
+        "__version__", "compress", "metrics",
     },
     "shrinkdrop.errors": {
         "ShrinkdropError", "DataError", "NotNormalizableError", "EvalNoiseError",
@@ -28,6 +28,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "RunMismatchError", "ClusterError",
         "ConversionError",  # issue 26 (conv26)
         "CompactionError",  # issue 27 (compress27)
+        "NonFiniteLossError",  # issue 28 (work28)
     },
     "shrinkdrop.enums": {"Likelihood", "Objective", "Param", "PredictMode", "Structure", "Tie"},
     "shrinkdrop.noise": {
@@ -62,7 +63,12 @@ PUBLIC_API: dict[str, set[str]] = {
         "sample_outputs", "noise_on", "predict", "gaussian_log_likelihood",
         "categorical_log_likelihood", "log_likelihood", "predictive_log_likelihoods",
         "predictive_log_likelihood", "fit_predictive_precision", "fit_predictive_tau", "fit",
-        "History",
+        "History", "bernoulli_log_likelihood", "ShrinkageLoss", "NonFiniteLossError",
+        "predictive", "Predictive",
+    },
+    "shrinkdrop.metrics": {
+        "nll", "accuracy", "brier", "ece", "reliability", "interval_coverage", "auroc",
+        "gaussian_mixture_nll",
     },
     "shrinkdrop.ensemble": {
         "StackedNoisyMLP", "fit_stacked", "stacked_loss", "StackedHistory", "stacked_predictive",

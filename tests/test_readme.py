@@ -23,6 +23,9 @@ def test_readme_tour_runs():
     incl = ns["svi"].inclusion()["0.xi"]
     assert incl.shape == (10,) and ((incl >= 0) & (incl <= 1)).all()
     assert torch.isfinite(ns["ll_pruned"]).all()
+    r = ns["r"]
+    assert r.quantiles.shape == (2, 50, 1) and bool((r.quantiles[0] < r.quantiles[1]).all())
+    assert ns["history"].best_epoch is not None and len(ns["history"].val_ll) >= 1
 
 
 def test_public_api():

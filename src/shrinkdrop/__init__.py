@@ -34,6 +34,7 @@ _PUBLIC: dict[str, tuple[str, str | None]] = {
     "errors": ("errors", None),
     "enums": ("enums", None),
     "compress": ("compress", None),
+    "metrics": ("metrics", None),
     # shortcuts to the most used functions
     "convert": ("nn", "convert"),
     "mc_mode": ("nn", "mc_mode"),

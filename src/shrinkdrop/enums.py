@@ -22,10 +22,12 @@ class Objective(str, enum.Enum):
 
 
 class Likelihood(str, enum.Enum):
-    """Built-in likelihoods: 'gaussian' (fixed precision tau) or 'categorical' (logits)."""
+    """Built-in likelihoods: 'gaussian' (fixed precision tau), 'categorical' (logits) or
+    'bernoulli' (one logit per binary target)."""
 
     GAUSSIAN = "gaussian"
     CATEGORICAL = "categorical"
+    BERNOULLI = "bernoulli"
 
 
 class PredictMode(str, enum.Enum):

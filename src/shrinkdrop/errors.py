@@ -18,6 +18,7 @@ __all__ = [
     "ClusterError",
     "ConversionError",
     "CompactionError",
+    "NonFiniteLossError",
 ]
 
 
@@ -77,3 +78,9 @@ class ConversionError(ShrinkdropError, ValueError):
 class CompactionError(ShrinkdropError, ValueError):
     """A model (or its scales) that :func:`shrinkdrop.compress.compact` cannot turn into a
     smaller plain model; the message names the layer."""
+
+
+# ---- issue 28 (work28)
+class NonFiniteLossError(ShrinkdropError, ValueError, FloatingPointError):
+    """Training stopped because the loss became NaN or infinite; the message says at which
+    epoch and batch, and why (non-finite data, diverged parameters, outputs or likelihood)."""

@@ -28,6 +28,7 @@ VERBS: dict[str, str] = {
     "prune": "prune",
     "compress": "compress",
     "mcmc-study": "mcmc_study",
+    "uncertainty": "uncertainty",
 }
 
 

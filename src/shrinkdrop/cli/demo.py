@@ -43,6 +43,9 @@ STEPS: list[tuple[str, list[str]]] = [
     # docs/compress.md's)
     ("compress", ["compress", "--data", "digits", "--arch", "lenet300", "--quick",
                   "--no-progress"]),
+    # classification uncertainty: every noise family x structure vs MC dropout, an ensemble
+    # and a plain CNN on digits 0-4, with 5-9 as out-of-distribution inputs
+    ("uncertainty", ["uncertainty", "--data", "digits", "--quick", "--no-progress"]),
 ]
 
 INTRO = (

@@ -10,15 +10,26 @@ Priors", Sec. 3-4).
 * :mod:`~shrinkdrop.train.prediction`: outputs under ``S`` noise draws in one batched pass,
   predictive means and predictive log-likelihoods;
 * :mod:`~shrinkdrop.train.precision`: the Gaussian precision fitted on held-out rows;
-* :mod:`~shrinkdrop.train.loop`: :func:`fit`, Adam on any ``nn.Module`` under noise.
+* :mod:`~shrinkdrop.train.loss`: :class:`ShrinkageLoss`, the objective and the weight prior as
+  one loss usable from any training loop (Lightning, the Hugging Face Trainer, your own);
+* :mod:`~shrinkdrop.train.uncertainty`: :func:`predictive`, the predictive mean, variance
+  (epistemic + aleatoric), intervals, entropy and mutual information, streamed in chunks;
+* :mod:`~shrinkdrop.train.loop`: :func:`fit`, Adam on any ``nn.Module`` under noise, from
+  tensors, a ``Dataset`` or a ``DataLoader``, with early stopping on validation data.
 """
 
 from __future__ import annotations
 
 from ..enums import Likelihood, Objective, PredictMode
-from ..errors import InfiniteObjectiveError
-from .likelihoods import categorical_log_likelihood, gaussian_log_likelihood, log_likelihood
+from ..errors import InfiniteObjectiveError, NonFiniteLossError
+from .likelihoods import (
+    bernoulli_log_likelihood,
+    categorical_log_likelihood,
+    gaussian_log_likelihood,
+    log_likelihood,
+)
 from .loop import History, fit
+from .loss import ShrinkageLoss
 from .objectives import marginal_map, mc_objective, objective, tail_adaptive, tail_adaptive_weights
 from .precision import fit_predictive_precision, fit_predictive_tau
 from .prediction import (
@@ -28,6 +39,7 @@ from .prediction import (
     predictive_log_likelihoods,
     sample_outputs,
 )
+from .uncertainty import Predictive, predictive
 from .weight_priors import (
     expected_log_prior_hp,
     log_prior_ep,
@@ -63,4 +75,9 @@ __all__ = [
     "fit_predictive_tau",
     "fit",
     "History",
+    "bernoulli_log_likelihood",
+    "ShrinkageLoss",
+    "NonFiniteLossError",
+    "predictive",
+    "Predictive",
 ]

@@ -2,6 +2,8 @@
 
 * :func:`gaussian_log_likelihood`: ``log N(y; output, 1/tau)`` summed over output dimensions;
 * :func:`categorical_log_likelihood`: ``log softmax(logits)[y]``;
+* :func:`bernoulli_log_likelihood`: ``y log sigmoid(f) + (1 - y) log sigmoid(-f)`` summed over
+  output dimensions;
 * :func:`log_likelihood`: the per-example function for a :class:`~shrinkdrop.enums.Likelihood`
   name (or a callable, returned as is).
 
@@ -30,8 +32,10 @@ __all__ = [
     "gaussian_log_prob",
     "gaussian_log_likelihood",
     "categorical_log_likelihood",
+    "bernoulli_log_likelihood",
     "log_likelihood",
     "align_target",
+    "check_target",
 ]
 
 #: ``log(2 pi)``
@@ -67,6 +71,20 @@ def align_target(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def check_target(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``y`` aligned to ``output`` (:func:`align_target`) and checked to have the trailing shape
+    of ``output``: a target of another shape is refused, never broadcast (a ``(B, 3)`` or
+    ``(B, 1, 1)`` target against a ``(B, 1)`` output would silently compare every pair)."""
+    y = align_target(output, y)
+    if y.ndim > output.ndim or tuple(output.shape[output.ndim - y.ndim:]) != tuple(y.shape):
+        raise ValueError(
+            f"y has to have the shape of the model's output per example (the output's trailing "
+            f"dimensions; a (B,) target is accepted for a (B, 1) output), but got y of shape "
+            f"{tuple(y.shape)} against an output of shape {tuple(output.shape)}: a target of "
+            "another shape is refused, not broadcast")
+    return y
+
+
 def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
                             tau: float | torch.Tensor) -> torch.Tensor:
     """Per-example ``log N(y; output, 1/tau)``, summed over output dimensions.
@@ -77,7 +95,7 @@ def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
     Shape: ``(..., B, *event) -> (..., B)``.
     """
     tau_t = torch.as_tensor(tau, dtype=output.dtype)
-    y = align_target(output, y).to(output.dtype)
+    y = check_target(output, y).to(output.dtype)
     # this order of operations (not gaussian_log_density's) keeps sd.fit's losses bit-identical
     # to the releases before issue 25
     ll = -0.5 * tau_t * (y - output) ** 2 + 0.5 * torch.log(tau_t) - 0.5 * LOG_2PI
@@ -92,6 +110,21 @@ def categorical_log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.T
     return lp.gather(-1, idx).squeeze(-1)
 
 
+def bernoulli_log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example ``y log sigmoid(f) + (1 - y) log sigmoid(-f)`` for logits ``f`` and targets
+    ``y`` in ``[0, 1]``, summed over output dimensions (minus
+    ``binary_cross_entropy_with_logits``).
+
+    Shape: ``(..., B, *event), (B, *event) -> (..., B)``; a ``(B,)`` target is matched to a
+    ``(B, 1)`` output.
+    """
+    y = check_target(logits, y).to(logits.dtype)
+    ll = -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, y.expand_as(logits), reduction="none")
+    event = y.ndim - 1
+    return ll.sum(tuple(range(-event, 0))) if event > 0 else ll
+
+
 def log_likelihood(
     likelihood: str | Likelihood | Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     tau: float | torch.Tensor | None = None,
@@ -102,6 +135,8 @@ def log_likelihood(
     likelihood = check_choice("likelihood", likelihood, Likelihood)
     if likelihood is Likelihood.CATEGORICAL:
         return categorical_log_likelihood
+    if likelihood is Likelihood.BERNOULLI:
+        return bernoulli_log_likelihood
     if tau is None:
         raise ValueError("likelihood='gaussian' needs tau (the noise precision), but got None")
     positive_float("tau", tau)

@@ -20,6 +20,7 @@ from ..functional import sample_groups
 from ..nn import NoiseLayer, mc_mode
 from .likelihoods import log_likelihood
 from .objectives import marginal_map
+from .sources import check_input, model_error
 
 __all__ = [
     "noise_on",
@@ -33,11 +34,13 @@ __all__ = [
 @contextlib.contextmanager
 def noise_on(model: nn.Module) -> Iterator[nn.Module]:
     """Noise on, whatever the model's mode: ``shrinkdrop.mc_mode`` for the library's layers, and
-    train mode for other modules that carry a ``noise`` attribute (restored on exit)."""
+    train mode for torch's own dropout modules (``nn.Dropout``, ``nn.Dropout2d``, ...: MC
+    dropout) and for other modules that carry a ``noise`` attribute (restored on exit)."""
     ctx = mc_mode(model)
     changed = [
         m for m in model.modules()
-        if hasattr(m, "noise") and not isinstance(m, NoiseLayer) and not m.training
+        if not m.training and not isinstance(m, NoiseLayer)
+        and (hasattr(m, "noise") or isinstance(m, nn.modules.dropout._DropoutNd))
     ]
     for m in changed:
         m.training = True
@@ -70,11 +73,16 @@ def sample_outputs(model: nn.Module, x: torch.Tensor, samples: int, *,
     Shape: ``(B, ...) -> (S, B, ...)``.
     """
     S = check_samples(samples)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x has to be a tensor, but got {type(x).__name__}")
     B = x.shape[0]
     xs = x.repeat(S, *([1] * (x.ndim - 1))) if S > 1 else x
     ctx = noise_on(model) if noise else contextlib.nullcontext()
     with ctx, _sample_groups(S):
-        out = model(xs)
+        try:
+            out = model(xs)
+        except RuntimeError as exc:
+            raise model_error("x", x, exc) from exc
     return out.reshape(S, B, *out.shape[1:])
 
 
@@ -89,17 +97,24 @@ def predict(
     (weight scaling: xi replaced by its mean, which is what normalised layers do in eval()).
 
     For ``likelihood='categorical'`` the average is of softmax probabilities (probabilities are
-    returned); for ``'gaussian'`` it is of the raw outputs. No gradients.
+    returned), for ``'bernoulli'`` of sigmoid probabilities; for ``'gaussian'`` it is of the raw
+    outputs. No gradients. ``x`` has to be finite. Variances, intervals, entropies and mutual
+    information: :func:`shrinkdrop.train.predictive`.
     """
     mode = check_choice("mode", mode, PredictMode)
     likelihood = check_choice("likelihood", likelihood, Likelihood)
+    check_input("x", x)
     with _evaluating(model):
         if mode is PredictMode.MEAN:
-            out = model(x)
+            out = sample_outputs(model, x, 1, noise=False)[0]
+            if likelihood is Likelihood.BERNOULLI:
+                return out.sigmoid()
             return out.softmax(-1) if likelihood is Likelihood.CATEGORICAL else out
         outs = sample_outputs(model, x, samples)
         if likelihood is Likelihood.CATEGORICAL:
             outs = outs.softmax(-1)
+        elif likelihood is Likelihood.BERNOULLI:
+            outs = outs.sigmoid()
         return outs.mean(0)
 
 
@@ -143,6 +158,14 @@ def _mc_outputs(model, x, y, samples, y_mean, y_std) -> torch.Tensor:
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y have to have the same number of rows, but got {x.shape[0]} "
                          f"and {y.shape[0]}")
+    check_input("x", x)
+    check_input("y", y)
+    for name, v in (("y_std", y_std), ("y_mean", y_mean)):
+        if v is not None:
+            t = torch.as_tensor(v, dtype=torch.float64)
+            if not bool(torch.isfinite(t).all()) or (name == "y_std" and not bool((t > 0).all())):
+                raise ValueError(f"{name} has to be {'positive and ' if name == 'y_std' else ''}"
+                                 f"finite, but got {v!r}")
     with _evaluating(model):
         outs = sample_outputs(model, x, samples)
     if y_std is not None:
