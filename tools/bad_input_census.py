@@ -47,7 +47,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        for i, c in enumerate(cases.LIB):
+        for c in cases.LIB:
             if a.only and a.only not in c.id:
                 continue
             torch.manual_seed(0)
@@ -55,7 +55,7 @@ def main() -> int:
             counts["library"][outcome] += 1
             rows.append((outcome, c.id, detail))
         for i, c in enumerate(cases.CLI):
-            if a.only and a.only not in c.id:
+            if a.only and a.only not in "cli." + c.id:
                 continue
             scratch = cases.make_scratch(base / f"c{i}")
             outcome, detail = cases.classify_cli(c, scratch)

@@ -82,7 +82,14 @@ def jsonable(x: object) -> object:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        anc = path.parent
+        while not anc.exists():
+            anc = anc.parent
+        raise NotADirectoryError(f"{path}: cannot be written: {anc} is a file, not a directory "
+                                 f"(the folder has to be a directory)") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="") as fh:
@@ -340,8 +347,8 @@ def run_units(fn: Callable, tasks: Sequence, *, jobs: int = 1,
     """
     from tqdm.auto import tqdm
 
-    if jobs < 1:
-        raise ValueError(f"jobs has to be at least 1, but got {jobs}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs has to be an integer >= 1, but got {jobs!r}")
     bar = tqdm(total=len(tasks), desc=desc, disable=not progress or not tasks, unit="unit",
                dynamic_ncols=True)
     try:

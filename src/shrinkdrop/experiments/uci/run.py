@@ -106,7 +106,7 @@ def plan_run(datasets: list[UCIData], out: str | Path, *, splits: list[int] | No
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise DataError(f"two data sets are named alike: {names}")
-    tasks = make_tasks(datasets, splits, methods, settings)
+    tasks = make_tasks(datasets, splits, methods, settings, flag("splits"))
     out = Path(out)
     store = ResultStore(out, settings.record(), {d.name: d.fingerprint() for d in datasets})
     store.check()
