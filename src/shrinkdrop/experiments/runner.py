@@ -24,7 +24,6 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
 import threading
 import uuid

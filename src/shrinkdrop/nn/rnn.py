@@ -29,8 +29,9 @@ def check_recurrent_input(x: object, hx: object, *, input_size: int, hidden_size
     if not isinstance(x, Tensor):
         raise TypeError(f"input has to be a tensor (T, N, D), but got {type(x).__name__}")
     if x.dim() not in (2, 3):
-        raise ValueError(f"input has to have shape (T, N, D), (N, T, D) with batch_first or "
-                         f"unbatched (T, D), but got a {x.dim()}-D tensor {tuple(x.shape)}")
+        raise ValueError(f"Expected input (T, N, D), (N, T, D) with batch_first or unbatched "
+                         f"(T, D): input has to be 2-D or 3-D, but got a {x.dim()}-D tensor "
+                         f"{tuple(x.shape)}")
     if not x.is_floating_point():
         raise TypeError(f"input has to be a floating tensor, but got {x.dtype}")
     if x.device != like.device:
