@@ -197,8 +197,8 @@ case("priors.gsm.sigma0=-1",
      lambda: P.GaussianScaleMixture(lambda s: -s, sigma0=-1.0), VE, "sigma0")
 case("priors.gsm.lower>upper",
      lambda: P.GaussianScaleMixture(lambda s: -s, lower=2.0, upper=1.0), VE, "lower", "upper")
-case("priors.log_bessel_k0.list", lambda: P.log_bessel_k0([1.0]), TE, "x", owner=OTHER)
-case("priors.log_exp1_scaled.list", lambda: P.log_exp1_scaled([1.0]), TE, "u", owner=OTHER)
+case("priors.log_bessel_k0.str", lambda: P.log_bessel_k0("1"), (TE, VE), "x", owner=OTHER)
+case("priors.log_exp1_scaled.str", lambda: P.log_exp1_scaled("1"), (TE, VE), "u", owner=OTHER)
 
 # ----------------------------------------------------------------------------- functional
 case("functional.unit_noise.noise=float", lambda: F.unit_noise(_x(4, 3), 0.5), TE, "noise")
@@ -328,7 +328,7 @@ case("nn.convert.generator=int",
      lambda: sd.convert(nn.Sequential(nn.Dropout(0.2)), BERN, generator=3), TE, "generator")
 case("nn.mc_mode.model=str", lambda: sd.mc_mode("model"), TE, "model")
 case("nn.mc_mode.enabled=str", lambda: sd.mc_mode(_mlp(), "yes"), TE, "enabled", owner=OTHER)
-case("nn.noisy_weights.model=str", lambda: sd.nn.noisy_weights("model"), TE, "model", owner=OTHER)
+case("nn.noisy_weights.model=str", lambda: sd.nn.noisy_weights("model"), TE, "model")
 
 # ----------------------------------------------------------------------------- train
 _LL = _x(8, 5)
@@ -571,7 +571,7 @@ case("inference.relevance_auc.no real",
 case("inference.relevance_auc.length",
      lambda: I.relevance_auc([0.1, 0.2, 0.3], [True, False]), VE, "labels", "one length")
 case("inference.relevance_auc.nan",
-     lambda: I.relevance_auc([0.1, NAN], [True, False]), VE, "scores", owner=OTHER)
+     lambda: I.relevance_auc([0.1, NAN], [True, False]), VE, "scores")
 case("inference.mixing_verdict.rhat_max", lambda: I.mixing_verdict({}, rhat_max=0.5), VE,
      "rhat_max", owner=OTHER)
 case("inference.mixing_verdict.ess_min", lambda: I.mixing_verdict({}, ess_min=-1.0), VE,
@@ -590,7 +590,7 @@ case("inference.linear_ss.chains=0",
      lambda: I.linear_spike_slab(X40, Y40[:, 0], chains=0), VE, "chains")
 case("inference.linear_ss.rows", lambda: I.linear_spike_slab(X40, _x(30)), VE, "y")
 case("inference.log_marginal.include",
-     lambda: I.log_marginal(X40, Y40[:, 0], [True, False]), VE, "include", owner=OTHER)
+     lambda: I.log_marginal(X40, Y40[:, 0], [True, False]), VE, "include")
 
 
 def _svi_net() -> nn.Module:

@@ -8,7 +8,14 @@ results; a rerun into the same ``OUT`` with different settings raises
 :class:`~shrinkdrop.errors.RunMismatchError` instead of mixing results. Tables assembled from
 the parts (``results.csv``) are replaced atomically too.
 
-Work items run in this process, in local worker processes (``jobs > 1``), or on a Dask
+A part carries a SHA-256 checksum of its contents: a stray, truncated, edited or misnamed file
+in ``OUT/parts/`` is reported (:class:`PartFileWarning`), renamed to ``*.bad`` and its unit
+counts as not done (:meth:`ResultStore.audit`). A run holds ``OUT/.lock``
+(:meth:`ResultStore.locked`), so two runs never write one ``OUT`` at once. Files are written
+with the user's umask.
+
+Work items run in this process, in local worker processes (``jobs > 1``, each ending with its
+driver, ``kill -9`` included), or on a Dask
 cluster (``client=``, :func:`dask_client`; the optional ``cluster`` extra): the results come back
 to this process, which writes every result file, so workers need no access to ``OUT``.
 
