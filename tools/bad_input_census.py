@@ -45,6 +45,7 @@ def main() -> int:
     counts: dict[str, collections.Counter] = {"library": collections.Counter(),
                                               "cli": collections.Counter()}
     rows = []
+    owners: collections.Counter = collections.Counter()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         for c in cases.LIB:
@@ -54,12 +55,16 @@ def main() -> int:
             outcome, detail = cases.classify_lib(c)
             counts["library"][outcome] += 1
             rows.append((outcome, c.id, detail))
+            if outcome != "clear":
+                owners[c.owner or "(no owner: this branch's to fix)"] += 1
         for i, c in enumerate(cases.CLI):
             if a.only and a.only not in "cli." + c.id:
                 continue
             scratch = cases.make_scratch(base / f"c{i}")
             outcome, detail = cases.classify_cli(c, scratch)
             counts["cli"][outcome] += 1
+            if outcome != "clear":
+                owners[c.owner or "(no owner: this branch's to fix)"] += 1
             rows.append((outcome, "cli." + c.id, detail))
     if a.list:
         for outcome, cid, detail in rows:
@@ -73,6 +78,8 @@ def main() -> int:
               f"{sum(cnt.values()):6d}")
     print(f"{'all':8s} {total['clear']:6d} {total['unclear']:8d} {total['silent']:7d} "
           f"{sum(total.values()):6d}")
+    for owner, n in owners.most_common():
+        print(f"not clear, {owner}: {n}")
     return 0
 
 

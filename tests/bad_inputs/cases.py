@@ -26,6 +26,7 @@ import io
 import math
 import os
 import sys
+import tempfile
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -83,9 +84,22 @@ LIB: list[Case] = []
 CLI: list[Cli] = []
 
 
+def _other(id: str) -> str:
+    """Whose files a fix outside this branch's area belongs to (the xfail reason)."""
+    if id.startswith(("nn.convert", "nn.NoisyMultiheadAttention")):
+        return "fix belongs to conv26's files (nn/convert.py, nn/attention.py)"
+    if id.startswith(("noise.", "functional.", "nn.")):
+        return ("fix belongs to layers26's files (noise/, functional.py, nn/_base.py, "
+                "nn/linear.py, nn/conv.py)")
+    return "fix belongs to a file outside input26's area (priors/special.py, " \
+        "inference/diagnostics.py)"
+
+
 def case(id: str, call: Callable[[], object], exc, *words: str, owner: str | None = None,
          warn: bool = False) -> None:
     assert all(c.id != id for c in LIB), id
+    if owner == OTHER:
+        owner = _other(id)
     LIB.append(Case(id, call, exc, words, owner, warn))
 
 
@@ -653,6 +667,30 @@ case("runner.dask_client.scheduler=''", lambda: R.dask_client("  ").__enter__(),
 case("runner.atomic_write_text.under file",
      lambda: R.atomic_write_text(Path(__file__) / "x.txt", "x"), (sd.ShrinkdropError, OSError),
      "cases.py", "directory")
+
+
+def _plan(tmp: str, **kw):
+    from shrinkdrop.experiments import uci
+    from shrinkdrop.experiments.uci.run import plan_run
+
+    return plan_run([load_builtin("diabetes")], Path(tmp) / "never-written",
+                    methods=["bernoulli-mc"], settings=uci.Settings(**kw), progress=False)
+
+
+# legal but suspicious: a warning that says so (and the run goes on)
+case("uci.plan_run.epochs_multiplier tiny (warning)",
+     lambda: _plan(tempfile.mkdtemp(), epochs_multiplier=1e-4), UserWarning,
+     "epochs_multiplier", "at least 1 epoch", warn=True)
+case("uci.plan_run.epochs_multiplier inf", lambda: _plan(tempfile.mkdtemp(),
+                                                         epochs_multiplier=INF), VE,
+     "epochs_multiplier", "finite")
+case("uci.plan_run.test_samples 0", lambda: _plan(tempfile.mkdtemp(), test_samples=0), VE,
+     "test_samples")
+case("uci.plan_run.seed -1", lambda: _plan(tempfile.mkdtemp(), seed=-1), VE, "seed")
+case("uci.plan_run.device meta", lambda: _plan(tempfile.mkdtemp(), device="meta"), VE,
+     "device", "meta")
+case("uci.plan_run.device cuda", lambda: _plan(tempfile.mkdtemp(), device="cuda:7"), VE,
+     "device", "cuda:7")
 
 
 # ----------------------------------------------------------------------------- the CLI
