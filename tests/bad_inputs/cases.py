@@ -677,10 +677,6 @@ def _plan(tmp: str, **kw):
                     methods=["bernoulli-mc"], settings=uci.Settings(**kw), progress=False)
 
 
-# legal but suspicious: a warning that says so (and the run goes on)
-case("uci.plan_run.epochs_multiplier tiny (warning)",
-     lambda: _plan(tempfile.mkdtemp(), epochs_multiplier=1e-4), UserWarning,
-     "epochs_multiplier", "at least 1 epoch", warn=True)
 case("uci.plan_run.epochs_multiplier inf", lambda: _plan(tempfile.mkdtemp(),
                                                          epochs_multiplier=INF), VE,
      "epochs_multiplier", "finite")

@@ -7,7 +7,6 @@ line passes its own spelling: ``--jobs``), so a run is validated once, whichever
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 from ...data import UCIData
@@ -97,12 +96,6 @@ def check_run(datasets: Sequence[UCIData], methods: Sequence[str], settings: Set
                              f"need a regression data set): use "
                              f"{', '.join(base_method(m) for m in tau_methods)}")
     _check_settings(settings, flag)
-    for d in datasets:  # legal, but the run would not be what the number says
-        want = d.n_epochs * settings.epochs_multiplier
-        if want < 1 and any(not m.endswith("-mcmc") for m in methods):
-            warnings.warn(f"{flag('epochs_multiplier')} {settings.epochs_multiplier:g} gives "
-                          f"{want:.3g} epochs on {d.name} ({d.n_epochs} base epochs); at least "
-                          "1 epoch is run", UserWarning, stacklevel=3)
     if jobs is not None and not _is_int(jobs, 1):
         raise ValueError(f"{flag('jobs')} has to be an integer >= 1, but got {jobs!r}")
     if executor not in EXECUTORS:
