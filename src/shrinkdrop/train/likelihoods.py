@@ -73,7 +73,11 @@ def _check_tau(tau: object) -> None:
     if isinstance(tau, torch.Tensor):
         if tau.is_cuda or not tau.numel():
             return
-        bad = bool(((tau <= 0) | ~torch.isfinite(tau)).any())
+        if tau.numel() == 1:
+            v = float(tau)
+            bad = not (math.isfinite(v) and v > 0)
+        else:
+            bad = not bool(torch.all(tau > 0)) or bool(torch.isinf(tau).any())
     elif isinstance(tau, bool) or not isinstance(tau, (int, float)):
         raise TypeError(f"tau has to be a number or a tensor, but got {type(tau).__name__}")
     else:
