@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     0 done, 2 bad input (one line on stderr: what was wrong, what was expected), 130
     interrupted (finished results kept), or the verb's own code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the verb's parser says it (its name, its --help)
+        args._parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if getattr(args, "out", None) is not None:
             _check_out(args.out)
