@@ -164,12 +164,12 @@ def _alive(pid: int) -> bool:
 
 
 SLOW = '''
-import time, zlib
+import os, time, zlib
 import numpy as np
 
 
 def slow(task):
-    time.sleep(0.3)
+    time.sleep(float(os.environ.get("SLOWFAKE_SLEEP", "0")))  # 1 s in the killed run
     h = zlib.crc32(task.method.encode()) % 1000 / 1000.0
     return {"config": task.configs[0].label(), "val_ll": -h - 0.01 * task.split,
             "test_rmse": float(np.std(task.y_test)) + h, "test_ll": -1.0 - h,
@@ -196,7 +196,8 @@ def test_kill_9_with_jobs_2_leaves_no_worker_and_resumes(tmp_path, toy, monkeypa
             run.evaluate_unit = slowfake.slow
             sys.exit(main({argv!r}))
     """))
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{SRC}", "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{SRC}", "OMP_NUM_THREADS": "1",
+           "SLOWFAKE_SLEEP": "1.0"}
     proc = subprocess.Popen([sys.executable, str(driver)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
