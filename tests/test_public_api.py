@@ -25,7 +25,7 @@ PUBLIC_API: dict[str, set[str]] = {
     "shrinkdrop.errors": {
         "ShrinkdropError", "DataError", "NotNormalizableError", "EvalNoiseError",
         "UnsupportedLayerError", "SVIError", "InfiniteObjectiveError", "MissingExtraError",
-        "RunMismatchError", "ClusterError",
+        "RunMismatchError", "ClusterError", "PartFileWarning",
     },
     "shrinkdrop.enums": {"Likelihood", "Objective", "Param", "PredictMode", "Structure", "Tie"},
     "shrinkdrop.noise": {

@@ -16,6 +16,7 @@ __all__ = [
     "MissingExtraError",
     "RunMismatchError",
     "ClusterError",
+    "PartFileWarning",
 ]
 
 
@@ -62,3 +63,9 @@ class RunMismatchError(ShrinkdropError):
 
 class ClusterError(ShrinkdropError):
     """The Dask scheduler cannot be reached, or has no workers."""
+
+
+# ---- issue 26 (input26)
+class PartFileWarning(ShrinkdropError, UserWarning):
+    """A file in an experiment's ``OUT/parts/`` is not a part the runner wrote (unreadable,
+    truncated, edited, misnamed): it was renamed to ``*.bad`` and its unit is computed again."""

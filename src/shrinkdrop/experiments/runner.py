@@ -42,7 +42,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ClusterError, MissingExtraError, RunMismatchError
+from ..errors import ClusterError, MissingExtraError, PartFileWarning, RunMismatchError
 
 if TYPE_CHECKING:  # the optional ``cluster`` extra
     import distributed
@@ -147,11 +147,6 @@ def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict],
     for row in rows:
         w.writerow([_fmt(row.get(c)) for c in columns])
     atomic_write_text(path, buf.getvalue())
-
-
-class PartFileWarning(UserWarning):
-    """A file in ``OUT/parts/`` is not a part this runner wrote (unreadable, truncated, edited,
-    misnamed): it was renamed to ``*.bad`` and its unit is computed again."""
 
 
 def _digest(key: str, row: dict, group: list[str] | None = None) -> str:
