@@ -29,6 +29,7 @@ PUBLIC_API: dict[str, set[str]] = {
         "ConversionError",  # issue 26 (conv26)
         "CompactionError",  # issue 27 (compress27)
         "NonFiniteLossError",  # issue 28 (work28)
+        "PartFileWarning",  # issue 26 (input26)
     },
     "shrinkdrop.enums": {"Likelihood", "Objective", "Param", "PredictMode", "Structure", "Tie"},
     "shrinkdrop.noise": {

@@ -355,6 +355,9 @@ def load_builtin(name: str) -> UCIData:
 def find_uci_dirs(path: str | os.PathLike) -> list[Path]:
     """Data set directories under ``path``: itself if it is one, else its subdirectories."""
     path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"path has to be an existing directory, but {path} is "
+                        f"{'a file' if path.exists() else 'not there (no such directory)'}")
     if (path / "data.txt").is_file() or (path / "data" / "data.txt").is_file():
         return [path]
     if (path / "data").is_dir():
@@ -368,7 +371,12 @@ def resolve_data(name_or_path: str | os.PathLike) -> list[UCIData]:
 
     Every data set is loaded and validated before this returns.
     """
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path has to be a data set name or a path, but got "
+                        f"{type(name_or_path).__name__}")
     s = str(name_or_path)
+    if not s.strip():
+        raise DataError("name_or_path has to name a data set or a directory, but got ''")
     if s in BUILTIN and not Path(s).exists():
         return [load_builtin(s)]
     path = Path(s)
@@ -390,6 +398,14 @@ def standardize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The column means and standard deviations of ``x`` (rows are examples), a zero standard
     deviation (a constant column) replaced by 1: ``(x - mean) / std`` standardises the inputs
     on the rows the statistics come from and leaves constant columns at 0."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "fiub":
+        raise TypeError(f"x has to be a numeric numpy array, but got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"x has to be a non-empty 2-D array (rows x columns), but got shape "
+                         f"{x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"x has to be finite, but got {int((~np.isfinite(x)).sum())} NaN or "
+                         "infinite value(s)")
     mean = x.mean(0)
     std = x.std(0)
     return mean, np.where(std == 0, 1.0, std)

@@ -19,6 +19,7 @@ __all__ = [
     "ConversionError",
     "CompactionError",
     "NonFiniteLossError",
+    "PartFileWarning",
 ]
 
 
@@ -84,3 +85,9 @@ class CompactionError(ShrinkdropError, ValueError):
 class NonFiniteLossError(ShrinkdropError, ValueError, FloatingPointError):
     """Training stopped because the loss became NaN or infinite; the message says at which
     epoch and batch, and why (non-finite data, diverged parameters, outputs or likelihood)."""
+
+
+# ---- issue 26 (input26)
+class PartFileWarning(ShrinkdropError, UserWarning):
+    """A file in an experiment's ``OUT/parts/`` is not a part the runner wrote (unreadable,
+    truncated, edited, misnamed): it was renamed to ``*.bad`` and its unit is computed again."""

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from ._validation import check_choice
+from ._validation import check_choice, check_int, positive_float
 from .noise import NoiseDistribution
 from .train.likelihoods import LOG_2PI, gaussian_log_prob
 
@@ -76,6 +76,17 @@ class GapEstimate:
 
 
 # ================================================================================== estimators
+def _values(name: str, t: object) -> torch.Tensor:
+    """``t`` as a float64 tensor without NaN (``-inf`` is a legal log value)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} has to be a tensor, but got {type(t).__name__}")
+    t = t.detach().to(torch.float64)
+    if bool(torch.isnan(t).any()) or bool(torch.isposinf(t).any()):
+        raise ValueError(f"{name} has to hold log values (no NaN, no +inf), but got "
+                         f"{int((torch.isnan(t) | torch.isposinf(t)).sum())} such value(s)")
+    return t
+
+
 def jensen_gap_mc(log_values: torch.Tensor) -> GapEstimate:
     """``sum_g [logmeanexp_s l_sg - mean_s l_sg]`` with a delta-method standard error.
 
@@ -86,7 +97,7 @@ def jensen_gap_mc(log_values: torch.Tensor) -> GapEstimate:
     Returns ``+inf`` (with ``se = inf``) when some draw is ``-inf`` (the ``E log p`` estimate is
     ``-inf``), also when every draw of a group is.
     """
-    l = log_values.detach().to(torch.float64)
+    l = _values("log_values", log_values)
     if l.ndim == 0 or l.shape[0] < 2:
         raise ValueError(f"log_values has to have shape (S, ...) with S >= 2, but got shape "
                          f"{tuple(l.shape)}")
@@ -112,8 +123,12 @@ def jensen_gap_enumerated(log_values: torch.Tensor, log_probs: torch.Tensor) -> 
         log_values: ``(K, *groups)``, ``log p`` at each of ``K`` configurations.
         log_probs: ``(K,)`` (or broadcastable) log-probabilities of the configurations.
     """
-    l = log_values.detach().to(torch.float64)
-    lp = log_probs.detach().to(torch.float64)
+    l = _values("log_values", log_values)
+    lp = _values("log_probs", log_probs)
+    if l.ndim == 0 or lp.ndim == 0 or lp.ndim > l.ndim or lp.shape[0] != l.shape[0]:
+        raise ValueError(f"log_probs has to have shape ({l.shape[0] if l.ndim else 'K'},) "
+                         f"(one per configuration of log_values {tuple(l.shape)}), but got "
+                         f"{tuple(lp.shape)}")
     lp = lp.reshape(lp.shape + (1,) * (l.ndim - lp.ndim))
     p = lp.exp()
     if torch.isneginf(l[(p > 0).expand_as(l)]).any():
@@ -129,6 +144,22 @@ Scales = Sequence[torch.Tensor]
 
 def _check_scales(scales: str) -> str:
     return check_choice("scales", scales, ("global", "per_example"))
+
+
+def _check_layers(noises: Sequence, dims: Sequence[int]) -> None:
+    if len(noises) != len(dims):
+        raise ValueError(f"dims has to give one width per noise law ({len(noises)}), but got "
+                         f"{len(dims)}")
+    for nz in noises:
+        _check_noise(nz)
+    for d in dims:
+        check_int("dims", d, 1)
+
+
+def _check_noise(noise: object) -> None:
+    if not isinstance(noise, NoiseDistribution):
+        raise TypeError(f"noise has to be a shrinkdrop noise law (an instance such as "
+                        f"shrinkdrop.noise.Bernoulli(0.8)), but got {noise!r}")
 
 
 def _draw_scales(noises, dims, n, samples, scales, generator):
@@ -159,6 +190,10 @@ def ep_gap(
         chunk: draws evaluated per batched pass.
     """
     scales = _check_scales(scales)
+    check_int("samples", samples, 2)
+    check_int("n", n, 1)
+    check_int("chunk", chunk, 1)
+    _check_layers(noises, dims)
     parts = []
     with torch.no_grad():
         for start in range(0, samples, chunk):
@@ -216,8 +251,8 @@ def input_scales(modules: Sequence[nn.Module], xis: Scales) -> Iterator[None]:
     """Multiply the input of each module by a scale tensor (forward pre-hooks), i.e. put the unit
     noise ``x * xi`` of ``UnitNoise(normalize=False)`` in front of it with given values."""
     if len(modules) != len(xis):
-        raise ValueError(f"one scale tensor per module is needed ({len(modules)}), but got "
-                         f"{len(xis)}")
+        raise ValueError(f"xis has to hold one scale tensor per module ({len(modules)}), but "
+                         f"got {len(xis)}")
     handles = []
     try:
         for mod, xi in zip(modules, xis):
@@ -256,6 +291,9 @@ def scaled_log_likelihood(
 
 # ======================================================================================== HP
 def _c(c) -> float:
+    if isinstance(c, bool) or not isinstance(c, (int, float, torch.Tensor)) or \
+            not math.isfinite(float(c)) or float(c) == 0:
+        raise ValueError(f"c has to be a finite non-zero number, but got {c!r}")
     return float(c)
 
 
@@ -266,7 +304,8 @@ def hp_gap_exact(weight: torch.Tensor, noise: NoiseDistribution, sigma0: float, 
     ``+inf`` when ``E[xi^-2]`` is infinite (for any non-zero weight: ``E log p(w | xi) = -inf``).
     ``marginal`` overrides the marginal prior (default ``noise.marginal_prior(sigma0 * c)``).
     """
-    s0 = float(sigma0)
+    _check_noise(noise)
+    s0 = positive_float("sigma0", sigma0)
     c = _c(c)
     w = weight.detach().to(torch.float64).reshape(-1)
     inv2 = float(noise.inverse_square_mean) / c**2
@@ -291,7 +330,9 @@ def hp_gap_mc(
     c: float = 1.0,
 ) -> GapEstimate:
     """Monte Carlo ``J_HP`` summed over weights, an independent scale per weight and draw."""
-    s0 = float(sigma0)
+    _check_noise(noise)
+    s0 = positive_float("sigma0", sigma0)
+    check_int("samples", samples, 2)
     w = weight.detach().to(torch.float64).reshape(1, -1)
     xi = noise.sample((samples, w.shape[1]), generator).to(torch.float64)
     scale = (s0 * _c(c) * xi).abs()
@@ -308,8 +349,9 @@ def hp_series(weight: torch.Tensor, noise: NoiseDistribution, sigma0: float, ord
     (``order=2`` adds ``-(0.5 Var[lambda] Psi)^2 / 2``). Infinite when ``Var[xi^-2]`` is."""
     if order not in (1, 2):
         raise ValueError(f"order has to be 1 or 2, but got {order!r}")
+    _check_noise(noise)
     c = _c(c)
-    s0 = float(sigma0)
+    s0 = positive_float("sigma0", sigma0)
     mean = float(noise.inverse_square_mean) / c**2
     var = float(noise.inverse_square_variance) / c**4
     if not (math.isfinite(mean) and math.isfinite(var)):

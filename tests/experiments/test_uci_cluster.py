@@ -48,11 +48,13 @@ def cluster():
 
 
 def _parts(out: Path) -> dict[str, dict]:
-    """Every part file's record, without the measured ``seconds``."""
+    """Every part file's record, without the measured ``seconds`` (nor the checksum, which
+    covers them)."""
     recs = {}
     for f in sorted((out / "parts").glob("*.json")):
         rec = json.loads(f.read_text())
         rec["row"].pop("seconds")
+        rec.pop("sha256")
         recs[f.name] = rec
     return recs
 

@@ -62,13 +62,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated subset of sections to run (default: all)")
 
 
+def _only(text: str) -> set[str]:
+    """The sections ``--only`` names; a ValueError names one that is not a section."""
+    names = {s.strip() for s in text.split(",") if s.strip()}
+    valid = [folder for folder, _ in STEPS]
+    if not names:
+        raise ValueError(f"--only has to name at least one of {', '.join(valid)}, but got "
+                         f"{text!r}")
+    for n in sorted(names):
+        if n not in valid:
+            raise ValueError(f"--only has to be a comma-separated subset of {', '.join(valid)}, "
+                             f"but got {n!r}")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the steps (all, or those ``--only`` names) and build the report; 1 if one failed."""
     from . import VERBS, main
 
+    only = None if args.only is None else _only(args.only)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    only = None if args.only is None else set(args.only.split(","))
     folders, failed = [], []
     t0 = time.perf_counter()
     for folder, argv in STEPS:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import enum
+import math
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ __all__ = [
     "add_out", "add_quick", "add_seed", "add_progress", "add_data", "add_jobs",
     "split_list", "enum_choices", "to_options", "canonical_command", "command_of",
     "add_law_options", "add_run_options", "require_at_least_one", "require_open_unit",
+    "count", "positive_float", "finite_float",
 ]
 
 T = TypeVar("T")
@@ -38,9 +40,44 @@ def add_quick(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--quick", action="store_true", help=help)
 
 
+def count(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= low`` (a one-line error saying so otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"has to be an integer >= {low}, but got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"has to be an integer >= {low}, but got {v}")
+        return v
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0 (NaN, inf, 0 and below are refused)."""
+    v = finite_float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"has to be a finite number > 0, but got {text!r}")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type``: a finite number (NaN and inf are refused)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"has to be a number, but got {text!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"has to be a finite number, but got {text!r}")
+    return v
+
+
 def add_seed(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    """``--seed``: the base seed (default 0)."""
-    p.add_argument("--seed", type=int, default=0, help=help)
+    """``--seed``: the base seed (an integer >= 0; default 0)."""
+    p.add_argument("--seed", type=count(0), default=0, help=help)
 
 
 def add_progress(p: argparse.ArgumentParser, help: str | None = None) -> None:
@@ -65,7 +102,7 @@ def add_run_options(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
 
 def add_jobs(p: argparse.ArgumentParser, help: str) -> None:
     """``--jobs``: parallel worker processes (None: the verb's default)."""
-    p.add_argument("--jobs", type=int, default=None, help=help)
+    p.add_argument("--jobs", type=count(1), default=None, help=help)
 
 
 def split_list(text: str) -> list[int]:
@@ -136,22 +173,23 @@ def add_law_options(p: argparse.ArgumentParser, *, scale_help: str, keep_help: s
     """``--scale``, ``--df`` and ``--keep`` (first or last): the parameters of the scales' prior
     law (:func:`shrinkdrop.experiments.laws.scale_law`)."""
     if keep_first:
-        p.add_argument("--keep", type=float, default=0.5, help=keep_help)
-    p.add_argument("--scale", type=float, default=1.0, help=scale_help)
-    p.add_argument("--df", type=float, default=3.0, help="inverse Nakagami degrees of freedom")
+        p.add_argument("--keep", type=finite_float, default=0.5, help=keep_help)
+    p.add_argument("--scale", type=positive_float, default=1.0, help=scale_help)
+    p.add_argument("--df", type=positive_float, default=3.0,
+                   help="inverse Nakagami degrees of freedom")
     if not keep_first:
-        p.add_argument("--keep", type=float, default=0.5, help=keep_help)
+        p.add_argument("--keep", type=finite_float, default=0.5, help=keep_help)
 
 
 def require_at_least_one(args: argparse.Namespace, names: Iterable[str]) -> None:
     """Raise :class:`ValueError` naming the first option (a ``dest``) in ``names`` below 1."""
     for name in names:
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has to be >= 1, but got "
                              f"{getattr(args, name)}")
 
 
 def require_open_unit(flag: str, value: float) -> None:
     """Raise :class:`ValueError` unless ``0 < value < 1`` (``flag`` names the option)."""
-    if not 0 < value < 1:
+    if not 0 < value < 1:  # NaN too
         raise ValueError(f"{flag} has to be in (0, 1), but got {value}")

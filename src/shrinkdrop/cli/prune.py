@@ -11,6 +11,7 @@ from .options import (
     add_quick,
     add_run_options,
     command_of,
+    count,
     enum_choices,
     require_at_least_one,
     require_open_unit,
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="depth: point (default: VI over the block scales with MAP weights, "
                    "minibatches of 256) or svi (fit_svi: mean-field weights, full batch, whose "
                    "weight KL switches every block off on kin8nm)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=count(1), default=None,
                    help="VI epochs (default: depth 3000 full batch, channels 150 of batch 256)")
     p.add_argument("--seeds", type=int, default=5, help="seeds = splits (default 5)")
     p.add_argument("--test-samples", type=int, default=1000)
@@ -58,6 +59,13 @@ def _check(args: argparse.Namespace) -> None:
                          f"{args.blocks}")
     require_open_unit("--keep", args.keep)
     require_open_unit("--threshold", args.threshold)
+    if args.what == "depth":  # channels always uses scikit-learn's digits
+        from ..data import resolve_data
+
+        data = resolve_data(args.data)[0]
+        if data.task != "regression":
+            raise ValueError(f"--data has to be a regression data set for --what depth, but "
+                             f"{data.name!r} is {data.task}")
 
 
 def options_from_args(args: argparse.Namespace) -> PruneOptions:

@@ -14,7 +14,9 @@ from .options import (
     add_quick,
     add_run_options,
     command_of,
+    count,
     enum_choices,
+    positive_float,
     require_at_least_one,
     require_open_unit,
     to_options,
@@ -28,14 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data(p)
     p.add_argument("--noise-features", type=int, default=20,
                    help="pure-noise N(0, 1) columns appended to the inputs (default 20)")
-    p.add_argument("--split", type=int, default=0, help="train/test split index (default 0)")
+    p.add_argument("--split", type=count(0), default=0, help="train/test split index (default 0)")
     p.add_argument("--noise", default="bernoulli", choices=enum_choices(Family),
                    help="prior law of the ARD scales (default bernoulli: spike-and-slab)")
     add_law_options(p, scale_help="scale of half-Cauchy / inverse Nakagami / Rayleigh (1.0)",
                     keep_help="Bernoulli prior inclusion (0.5)", keep_first=True)
     p.add_argument("--hidden", type=int, default=10, help="hidden units (default 10)")
     p.add_argument("--epochs", type=int, default=3000, help="VI epochs, full batch (3000)")
-    p.add_argument("--lr", type=float, default=1e-2, help="VI learning rate (Adam, 0.01)")
+    p.add_argument("--lr", type=positive_float, default=1e-2, help="VI learning rate (Adam, 0.01)")
     p.add_argument("--restarts", type=int, default=3,
                    help="independent VI fits (seeds seed..seed+R-1); relevances averaged, "
                    "predictive = their equal mixture (default 3)")
@@ -52,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "after 500 warm-up sweeps (default 2000; exact enumeration up to 14 inputs)")
     p.add_argument("--no-mc-dropout", action="store_true",
                    help="skip the MC dropout baseline (Gal's grid + refit on the same rows)")
-    p.add_argument("--epochs-multiplier", type=float, default=100.0,
+    p.add_argument("--epochs-multiplier", type=positive_float, default=100.0,
                    help="MC dropout epochs = the data set's base epochs x this (default 100: "
                    "the protocol of the UCI table)")
     p.add_argument("--test-samples", type=int, default=10_000,

@@ -24,7 +24,9 @@ from .options import (
     add_quick,
     add_seed,
     command_of,
+    count,
     enum_choices,
+    positive_float,
     split_list,
 )
 
@@ -39,9 +41,12 @@ _MCMC_OPTIONS = ("mcmc_max_rows", "mcmc_warmup", "mcmc_samples", "mcmc_chains",
 
 def _methods(text: str) -> list[str]:
     try:
-        return parse_methods(text)
+        methods = parse_methods(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+    if not methods:
+        raise argparse.ArgumentTypeError(f"has to name at least one method, but got {text!r}")
+    return methods
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,26 +71,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "each of its 21 methods trains on its own, the marginal_map and "
                         "tail_adaptive ones on 5 draws per row; docs/uci.md); --quick: "
                         + ",".join(QUICK_METHODS))
-    p.add_argument("--epochs-multiplier", type=float, default=None,
+    p.add_argument("--epochs-multiplier", type=positive_float, default=None,
                    help="epochs = n_epochs.txt x this (default 100, the reference files' "
                         "'100_xepochs'; --quick: 0.25)")
-    p.add_argument("--test-samples", type=int, default=None,
+    p.add_argument("--test-samples", type=count(1), default=None,
                    help="MC samples for validation and test (default 10000; --quick: 100)")
-    p.add_argument("--train-samples", type=int, default=None,
+    p.add_argument("--train-samples", type=count(1), default=None,
                    help="noise samples per step for marginal_map / tail_adaptive "
                         "(default 5; --quick: 2)")
-    p.add_argument("--mcmc-max-rows", type=int, default=None,
+    p.add_argument("--mcmc-max-rows", type=count(1), default=None,
                    help="run <family>-mcmc methods only where the training split has at most "
                         "this many rows; other units are recorded as skipped (default 1000)")
-    p.add_argument("--mcmc-warmup", type=int, default=None,
+    p.add_argument("--mcmc-warmup", type=count(0), default=None,
                    help="MCMC warm-up iterations per chain (default 300; --quick: 20)")
-    p.add_argument("--mcmc-samples", type=int, default=None,
+    p.add_argument("--mcmc-samples", type=count(1), default=None,
                    help="MCMC draws kept per chain (default 300; --quick: 20)")
-    p.add_argument("--mcmc-chains", type=int, default=None,
+    p.add_argument("--mcmc-chains", type=count(1), default=None,
                    help="MCMC chains, one after the other (default 2; --quick: 1)")
-    p.add_argument("--mcmc-tree-depth", type=int, default=None,
+    p.add_argument("--mcmc-tree-depth", type=count(1), default=None,
                    help="NUTS' maximum tree depth (default 7; --quick: 4)")
-    p.add_argument("--mcmc-sigma0", type=float, default=None,
+    p.add_argument("--mcmc-sigma0", type=positive_float, default=None,
                    help="prior std of the Gaussian part v of w = xi v in the MCMC models "
                         "(standardised units; divided by E[xi] for normalised noise; default 1)")
     p.add_argument("--mcmc-backend", choices=("pyro", "jax"), default=None,
@@ -106,7 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="torch device for the training methods: 'cpu' (default), 'cuda', "
                         "'cuda:1', ... (MCMC methods always run on the CPU; the noise streams "
                         "differ between devices, so results are recorded with the device)")
-    p.add_argument("--stack-splits", type=int, default=0,
+    p.add_argument("--stack-splits", type=count(0), default=0,
                    help="stacked engine: at most this many splits per batched run (the unit "
                         "of resume; default 0: all requested splits, divided over --jobs)")
     add_seed(p, help="base seed (default 0)")

@@ -33,9 +33,11 @@ def _precisions(tau, likelihood: Likelihood, K: int, dtype) -> Tensor | None:
     return t.to(dtype)
 
 
-def _check_data(X: Tensor, y: Tensor, rows_of: Tensor, K: int):
+def _check_data(X: Tensor, y: Tensor, rows_of: Tensor, K: int,
+                model: StackedNoisyMLP | None = None):
     if not isinstance(X, Tensor) or not isinstance(y, Tensor):
-        raise TypeError("X and y have to be tensors")
+        raise TypeError(f"X and y have to be tensors, but got {type(X).__name__} and "
+                        f"{type(y).__name__}")
     if X.ndim != 3:
         raise ValueError(f"X has to have shape (G, N, d) (G data sets of N rows), but got "
                          f"{tuple(X.shape)}")
@@ -44,6 +46,20 @@ def _check_data(X: Tensor, y: Tensor, rows_of: Tensor, K: int):
                          f"but got {tuple(y.shape)}")
     if X.shape[1] == 0:
         raise ValueError("X has to have at least one row, but got 0")
+    if model is not None:
+        d, out = model.sizes[0], model.sizes[-1]
+        if X.shape[2] != d:
+            raise ValueError(f"X has to have {d} columns (the models' input width), but got "
+                             f"shape {tuple(X.shape)}")
+        if tuple(y.shape[2:]) not in ((), (out,)):
+            raise ValueError(f"y has to have shape (G, N) or (G, N, {out}) (the models' "
+                             f"output width), but got {tuple(y.shape)}")
+    if X.device.type != "meta" and y.device.type != "meta":
+        for name, t in (("X", X), ("y", y)):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ValueError(f"{name} has to be finite, but got {bad} NaN or infinite "
+                                 f"value(s)")
     if rows_of.shape != (K,) or int(rows_of.min()) < 0 or int(rows_of.max()) >= X.shape[0]:
         raise ValueError(f"data_of has to give each of the {K} models a data set index in "
                          f"0..{X.shape[0] - 1}, but got {rows_of.tolist()}")
@@ -56,8 +72,8 @@ def _check_device(model: StackedNoisyMLP, X: Tensor, y: Tensor,
     dev = X.device
     pdev = model.weights[0].device
     if pdev != dev:
-        raise ValueError(f"X is on {dev} but the model's parameters are on {pdev}: move one of "
-                         f"them (model.to({str(dev)!r}))")
+        raise ValueError(f"X has to be on the model's device {pdev}, but got {dev}: move one "
+                         f"of them (model.to({str(dev)!r}))")
     if y.device != dev:
         raise ValueError(f"y has to be on X's device {dev}, but it is on {y.device}")
     gen = generator if generator is not None else model.generator

@@ -191,7 +191,7 @@ def _fit_inputs(model: StackedNoisyMLP, X: Tensor, y: Tensor, data_of, lik: Like
     ``(K, 1, 1)`` and the shuffling generators."""
     K = model.n_models
     rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
-    _check_data(X, y, rows_of, K)
+    _check_data(X, y, rows_of, K, model)
     dev = _check_device(model, X, y)
     tau_t = _precisions(tau, lik, K, X.dtype)
     tau_t = tau_t.to(dev) if tau_t is not None else None

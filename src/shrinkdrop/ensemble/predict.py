@@ -66,7 +66,12 @@ def _mc_blocks(model: StackedNoisyMLP, xe: Tensor, samples: int, max_elements: i
 def _target_scale(y_mean, y_std, K: int, dtype, dev) -> tuple[Tensor, Tensor]:
     fk = dict(dtype=dtype, device=dev)
     ym = _per_model("y_mean", 0.0 if y_mean is None else y_mean, K).to(**fk).view(-1, 1, 1)
-    ys = _per_model("y_std", 1.0 if y_std is None else y_std, K).to(**fk).view(-1, 1, 1)
+    ys = _per_model("y_std", 1.0 if y_std is None else y_std, K)
+    if not bool(torch.all(torch.isfinite(ys) & (ys > 0))):
+        raise ValueError(f"y_std has to be positive and finite, but got {ys.tolist()}")
+    if not bool(torch.all(torch.isfinite(ym))):
+        raise ValueError(f"y_mean has to be finite, but got {ym.flatten().tolist()}")
+    ys = ys.to(**fk).view(-1, 1, 1)
     return ym, ys
 
 
@@ -75,7 +80,7 @@ def _eval_rows(model: StackedNoisyMLP, X: Tensor, y: Tensor, data_of, generator
     """Every model's evaluation rows ``(K, n, d)``, ``(K, n[, ...])`` (checked) and the device."""
     K = model.n_models
     rows_of = torch.arange(K) if data_of is None else torch.as_tensor(data_of, dtype=torch.long)
-    _check_data(X, y, rows_of, K)
+    _check_data(X, y, rows_of, K, model)
     dev = _check_device(model, X, y, generator)
     return X[rows_of.to(dev)], y[rows_of.to(dev)], dev
 

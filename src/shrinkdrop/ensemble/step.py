@@ -48,6 +48,9 @@ def stacked_loss(out: Tensor, y: Tensor, *, likelihood: str | Likelihood = "gaus
     """
     lik = check_choice("likelihood", likelihood, Likelihood)
     obj = check_choice("objective", objective, Objective)
+    if lik is Likelihood.GAUSSIAN and tau is None:
+        raise ValueError("likelihood='gaussian' needs tau (the (K,) noise precisions), but got "
+                         "None")
     ll = _loglik(out, y, lik, tau)  # (K, S, B)
     per = -_objective(ll.transpose(0, 1), obj, beta).mean(-1)  # (K,)
     if weight_decay is not None:

@@ -8,7 +8,14 @@ results; a rerun into the same ``OUT`` with different settings raises
 :class:`~shrinkdrop.errors.RunMismatchError` instead of mixing results. Tables assembled from
 the parts (``results.csv``) are replaced atomically too.
 
-Work items run in this process, in local worker processes (``jobs > 1``), or on a Dask
+A part carries a SHA-256 checksum of its contents: a stray, truncated, edited or misnamed file
+in ``OUT/parts/`` is reported (:class:`PartFileWarning`), renamed to ``*.bad`` and its unit
+counts as not done (:meth:`ResultStore.audit`). A run holds ``OUT/.lock``
+(:meth:`ResultStore.locked`), so two runs never write one ``OUT`` at once. Files are written
+with the user's umask.
+
+Work items run in this process, in local worker processes (``jobs > 1``, each ending with its
+driver, ``kill -9`` included), or on a Dask
 cluster (``client=``, :func:`dask_client`; the optional ``cluster`` extra): the results come back
 to this process, which writes every result file, so workers need no access to ``OUT``.
 
@@ -19,12 +26,15 @@ from __future__ import annotations
 
 import csv
 import enum
+import hashlib
 import io
 import json
 import math
 import os
 import tempfile
+import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -32,7 +42,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ClusterError, MissingExtraError, RunMismatchError
+from ..errors import ClusterError, MissingExtraError, PartFileWarning, RunMismatchError
 
 if TYPE_CHECKING:  # the optional ``cluster`` extra
     import distributed
@@ -46,6 +56,7 @@ __all__ = [
     "atomic_write_text",
     "write_csv_atomic",
     "ResultStore",
+    "PartFileWarning",
     "run_units",
 ]
 
@@ -79,12 +90,35 @@ def jsonable(x: object) -> object:
     return x
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process' umask: the mode ``open()`` would give a new file
+    (``tempfile.mkstemp`` creates 0600)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part."""
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a part.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (``0o666`` less the
+    umask), not the temporary file's 0600."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        anc = path.parent
+        while not anc.exists():
+            anc = anc.parent
+        raise NotADirectoryError(f"{path}: cannot be written: {anc} is a file, not a directory "
+                                 f"(the folder has to be a directory)") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(text)
             fh.flush()
@@ -115,8 +149,23 @@ def write_csv_atomic(path: str | os.PathLike, rows: Iterable[dict],
     atomic_write_text(path, buf.getvalue())
 
 
+def _digest(key: str, row: dict, group: list[str] | None = None) -> str:
+    """The checksum a part file carries: SHA-256 of its key, row (and group) as canonical
+    JSON."""
+    rec = {"key": key, "row": row} if group is None else {"key": key, "row": row,
+                                                           "group": group}
+    return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()
+
+
 class ResultStore:
     """Finished units of a run as one JSON file each under ``out/parts/``.
+
+    A part is ``{"key", "row", "sha256"}`` (the checksum of the key and the row), and
+    ``"group"`` (the keys of the units computed together with it, in order) where the work item
+    held several units. A file in
+    ``parts/`` that does not parse, lacks a field, fails its checksum or is not named after its
+    key (a stray, truncated or hand-edited file) is reported (:class:`PartFileWarning`, naming
+    the file), renamed to ``<name>.bad`` and its unit counts as not done: it is computed again.
 
     Args:
         out: the run's output directory (created by :meth:`open`, not before).
@@ -173,6 +222,29 @@ class ResultStore:
                 + "; ".join(diffs) + "); rerun with the same arguments to resume, or use "
                 "another --out")
 
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold ``out/.lock`` (an exclusive ``flock``) for the ``with`` block: a second run into
+        the same ``out`` at the same time is refused (:class:`RunMismatchError`). The kernel
+        drops the lock when the process ends, ``kill -9`` included."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            yield
+            return
+        fh = open(self.out / ".lock", "a")  # noqa: SIM115 - held for the block
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunMismatchError(
+                    f"{self.out} is in use by another run (it holds {self.out / '.lock'}); "
+                    "wait for it to end or use another --out") from None
+            yield
+        finally:
+            fh.close()
+
     def open(self) -> None:
         """Create ``out`` and record (or extend) the manifest. Call after :meth:`check`."""
         self.parts.mkdir(parents=True, exist_ok=True)
@@ -185,36 +257,129 @@ class ResultStore:
         safe = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in key)
         return self.parts / f"{safe}.json"
 
-    def get(self, key: str) -> dict | None:
-        f = self._path(key)
+    def _problem(self, f: Path) -> tuple[dict | None, str]:
+        """``(record, "")`` for a sound part file, else ``(None, what is wrong)``."""
         try:
             rec = json.loads(f.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except FileNotFoundError:
+            return None, ""
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return None, f"not a readable JSON part ({type(exc).__name__}: {exc})"
+        if not isinstance(rec, dict) or set(rec) - {"group"} != {"key", "row", "sha256"} or \
+                not isinstance(rec["key"], str) or not isinstance(rec["row"], dict) or \
+                not isinstance(rec.get("group", []), list):
+            return None, "not a part record ({'key', 'row', 'sha256'} expected)"
+        if rec["sha256"] != _digest(rec["key"], rec["row"], rec.get("group")):
+            return None, "its checksum does not match its contents (truncated or edited)"
+        if self._path(rec["key"]).name != f.name:
+            return None, f"it holds unit {rec['key']!r}, whose part has another name"
+        return rec, ""
+
+    def _set_aside(self, f: Path, why: str) -> None:
+        bad = f.with_name(f.name + ".bad")
+        i = 1
+        while bad.exists():
+            bad, i = f.with_name(f"{f.name}.bad{i}"), i + 1
+        try:
+            os.replace(f, bad)
+        except FileNotFoundError:  # pragma: no cover - gone meanwhile
+            return
+        warnings.warn(f"{f}: {why}; set aside as {bad.name}, its unit will be computed again",
+                      PartFileWarning, stacklevel=3)
+
+    def audit(self) -> list[Path]:
+        """Check every ``*.json`` in ``parts/``; set aside (``*.bad``, a
+        :class:`PartFileWarning` each) those that are not sound parts, and remove temporary
+        files an interrupted write left. Returns the files set aside."""
+        bad = []
+        if not self.parts.is_dir():
+            return bad
+        for tmp in self.parts.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for f in sorted(self.parts.glob("*.json")):
+            rec, why = self._problem(f)
+            if rec is None and why:
+                self._set_aside(f, why)
+                bad.append(f)
+        return bad
+
+    def get(self, key: str) -> dict | None:
+        """The row of unit ``key``, or None if it is not done (a part file that is not sound
+        is set aside, see :meth:`audit`)."""
+        f = self._path(key)
+        rec, why = self._problem(f)
+        if rec is None:
+            if why:
+                self._set_aside(f, why)
             return None
-        return rec["row"] if rec.get("key") == key else None
+        return rec["row"] if rec["key"] == key else None
 
     def done(self, key: str) -> bool:
         return self.get(key) is not None
 
-    def put(self, key: str, row: dict) -> None:
-        atomic_write_text(self._path(key), json.dumps({"key": key, "row": row}, sort_keys=True))
+    def group(self, key: str) -> tuple[str, ...] | None:
+        """The keys computed together with unit ``key`` (its :meth:`put` ``group``), or None."""
+        rec, _ = self._problem(self._path(key))
+        if rec is None or rec["key"] != key or "group" not in rec:
+            return None
+        return tuple(rec["group"])
+
+    def put(self, key: str, row: dict, group: Sequence[str] | None = None) -> None:
+        """Record unit ``key``'s ``row`` (atomically, with its checksum); ``group``: the keys
+        of the units computed together with it (a rerun computes an interrupted group
+        whole)."""
+        row = json.loads(json.dumps(row))  # what a reader gets back: the checksum's input
+        g = None if group is None else [str(k) for k in group]
+        rec = {"key": key, "row": row, "sha256": _digest(key, row, g)}
+        if g is not None:
+            rec["group"] = g
+        atomic_write_text(self._path(key), json.dumps(rec, sort_keys=True))
 
     def rows(self) -> list[dict]:
-        """All finished rows, in file-name order."""
+        """All finished rows, in file-name order (files that are not sound parts are set
+        aside, see :meth:`audit`)."""
         out = []
         for f in sorted(self.parts.glob("*.json")):
-            try:
-                rec = json.loads(f.read_text())
-            except json.JSONDecodeError:  # pragma: no cover - parts are written atomically
+            rec, why = self._problem(f)
+            if rec is None:
+                if why:
+                    self._set_aside(f, why)
                 continue
             out.append(rec["row"])
         return out
 
 
-def _init_worker() -> None:
+_WATCHING: list[int] = []  # the parent pid a worker watches (started once per process)
+
+
+def _exit_with_parent(interval: float = 0.5) -> None:
+    """End this process (``os._exit``) within ``interval`` seconds of its parent's death: a
+    daemon thread compares ``os.getppid()`` with the parent it started with. A worker of a
+    driver killed with ``kill -9`` (no clean-up ran there) would otherwise compute on."""
+    if _WATCHING:
+        return
+    parent = os.getppid()
+    _WATCHING.append(parent)
+
+    def watch() -> None:
+        import time
+
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="shrinkdrop-parent-watch", daemon=True).start()
+
+
+def _init_worker(watch: bool = True) -> None:
+    """A worker's set-up: one torch thread; a local worker process (``watch``) also ends with
+    its driver (:func:`_exit_with_parent`)."""
     import torch
 
     torch.set_num_threads(1)
+    if watch:
+        _exit_with_parent()
 
 
 def _import_distributed():
@@ -297,7 +462,7 @@ def cluster_slots(client: distributed.Client, *, wait_s: float = 10.0) -> int:
 
 def _on_worker(fn: Callable, task):
     """What a Dask worker runs: ``fn(task)`` with one torch thread, as a local worker does."""
-    _init_worker()
+    _init_worker(watch=False)  # a Dask worker's life is its nanny's business
     return fn(task)
 
 
@@ -340,8 +505,8 @@ def run_units(fn: Callable, tasks: Sequence, *, jobs: int = 1,
     """
     from tqdm.auto import tqdm
 
-    if jobs < 1:
-        raise ValueError(f"jobs has to be at least 1, but got {jobs}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs has to be an integer >= 1, but got {jobs!r}")
     bar = tqdm(total=len(tasks), desc=desc, disable=not progress or not tasks, unit="unit",
                dynamic_ncols=True)
     try:

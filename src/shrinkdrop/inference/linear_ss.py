@@ -87,8 +87,14 @@ def log_marginal(X: ArrayLike, y: ArrayLike, include: ArrayLike, *, g: float = 1
     if X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y have to have the same rows, but got {X.shape[0]} and "
                          f"{y.shape[0]}")
-    idx = np.arange(X.shape[1])[np.asarray(include)] if np.asarray(include).dtype == bool \
-        else np.asarray(include, dtype=int).reshape(-1)
+    inc = np.asarray(include)
+    if inc.dtype == bool and inc.shape != (X.shape[1],):
+        raise ValueError(f"include has to be a boolean mask of length p = {X.shape[1]} or "
+                         f"indices, but got a mask of shape {inc.shape}")
+    if inc.dtype != bool and inc.size and (inc.min() < -X.shape[1] or inc.max() >= X.shape[1]):
+        raise ValueError(f"include has to hold indices in [0, {X.shape[1]}), but got "
+                         f"{inc.tolist()}")
+    idx = np.arange(X.shape[1])[inc] if inc.dtype == bool else inc.astype(int).reshape(-1)
     n, k = X.shape[0], idx.size
     Xs = X[:, idx]
     A = Xs.T @ Xs + np.eye(k) / g

@@ -105,6 +105,8 @@ def relevance_auc(scores: torch.Tensor | Sequence[float],
 
     s = torch.as_tensor(scores, dtype=torch.float64).reshape(-1)
     r = torch.as_tensor(is_real, dtype=torch.bool).reshape(-1)
+    if bool(torch.isnan(s).any()):
+        raise ValueError(f"scores has to be free of NaN, but got {int(torch.isnan(s).sum())} NaN")
     if s.shape != r.shape or r.all() or not r.any():
         raise ValueError("relevance_auc needs scores and labels of one length with both classes, "
                          f"but got {tuple(s.shape)} scores and {int(r.sum())}/{r.numel()} real")

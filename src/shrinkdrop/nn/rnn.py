@@ -14,6 +14,54 @@ from ._base import NoiseLayer, StructuredPrior, _sampling_words
 __all__ = ["NoisyLSTM"]
 
 
+def _shape_error(name: str, want: tuple, got: Tensor) -> ValueError:
+    return ValueError(f"{name} has to have shape {want}, but got {tuple(got.shape)}")
+
+
+def check_recurrent_input(x: object, hx: object, *, input_size: int, hidden_size: int,
+                          h_out: int, layers: int, batch_first: bool, lstm: bool,
+                          like: Tensor) -> None:
+    """What ``nn.LSTM`` / ``nn.GRU`` check before their kernel runs (the noisy layers call the
+    kernels directly): ``x`` a floating tensor ``(T, N, D)`` / ``(N, T, D)`` / ``(T, D)`` with
+    ``D = input_size`` on the parameters' device and dtype; ``hx`` ``h0`` (and ``c0`` for an
+    LSTM) of shape ``(layers, N, h_out)`` (``(layers, N, hidden_size)`` for ``c0``), without
+    ``N`` for an unbatched input. A ValueError / TypeError names the argument otherwise."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"input has to be a tensor (T, N, D), but got {type(x).__name__}")
+    if x.dim() not in (2, 3):
+        raise ValueError(f"Expected input (T, N, D), (N, T, D) with batch_first or unbatched "
+                         f"(T, D): input has to be 2-D or 3-D, but got a {x.dim()}-D tensor "
+                         f"{tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"input has to be a floating tensor, but got {x.dtype}")
+    if x.device != like.device:
+        raise ValueError(f"input has to be on the parameters' device {like.device}, but got "
+                         f"device {x.device}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"input has to have input_size={input_size} features in its last "
+                         f"dimension, but got {x.shape[-1]} (shape {tuple(x.shape)})")
+    if hx is None:
+        return
+    batched = x.dim() == 3
+    n = (x.shape[0] if batch_first else x.shape[1]) if batched else None
+    lead = (layers, n) if batched else (layers,)
+    if lstm:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"hx has to be a tuple (h0, c0) for an LSTM, but got "
+                            f"{type(hx).__name__}")
+        pairs = (("h0", hx[0], lead + (h_out,)), ("c0", hx[1], lead + (hidden_size,)))
+    else:
+        pairs = (("hx", hx, lead + (h_out,)),)
+    for name, h, want in pairs:
+        if not isinstance(h, Tensor):
+            raise TypeError(f"{name} has to be a tensor, but got {type(h).__name__}")
+        if tuple(h.shape) != want:
+            raise _shape_error(name, want, h)
+        if h.device != x.device:
+            raise ValueError(f"{name} has to be on the input's device {x.device}, but got "
+                             f"{h.device}")
+
+
 class NoisyLSTM(NoiseLayer):
     """LSTM with multiplicative noise on its inputs, drawn once per sequence (section 5.2).
 
@@ -84,6 +132,10 @@ class NoisyLSTM(NoiseLayer):
 
     def forward(self, x: Tensor, hx: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        check_recurrent_input(x, hx, input_size=self.input_size, hidden_size=self.hidden_size,
+                              h_out=self.hidden_size, layers=self.num_layers,
+                              batch_first=self.batch_first, lstm=True,
+                              like=self.weight_ih_l0)
         return F.noisy_lstm(x, hx, self._weights(), self.noise, self.training or self.mc,
                             hidden_size=self.hidden_size, tie_gates=self.tie_gates,
                             batch_first=self.batch_first, **self._kw())

@@ -115,6 +115,8 @@ def noisy_weights(model: nn.Module) -> list[NoisyWeight]:
     out. Every module, :class:`~shrinkdrop.nn.NoiseLayer` or duck-typed, is read by
     :func:`weight_pairing` (what :meth:`~shrinkdrop.nn.NoiseLayer.weight_pairing` returns).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model has to be an nn.Module, but got {type(model).__name__}")
     pairs: list[NoisyWeight] = []
     pending = None
     for m in model.modules():

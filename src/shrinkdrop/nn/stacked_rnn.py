@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from .. import functional as F
 from .. import noise as _noise
 from ._base import NoiseLayer, StructuredPrior, _sampling_words
+from .rnn import check_recurrent_input
 
 __all__ = ["NoisyStackedRNN"]
 
@@ -103,6 +104,11 @@ class NoisyStackedRNN(NoiseLayer):
                              f"(T, D), but got {getattr(x, 'shape', type(x).__name__)}")
         batched = x.dim() == 3
         lstm = self.mode == "LSTM"
+        check_recurrent_input(x, hx, input_size=self.input_size, hidden_size=self.hidden_size,
+                              h_out=self.proj_size if self.proj_size > 0 else self.hidden_size,
+                              layers=self.num_layers * (2 if self.bidirectional else 1),
+                              batch_first=self.batch_first, lstm=lstm,
+                              like=next(self.parameters()))
         if not batched:
             x = x.unsqueeze(0 if self.batch_first else 1)
             if hx is not None:

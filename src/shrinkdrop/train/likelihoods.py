@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from .._validation import check_choice, positive_float
+from .._validation import check_choice, describe, positive_float
 from ..enums import Likelihood
 
 __all__ = [
@@ -85,6 +85,46 @@ def check_target(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def _check_tau(tau: object) -> None:
+    """``tau`` positive and finite: always for numbers, for tensors where no device sync is
+    needed (on the CPU)."""
+    if isinstance(tau, torch.Tensor):
+        if tau.is_cuda or not tau.numel():
+            return
+        if tau.numel() == 1:
+            v = float(tau)
+            bad = not (math.isfinite(v) and v > 0)
+        else:
+            bad = not bool(torch.all(tau > 0)) or bool(torch.isinf(tau).any())
+    elif isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"tau has to be a number or a tensor, but got {type(tau).__name__}")
+    else:
+        bad = not (math.isfinite(tau) and tau > 0)
+    if bad:
+        raise ValueError(f"tau has to be positive and finite, but got {describe(tau)}")
+
+
+def _fits(y_shape: torch.Size, shape: torch.Size) -> bool:
+    """``y_shape`` matches the trailing dimensions of ``shape`` (a 1 broadcasts: ``y`` may be
+    shared across samples, never the other way round)."""
+    tail = shape[len(shape) - len(y_shape):]
+    return all(a == b or a == 1 for a, b in zip(y_shape, tail))
+
+
+def _check_target(output: torch.Tensor, y: torch.Tensor, what: str) -> torch.Tensor:
+    """``y`` if its shape is ``output``'s trailing ``(B, *event)`` (after
+    :func:`align_target`); a ValueError naming both shapes otherwise (no silent broadcast)."""
+    if not isinstance(output, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"{what} and y have to be tensors, but got {type(output).__name__} and "
+                        f"{type(y).__name__}")
+    if y.ndim == 0 or y.ndim > output.ndim or not _fits(y.shape, output.shape):
+        want = tuple(output.shape[1:]) if output.ndim > 2 else tuple(output.shape)
+        raise ValueError(f"y has to have the shape of the {what} without its sample "
+                         f"dimensions, e.g. {want}, but got {tuple(y.shape)} against an "
+                         f"{what} of shape {tuple(output.shape)}")
+    return y
+
+
 def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
                             tau: float | torch.Tensor) -> torch.Tensor:
     """Per-example ``log N(y; output, 1/tau)``, summed over output dimensions.
@@ -94,6 +134,8 @@ def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
 
     Shape: ``(..., B, *event) -> (..., B)``.
     """
+    _check_tau(tau)
+    y = _check_target(output, align_target(output, y), "output")
     tau_t = torch.as_tensor(tau, dtype=output.dtype)
     y = check_target(output, y).to(output.dtype)
     # this order of operations (not gaussian_log_density's) keeps sd.fit's losses bit-identical
@@ -105,6 +147,21 @@ def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
 
 def categorical_log_likelihood(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-example ``log softmax(logits)[y]``. Shape: ``(..., B, C), (B,) -> (..., B)``."""
+    if not isinstance(logits, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"logits and y have to be tensors, but got {type(logits).__name__} and "
+                        f"{type(y).__name__}")
+    if logits.ndim < 1 or y.ndim > logits.ndim - 1 or not _fits(y.shape, logits.shape[:-1]):
+        raise ValueError(f"y has to have shape {tuple(logits.shape[-1 - max(y.ndim, 1): -1])} "
+                         f"(the logits' batch shape), but got {tuple(y.shape)}")
+    if not y.is_cuda and y.numel():  # no device sync for a check
+        C = logits.shape[-1]
+        if y.is_floating_point() and not bool((y == y.round()).all()):
+            raise ValueError(f"y has to hold class indices (integers in [0, {C})), but got "
+                             "fractional values")
+        lo, hi = float(y.min()), float(y.max())
+        if lo < 0 or hi >= C:
+            raise ValueError(f"y has to hold class indices in [0, {C}), but got values in "
+                             f"[{lo:g}, {hi:g}]")
     lp = logits.log_softmax(-1)
     idx = y.long().expand(lp.shape[:-1]).unsqueeze(-1)
     return lp.gather(-1, idx).squeeze(-1)

@@ -32,6 +32,14 @@ def _check_log_liks(log_liks: torch.Tensor) -> torch.Tensor:
     return log_liks
 
 
+def _check_beta(beta: float) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta has to be a number, but got {type(beta).__name__}")
+    if not math.isfinite(beta):
+        raise ValueError(f"beta has to be a finite number, but got {beta!r}")
+    return float(beta)
+
+
 def mc_objective(log_liks: torch.Tensor) -> torch.Tensor:
     """Monte Carlo objective: mean over the sample dimension 0.
 
@@ -63,6 +71,7 @@ def tail_adaptive_weights(log_liks: torch.Tensor, beta: float = -1.0) -> torch.T
     Shape: ``(S, *batch) -> (S, *batch)``, summing to 1 over dim 0.
     """
     log_liks = _check_log_liks(log_liks).detach()
+    beta = _check_beta(beta)
     S = log_liks.shape[0]
     # tail[i] = #{j : l_j >= l_i} / S
     tail = (log_liks.unsqueeze(0) >= log_liks.unsqueeze(1)).sum(1).to(log_liks.dtype) / S

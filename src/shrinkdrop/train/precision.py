@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._validation import check_int
+from .._validation import check_int, describe
 from .likelihoods import align_target
 from .prediction import _mc_outputs
 
@@ -137,6 +137,21 @@ def fit_predictive_precision(
     return out.reshape(lead)
 
 
+def _check_targets(y: torch.Tensor, y_mean: object, y_std: object) -> None:
+    """``y`` finite, ``y_std`` positive and finite, ``y_mean`` finite (where given)."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"y has to be a tensor, but got {type(y).__name__}")
+    if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+        raise ValueError(f"y has to be finite, but got {int((~torch.isfinite(y)).sum())} NaN or "
+                         "infinite value(s)")
+    if y_std is not None:
+        t = torch.as_tensor(y_std, dtype=torch.float64)
+        if not bool((torch.isfinite(t) & (t > 0)).all()):
+            raise ValueError(f"y_std has to be positive and finite, but got {describe(y_std)}")
+    if y_mean is not None and not bool(torch.isfinite(torch.as_tensor(y_mean)).all()):
+        raise ValueError(f"y_mean has to be finite, but got {describe(y_mean)}")
+
+
 def fit_predictive_tau(
     model: nn.Module,
     x: torch.Tensor,
@@ -157,6 +172,7 @@ def fit_predictive_tau(
     the same draws (e.g. for cross-fitting); then a float64 tensor of ``len(rows)`` precisions
     is returned instead of a float.
     """
+    _check_targets(y, y_mean, y_std)
     outs = _mc_outputs(model, x, y, samples, y_mean, y_std)  # (S, B, ...)
     yy = align_target(outs, y).to(outs.dtype)
     sq = (outs - yy).pow(2)

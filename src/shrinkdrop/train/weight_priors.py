@@ -53,7 +53,12 @@ def _params_of(model_or_params) -> list[torch.Tensor]:
         return list(model_or_params.parameters())
     if isinstance(model_or_params, torch.Tensor):
         return [model_or_params]
-    return list(model_or_params)
+    params = list(model_or_params) if not isinstance(model_or_params, (str, bytes)) and \
+        hasattr(model_or_params, "__iter__") else None
+    if params is None or not all(isinstance(p, torch.Tensor) for p in params):
+        raise TypeError(f"model_or_params has to be an nn.Module, a tensor or an iterable of "
+                        f"tensors, but got {type(model_or_params).__name__}")
+    return params
 
 
 def log_prior_ep(
@@ -149,7 +154,7 @@ def expected_log_prior_hp(model_or_pairs: nn.Module | Sequence[tuple],
     Raises:
         InfiniteObjectiveError: when ``E[xi^-2]`` is infinite (the objective is ``-inf``).
     """
-    s0 = float(sigma0)
+    s0 = positive_float("sigma0", sigma0)
     total = torch.zeros(())
     for w, noise, c in _as_pairs(model_or_pairs):
         inv2 = noise.inverse_square_mean

@@ -106,7 +106,7 @@ def plan_run(datasets: list[UCIData], out: str | Path, *, splits: list[int] | No
     names = [d.name for d in datasets]
     if len(set(names)) != len(names):
         raise DataError(f"two data sets are named alike: {names}")
-    tasks = make_tasks(datasets, splits, methods, settings)
+    tasks = make_tasks(datasets, splits, methods, settings, flag("splits"))
     out = Path(out)
     store = ResultStore(out, settings.record(), {d.name: d.fingerprint() for d in datasets})
     store.check()
@@ -153,10 +153,17 @@ def run_uci(datasets: list[UCIData], out: str | Path, *, splits: list[int] | Non
 
 
 def _run_store(plan: Plan, jobs: int, client) -> Path:
+    with plan.store.locked():
+        return _run_locked(plan, jobs, client)
+
+
+def _run_locked(plan: Plan, jobs: int, client) -> Path:
     store, out, settings, progress = plan.store, plan.out, plan.settings, plan.progress
     store.open()
+    store.audit()  # stray, truncated or edited parts: reported, set aside, computed again
     commands = _remember_command(out, plan.command)
-    todo = [t for t in plan.tasks if not store.done(t.key)]
+    done = {t.key for t in plan.tasks if store.done(t.key)}
+    todo = [t for t in plan.tasks if t.key not in done]
     by_name = {d.name: d for d in plan.datasets}
 
     def publish():
@@ -164,9 +171,9 @@ def _run_store(plan: Plan, jobs: int, client) -> Path:
         write_csv_atomic(out / "results.csv", rows, COLUMNS)
         write_summary(out, rows, by_name, settings, command=plan.command, commands=commands)
 
-    def record(task: UnitTask, result: dict):
+    def record(task: UnitTask, result: dict, group: list[str] | None = None):
         store.put(task.key, {"dataset": task.dataset, "split": task.split,
-                             "method": task.method, "epochs": task.epochs, **result})
+                             "method": task.method, "epochs": task.epochs, **result}, group)
 
     def on_result(task: UnitTask, result: dict):
         record(task, result)
@@ -181,18 +188,55 @@ def _run_store(plan: Plan, jobs: int, client) -> Path:
         run_units(plan.train_eval, runnable, jobs=jobs, on_result=on_result, progress=progress,
                   desc="uci", client=client)
     else:
-        groups = make_groups(runnable, jobs, plan.stack_splits,
-                             inner_progress=progress and jobs == 1 and client is None)
+        groups = _resume_groups(plan, store, done, runnable, jobs, client)
 
         def on_group(group: tuple, result: list[dict]):
+            keys = [t.key for t in group[1]] if len(group[1]) > 1 else None
             for t, r in zip(group[1], result):
-                record(t, r)
+                record(t, r, keys)
             publish()
 
         run_units(run_group, groups, jobs=jobs, on_result=on_group, progress=progress,
                   describe=_describe_group, desc="uci", client=client)
     publish()
     return out / "results.csv"
+
+
+def _resume_groups(plan: Plan, store: ResultStore, done: set[str], runnable: list[UnitTask],
+                   jobs: int, client) -> list[tuple]:
+    """The stacked engine's work items for the units not done, grouped as an uninterrupted run
+    would group them (the splits trained together set the noise draws and the notes):
+
+    * a recorded group with a unit missing (killed while its parts were written, or a part set
+      aside by :meth:`ResultStore.audit`) runs whole again, with the same units in the same
+      order (its ``+tau`` twins too, so their "networks shared" notes stay true);
+    * a group of this run (:func:`make_groups` over all its units) that nothing has touched
+      runs as it is;
+    * the units left (a group partly done by an earlier run with other splits) are grouped
+      among themselves: finished units are never redone for them.
+    """
+    inner = plan.progress and jobs == 1 and client is None
+    by_key = {t.key: t for t in plan.tasks}
+    missing = {t.key for t in runnable}
+    out: list[tuple] = []
+    for key in sorted(done):
+        g = store.group(key)
+        if g and any(k in missing for k in g) and all(k in by_key for k in g):
+            whole = tuple(replace(by_key[k], extra={**by_key[k].extra, "progress": inner})
+                          for k in g)
+            out.append(("stacked", whole))
+            missing -= set(g)
+    every = [t for t in plan.tasks if not t.skip]
+    left = []
+    for g in make_groups(every, jobs, plan.stack_splits, inner_progress=inner):
+        keys = {t.key for t in g[1]}
+        if keys <= missing:
+            out.append(g)
+        else:
+            left += [t for t in g[1] if t.key in missing]
+        missing -= keys
+    return out + make_groups([by_key[t.key] for t in left], jobs, plan.stack_splits,
+                             inner_progress=inner)
 
 
 def make_groups(tasks: list[UnitTask], jobs: int = 1, stack_splits: int = 0,

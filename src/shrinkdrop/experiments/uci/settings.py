@@ -173,11 +173,12 @@ def unit_seed(settings: Settings, dataset: str, split: int, method: str) -> int:
 
 
 def make_tasks(datasets: list[UCIData], splits: list[int] | None, methods: list[str],
-               settings: Settings) -> list[UnitTask]:
-    """All units, split-major (so ``--jobs`` spreads splits over processes)."""
+               settings: Settings, name: str = "splits") -> list[UnitTask]:
+    """All units, split-major (so ``--jobs`` spreads splits over processes); ``name`` spells
+    the ``splits`` argument in an error message."""
     tasks = []
     for data in datasets:
-        chosen = check_splits(data, splits, settings.quick)
+        chosen = check_splits(data, splits, settings.quick, name)
         for k in chosen:
             sp = data.splits[k]
             for m in methods:
@@ -194,17 +195,29 @@ def make_tasks(datasets: list[UCIData], splits: list[int] | None, methods: list[
     return tasks
 
 
-def check_splits(data: UCIData, splits: list[int] | None, quick: bool) -> list[int]:
+def check_splits(data: UCIData, splits: list[int] | None, quick: bool,
+                 name: str = "splits") -> list[int]:
     """The splits to run on ``data`` (None: all; ``quick``: the first 2); a DataError names a
-    split the data set does not have."""
+    split the data set does not have, a ValueError one listed twice (``name`` spells the
+    argument)."""
     if splits is None:
         n = min(QUICK_SPLITS, data.n_splits) if quick else data.n_splits
         return list(range(n))
+    if isinstance(splits, (str, bytes)) or not all(
+            isinstance(k, int) and not isinstance(k, bool) for k in splits):
+        raise TypeError(f"{name} has to be a list of split numbers, but got {splits!r}")
+    if not splits:
+        raise ValueError(f"{name} has to name at least one split, but got none")
+    seen = set()
     for k in splits:
+        if k in seen:
+            raise ValueError(f"{name} has to name each split once, but got {k} twice")
+        seen.add(k)
         if not 0 <= k < data.n_splits:
             where = f" ({data.source}/n_splits.txt)" if not data.source.startswith("builtin:") \
                 else ""
-            raise DataError(f"split {k} requested but {data.name} has {data.n_splits} splits "
+            raise DataError(f"{name} has to be in 0-{data.n_splits - 1}, but got {k}: split {k} "
+                            f"requested but {data.name} has {data.n_splits} splits "
                             f"(0-{data.n_splits - 1}){where}")
     return list(splits)
 

@@ -183,15 +183,16 @@ def _check_args(model: nn.Module, X: Tensor, y: Tensor, likelihood: str,
     """Validate :func:`fit_svi`'s arguments; returns the likelihood's checked name."""
     likelihood = check_choice("likelihood", likelihood, Likelihood).value
     if not isinstance(model, nn.Module):
-        raise SVIError(f"model has to be an nn.Module, but got {type(model).__name__}")
+        raise TypeError(f"model has to be an nn.Module, but got {type(model).__name__}")
     if not isinstance(X, Tensor) or not isinstance(y, Tensor):
-        raise SVIError(f"X and y have to be tensors, but got {type(X).__name__} and "
-                       f"{type(y).__name__}")
+        raise TypeError(f"X and y have to be tensors, but got {type(X).__name__} and "
+                        f"{type(y).__name__}")
     if X.shape[0] != y.shape[0] or X.shape[0] == 0:
         raise SVIError(f"X and y need the same, non-zero number of rows, but got {X.shape[0]} "
                        f"and {y.shape[0]}")
-    for name, val, low in (("epochs", epochs, 1), ("batch_size", batch_size or 1, 1)):
-        if not isinstance(val, int) or val < low:
+    for name, val, low in (("epochs", epochs, 1),
+                           ("batch_size", 1 if batch_size is None else batch_size, 1)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < low:
             raise SVIError(f"{name} has to be an integer >= {low}, but got {val!r}")
     for name, val in (("sigma0", sigma0), ("lr", lr), ("init_sd", init_sd)):
         if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
@@ -203,9 +204,11 @@ def _check_args(model: nn.Module, X: Tensor, y: Tensor, likelihood: str,
     if precision is not None and not (math.isfinite(precision) and precision > 0):
         raise SVIError(f"precision has to be a finite number > 0 or None, but got {precision!r}")
     if likelihood == "gaussian" and not torch.isfinite(y).all():
-        raise SVIError("y has non-finite values")
+        raise SVIError(f"y has non-finite values: it has to be finite, but got "
+                       f"{int((~torch.isfinite(y)).sum())} NaN or infinite value(s)")
     if not torch.isfinite(X).all():
-        raise SVIError("X has non-finite values")
+        raise SVIError(f"X has non-finite values: it has to be finite, but got "
+                       f"{int((~torch.isfinite(X)).sum())} NaN or infinite value(s)")
     return likelihood
 
 

@@ -75,6 +75,10 @@ def _noise_layers(model: nn.Module) -> list[tuple[str, NoiseLayer]]:
 def scale_sites(model: nn.Module, example: Tensor) -> list[SVISite]:
     """The scale sites of ``model`` and their shapes, found by one forward pass on ``example``
     (each layer names its own sites for the input it sees)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model has to be an nn.Module, but got {type(model).__name__}")
+    if not isinstance(example, Tensor):
+        raise TypeError(f"example has to be a tensor, but got {type(example).__name__}")
     layers = _noise_layers(model)
     if not layers:
         raise SVIError(f"model has no shrinkdrop noise layer ({_supported()}): nothing to infer")
@@ -85,6 +89,10 @@ def scale_sites(model: nn.Module, example: Tensor) -> list[SVISite]:
     try:
         with torch.no_grad(), given_scales(model, {}):
             model(example)
+    except (RuntimeError, ValueError, IndexError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SVIError(f"X has to be an input the model can run on, but a forward pass on rows "
+                       f"of shape {tuple(example.shape)} failed: {first}") from None
     finally:
         for h in hooks:
             h.remove()
