@@ -211,8 +211,8 @@ case("priors.gsm.sigma0=-1",
      lambda: P.GaussianScaleMixture(lambda s: -s, sigma0=-1.0), VE, "sigma0")
 case("priors.gsm.lower>upper",
      lambda: P.GaussianScaleMixture(lambda s: -s, lower=2.0, upper=1.0), VE, "lower", "upper")
-case("priors.log_bessel_k0.str", lambda: P.log_bessel_k0("1"), (TE, VE), "x", owner=OTHER)
-case("priors.log_exp1_scaled.str", lambda: P.log_exp1_scaled("1"), (TE, VE), "u", owner=OTHER)
+case("priors.log_bessel_k0.str", lambda: P.log_bessel_k0("1"), (TE, VE), "x")
+case("priors.log_exp1_scaled.str", lambda: P.log_exp1_scaled("1"), (TE, VE), "u")
 
 # ----------------------------------------------------------------------------- functional
 case("functional.unit_noise.noise=float", lambda: F.unit_noise(_x(4, 3), 0.5), TE, "noise")
@@ -588,10 +588,10 @@ case("inference.relevance_auc.length",
 case("inference.relevance_auc.nan",
      lambda: I.relevance_auc([0.1, NAN], [True, False]), VE, "scores")
 case("inference.mixing_verdict.rhat_max", lambda: I.mixing_verdict({}, rhat_max=0.5), VE,
-     "rhat_max", owner=OTHER)
+     "rhat_max")
 case("inference.mixing_verdict.ess_min", lambda: I.mixing_verdict({}, ess_min=-1.0), VE,
      "ess_min")
-case("inference.site_diagnostics.1d", lambda: I.site_diagnostics(_x(10)), VE, "draws", owner=OTHER)
+case("inference.site_diagnostics.1d", lambda: I.site_diagnostics(_x(10)), VE, "draws")
 case("inference.linear_ss.keep=1.5", lambda: I.linear_spike_slab(X40, Y40[:, 0], keep=1.5), VE,
      "keep")
 case("inference.linear_ss.g=0", lambda: I.linear_spike_slab(X40, Y40[:, 0], g=0.0), VE, "g")

@@ -30,6 +30,9 @@ def site_diagnostics(draws: torch.Tensor) -> tuple[float, float]:
     Elements that never move (e.g. a Bernoulli scale stuck at 1) have undefined ESS / R-hat and
     are skipped; a site with no moving element gives ``(nan, nan)``.
     """
+    if not isinstance(draws, torch.Tensor) or draws.ndim < 2 or min(draws.shape[:2]) < 1:
+        got = tuple(draws.shape) if isinstance(draws, torch.Tensor) else type(draws).__name__
+        raise ValueError(f"draws has to be a tensor of shape (chain, draw, ...), but got {got}")
     x = draws.detach().double()
     ess = effective_sample_size(x, chain_dim=0, sample_dim=1).reshape(-1)
     rhat = split_gelman_rubin(x, chain_dim=0, sample_dim=1).reshape(-1)
@@ -83,6 +86,9 @@ def mixing_verdict(diag: dict, *, rhat_max: float = RHAT_MAX, ess_min: float = E
     """
     check_positive("rhat_max", rhat_max)
     check_positive("ess_min", ess_min)
+    if not rhat_max >= 1:
+        raise ValueError(f"rhat_max has to be >= 1 (R-hat is 1 for chains that agree), but got "
+                         f"{rhat_max}")
     rhat_max, ess_min = float(rhat_max), float(ess_min)
     per = diag.get("per_site", {})
     rh, ess = diag["max_rhat"], diag["min_ess"]

@@ -64,10 +64,7 @@ def log_bessel_k0(x: torch.Tensor) -> torch.Tensor:
         >>> log_bessel_k0(torch.tensor([1.0], dtype=torch.float64))
         tensor([-0.8650], dtype=torch.float64)
     """
-    x = torch.as_tensor(x)
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
-    return _LogBesselK0.apply(x)
+    return _LogBesselK0.apply(_real_tensor("x", x))
 
 
 def _log_exp1_scaled_value(u: torch.Tensor) -> torch.Tensor:
@@ -122,7 +119,21 @@ def log_exp1_scaled(u: torch.Tensor) -> torch.Tensor:
         >>> log_exp1_scaled(torch.tensor([1.0], dtype=torch.float64)).exp()  # e * E1(1)
         tensor([0.5963], dtype=torch.float64)
     """
-    u = torch.as_tensor(u)
-    if not u.is_floating_point():
-        u = u.to(torch.get_default_dtype())
-    return _LogExp1Scaled.apply(u)
+    return _LogExp1Scaled.apply(_real_tensor("u", u))
+
+
+def _real_tensor(name: str, value: object) -> torch.Tensor:
+    """``value`` as a floating tensor; a TypeError naming ``name`` for anything not numeric."""
+    if isinstance(value, torch.Tensor):
+        t = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) or \
+            hasattr(value, "__array__") or isinstance(value, (list, tuple)):
+        try:
+            t = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TypeError(f"{name} has to be a tensor of reals, but got {value!r}") from exc
+    else:
+        raise TypeError(f"{name} has to be a tensor of reals, but got {type(value).__name__}")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} has to be a tensor of reals, but got dtype {t.dtype}")
+    return t if t.is_floating_point() else t.to(torch.get_default_dtype())
