@@ -12,7 +12,7 @@ from torch import Tensor
 
 from . import is_cpu
 
-__all__ = ["draw", "bernoulli_gaps"]
+__all__ = ["draw", "draw_traceable", "bernoulli_gaps"]
 
 # 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
 _TWO31 = 2147483648
@@ -60,9 +60,9 @@ def draw(shape: tuple[int, ...], keep: float, value: float, generator: torch.Gen
     """``value * Bernoulli(keep)`` of ``shape`` as a fresh ``dtype`` tensor on ``device``, or
     written into the contiguous ``out`` of that shape."""
     n = math.prod(shape)
-    if keep == 1.0:
-        return torch.full(shape, value, dtype=dtype, device=device) if out is None \
-            else out.fill_(value)
+    if keep == 1.0 or keep == 0.0:
+        v = value if keep else 0.0
+        return torch.full(shape, v, dtype=dtype, device=device) if out is None else out.fill_(v)
     cpu = is_cpu(device)
     if cpu and 0.0 < 1.0 - keep <= GAP_MAX_DROP and n > 0:
         if out is None:
@@ -83,4 +83,15 @@ def draw(shape: tuple[int, ...], keep: float, value: float, generator: torch.Gen
         out = mask.to(dtype)
     else:
         out.copy_(mask)
+    return out.mul_(value) if value != 1.0 else out
+
+
+def draw_traceable(shape: tuple[int, ...], keep: float, value: float, dtype: torch.dtype,
+                   device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
+    """:func:`draw` for ``torch.compile``: one ``bernoulli_`` kernel, no data-dependent loop
+    and no ``random_`` on integers, which the compiler cannot trace (the same law; torch's
+    global generator, as compiled ``nn.Dropout``)."""
+    if out is None:
+        out = torch.empty(shape, dtype=dtype, device=device)
+    out.bernoulli_(keep)
     return out.mul_(value) if value != 1.0 else out
