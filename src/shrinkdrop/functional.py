@@ -52,6 +52,7 @@ from ._lstm import _lstm_kernel, _untied_lstm_layer
 from ._validation import check_choice
 from .enums import Tie
 from .errors import EvalNoiseError
+from .sampling import bernoulli as _sampling_bernoulli
 
 __all__ = [
     "Tie",
@@ -84,7 +85,7 @@ def _check_rank(x: Tensor, what: str, min_dim: int, expected: str) -> None:
 #: from torch's global generator, runs torch's own dropout kernel (one call from C++: at small
 #: sizes the per-call cost decides); from this size on our draws (geometric gaps, 31-bit words)
 #: are the faster ones (``benchmarks/bench_layers.py``; docs/layers.md "Speed")
-TORCH_DROPOUT_MAX = 8192
+TORCH_DROPOUT_MAX = _sampling_bernoulli.TORCH_KERNEL_MAX
 
 
 def _torch_dropout_path(x: Tensor, noise: _noise.NoiseDistribution, normalize: bool,

@@ -105,8 +105,9 @@ class Bernoulli(NoiseDistribution):
                    generator: torch.Generator | None, dtype: torch.dtype,
                    device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
         """Geometric gaps (small drop rates) or 31-bit words on the CPU, ``bernoulli_``
-        elsewhere (:func:`shrinkdrop.sampling.bernoulli.draw`); kept entries are ``1 / keep``
-        when normalised."""
+        elsewhere and for small draws from the global generator
+        (:func:`shrinkdrop.sampling.bernoulli.draw`); kept entries are ``1 / keep`` when
+        normalised (0 for ``keep = 0``); under ``torch.compile`` one traceable ``bernoulli_``."""
         keep = self._dropout_keep
         value = (1.0 / keep if keep > 0.0 else 0.0) if normalize else 1.0
         if torch.compiler.is_compiling():
