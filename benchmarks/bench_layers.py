@@ -157,7 +157,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
-    ap.add_argument("--only", default=None, help="substring of the case names to run")
+    ap.add_argument("--only", default=None,
+                    help="substring of the case names to run ('a|b': either)")
     ap.add_argument("--runs", type=int, default=1,
                     help="repeat every case this many times (interleaved with its peer each "
                          "time) and print the min and median of the ratio")
@@ -176,7 +177,7 @@ def main(argv=None):
     print("-" * len(header))
     rows = []
     for name, peer, ours, target in cases(args.device):
-        if args.only and args.only not in name:
+        if args.only and not any(part in name for part in args.only.split("|")):
             continue
         ratios, mps, mos = [], [], []
         for _ in range(args.runs):
