@@ -104,7 +104,8 @@ def draw_traceable(shape: tuple[int, ...], keep: float, value: float, dtype: tor
     """:func:`draw` for ``torch.compile``: one ``bernoulli_`` kernel, no data-dependent loop
     and no ``random_`` on integers, which the compiler cannot trace (the same law; torch's
     global generator, as compiled ``nn.Dropout``)."""
-    if out is None:
-        out = torch.empty(shape, dtype=dtype, device=device)
-    out.bernoulli_(keep)
-    return out.mul_(value) if value != 1.0 else out
+    # out of place: torch.export keeps the random op (an in-place bernoulli_ on a fresh empty
+    # tensor came out of export as a constant)
+    xi = torch.bernoulli(torch.full(shape, keep, dtype=dtype, device=device))
+    xi = xi.mul_(value) if value != 1.0 else xi
+    return xi if out is None else out.copy_(xi)
