@@ -130,3 +130,30 @@ def test_layer_noise_shape():
     x = torch.ones(50, 3, 4)
     y = F.layer_noise(x, N.Uniform(0.0, 2.0), generator=gen(6))
     assert torch.equal(y, y[:, :1, :1].expand_as(y)) and not torch.equal(y[0], y[1])
+
+
+def test_small_bernoulli_runs_torch_kernel_and_the_rest_ours():
+    """The dispatch of unit_noise (docs/layers.md, "Small Bernoulli draws"): per-example,
+    normalised Bernoulli noise from the global generator on fewer than TORCH_DROPOUT_MAX elements
+    is torch's dropout kernel (the same values as F.dropout under the same seed); with a
+    generator, at TORCH_DROPOUT_MAX elements and more, shared or raw, it is our draw (the same
+    values as draw_noise under the same seed)."""
+    nz = N.Bernoulli(0.7)
+    small = torch.rand(64, 20) + 0.5
+    torch.manual_seed(5)
+    a = F.unit_noise(small, nz)
+    torch.manual_seed(5)
+    assert torch.equal(a, torch.nn.functional.dropout(small, 0.3, True))
+    big = torch.rand(F.TORCH_DROPOUT_MAX) + 0.5
+    for x, kw in ((big, {}), (small, dict(generator=3)), (small, dict(normalize=False))):
+        mk = (lambda kw=kw: dict(kw, generator=gen(kw["generator"]))) if "generator" in kw \
+            else kw.copy
+        torch.manual_seed(6)
+        got = F.unit_noise(x, nz, **mk())
+        torch.manual_seed(6)
+        xi = F.draw_noise(nz, x.shape, **mk())
+        assert torch.equal(got, x * xi)
+    # the law of the small path (torch's kernel): binomial test on the drops
+    torch.manual_seed(7)
+    drops = sum(int((F.unit_noise(small, nz) == 0).sum()) for _ in range(20))
+    assert st.binomtest(drops, 20 * small.numel(), 0.3).pvalue > 1e-4

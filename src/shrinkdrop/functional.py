@@ -31,18 +31,28 @@ predict by Monte Carlo with the noise on (``shrinkdrop.mc_mode``).
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from . import noise as _noise
+from ._draw import (  # noqa: F401 - _GROUPS, _draw_into, _LOW_PRECISION: used by the layers
+    _GROUPS,
+    _LOW_PRECISION,
+    _draw_into,
+    _eval_factor,
+    check_noise,
+    current_sample_groups,
+    draw_noise,
+    sample_groups,
+)
 from ._lstm import _lstm_kernel, _untied_lstm_layer
 from ._validation import check_choice
 from .enums import Tie
 from .errors import EvalNoiseError
+from .sampling import bernoulli as _sampling_bernoulli
 
 __all__ = [
     "Tie",
@@ -61,130 +71,6 @@ __all__ = [
 ]
 
 
-# ============================================================================= sample groups
-_GROUPS: list[int] = [1]
-
-
-@contextlib.contextmanager
-def sample_groups(S: int) -> Iterator[int]:
-    """Treat a leading batch of ``S * B`` rows as ``S`` stacked copies of a batch of ``B``.
-
-    Rows ``s * B .. (s + 1) * B - 1`` are copy ``s`` (sample-major). Per-example noise needs
-    nothing special; noise shared across the batch (``share_across_batch=True``) is drawn ``S``
-    times, once per group of ``B`` rows, so that ``S`` independent noise draws of a model run in
-    one batched forward pass (the S-sample MC / marginal-MAP objectives).
-
-    Example:
-        >>> import torch, shrinkdrop as sd
-        >>> layer = sd.nn.UnitNoise(sd.noise.Bernoulli(0.5), share_across_batch=True)
-        >>> x = torch.ones(4, 3).repeat(2, 1)          # S = 2 copies of a batch of B = 4
-        >>> with sd.nn.sample_groups(2):
-        ...     y = layer(x)                             # rows 0-3 share noise, rows 4-7 share
-    """
-    if isinstance(S, bool) or not isinstance(S, int) or S < 1:
-        raise ValueError(f"sample_groups: S has to be a positive int, but got {S!r}")
-    _GROUPS.append(S)
-    try:
-        yield S
-    finally:
-        _GROUPS.pop()
-
-
-def current_sample_groups() -> int:
-    """The ``S`` of the innermost :func:`sample_groups` block (1 outside any)."""
-    return _GROUPS[-1]
-
-
-# ============================================================================= noise draws
-def check_noise(noise: object, name: str = "noise") -> _noise.NoiseDistribution:
-    """Check that ``noise`` is a scalar-parameter noise family; return it."""
-    if not isinstance(noise, _noise.NoiseDistribution):
-        raise TypeError(
-            f"{name} has to be a shrinkdrop.noise family such as Bernoulli(keep=0.9) or "
-            f"Gaussian(mean=1, std=0.3), but got {type(noise).__name__} ({noise!r})"
-        )
-    if noise.batch_shape != torch.Size():
-        raise ValueError(
-            f"{name} has to have scalar parameters (the structure comes from the layer), but "
-            f"{noise!r} has batch_shape {tuple(noise.batch_shape)}"
-        )
-    return noise
-
-
-def draw_noise(
-    noise: _noise.NoiseDistribution,
-    shape: Sequence[int],
-    *,
-    share_across_batch: bool = False,
-    normalize: bool = True,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype | None = None,
-    device: torch.device | str | None = None,
-) -> Tensor:
-    """Draw a noise tensor of per-example ``shape`` ``(N, ...)``.
-
-    With ``share_across_batch=True`` one draw of ``shape[1:]`` is shared by all ``N`` rows (the
-    result has a leading 1, broadcasting against the batch), or, inside :func:`sample_groups`
-    ``(S)``, one draw per group of ``N / S`` rows (the result then has ``N`` rows). The values
-    come from the family's own fast draw (``NoiseDistribution._fast_draw``, docs/layers.md
-    "Adding a noise family"); this function checks the law and lays out the shape.
-
-    Args:
-        noise: a family from :mod:`shrinkdrop.noise` with scalar parameters.
-        shape: the per-example noise shape, leading dimension the batch size ``N``.
-        share_across_batch: one draw per forward pass (per sample group) instead of per example.
-        normalize: divide by ``E[xi]`` so the noise has mean 1 (default True).
-        generator: a :class:`torch.Generator` for the draws (default: torch's global one).
-        dtype, device: of the result (default float32 / CPU).
-    """
-    check_noise(noise)
-    if normalize:
-        noise.normalizing_mean("draw_noise")
-    kw = dict(normalize=normalize, generator=generator,
-              dtype=dtype or torch.get_default_dtype(), device=device)
-    shape = tuple(int(s) for s in shape)
-    if not share_across_batch:
-        return noise._fast_draw(shape, **kw)
-    S = _GROUPS[-1]
-    N = shape[0]
-    if S == 1:
-        return noise._fast_draw((1,) + shape[1:], **kw)
-    if N % S:
-        raise ValueError(
-            f"sample_groups({S}): the batch size has to be a multiple of {S}, but got {N}"
-        )
-    xi = noise._fast_draw((S,) + shape[1:], **kw)
-    return xi.repeat_interleave(N // S, dim=0)
-
-
-def _draw_into(noise: _noise.NoiseDistribution, out: Tensor, *, normalize: bool = True,
-               generator: torch.Generator | None = None) -> Tensor:
-    """:func:`draw_noise` (per example, not shared) written into the contiguous tensor ``out``
-    (its shape, dtype and device): lets a caller fill slices of one buffer without a copy."""
-    check_noise(noise)
-    if normalize:
-        noise.normalizing_mean("draw_noise")
-    if not out.is_contiguous():
-        raise ValueError("out has to be contiguous")
-    return noise._fast_draw(tuple(out.shape), normalize=normalize, generator=generator,
-                            dtype=out.dtype, device=out.device, out=out)
-
-
-def _eval_factor(noise: _noise.NoiseDistribution, normalize: bool, what: str) -> float:
-    """The deterministic factor E[xi] applied in eval (1 when normalised)."""
-    if normalize:
-        noise.normalizing_mean(what)
-        return 1.0
-    mean = noise.scalar_mean
-    if not math.isfinite(mean):
-        raise EvalNoiseError(
-            f"{what}: {noise!r} has infinite mean, so eval() with normalize=False cannot apply the "
-            "weight-scaling rule x * E[xi] (it would be inf); predict by Monte Carlo with the "
-            "noise on: `with shrinkdrop.mc_mode(model): ...` and average several forward passes"
-        )
-    return mean
-
-
 def _check_rank(x: Tensor, what: str, min_dim: int, expected: str) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{what}: input has to be a tensor, but got {type(x).__name__}")
@@ -195,43 +81,56 @@ def _check_rank(x: Tensor, what: str, min_dim: int, expected: str) -> None:
         )
 
 
+#: per-example, mean-normalised Bernoulli noise on CPU tensors of fewer elements than this, drawn
+#: from torch's global generator, runs torch's own dropout kernel (one call from C++: at small
+#: sizes the per-call cost decides); from this size on our draws (geometric gaps, 31-bit words)
+#: are the faster ones (``benchmarks/bench_layers.py``; docs/layers.md "Speed")
+TORCH_DROPOUT_MAX = _sampling_bernoulli.TORCH_KERNEL_MAX
+
+
 def _torch_dropout_path(x: Tensor, noise: _noise.NoiseDistribution, normalize: bool,
                         generator: torch.Generator | None, share_across_batch: bool,
-                        what: str) -> bool:
-    """Whether per-example, mean-normalised Bernoulli noise on a CUDA tensor, drawn from torch's
-    global generator, goes through torch's own dropout kernels (the same law: every element
-    0 or ``1 / keep``): on CUDA they are fused and faster than drawing ``xi`` and multiplying
-    (benchmarks/bench_layers.py --device cuda); on the CPU our draws are the faster ones, and
-    torch's dropout takes no generator."""
-    if not (x.is_cuda and noise._dropout_keep is not None and normalize and generator is None
-            and not share_across_batch):
+                        what: str, numel: int | None = None) -> bool:
+    """Whether per-example, mean-normalised Bernoulli noise drawn from torch's global generator
+    goes through torch's own dropout kernels (the same law: every element 0 or ``1 / keep``):
+    always on accelerators (fused, faster than drawing ``xi`` and multiplying:
+    benchmarks/bench_layers.py --device cuda); on the CPU only for noise of fewer than
+    :data:`TORCH_DROPOUT_MAX` elements (``numel``; ``None``: never), where one C++ call beats
+    our few Python-level kernels, and always under ``torch.compile`` (it traces)."""
+    if (noise._dropout_keep is None or not normalize or generator is not None
+            or share_across_batch):
+        return False
+    if not (x.device.type != "cpu" or (numel is not None and numel < TORCH_DROPOUT_MAX)
+            or torch.compiler.is_compiling()):
         return False
     noise.normalizing_mean(what)
     return True
 
 
-def _scale(x: Tensor, factor: float) -> Tensor:
-    return x if factor == 1.0 else x * factor
+def _scale(x: Tensor, factor: float, inplace: bool = False) -> Tensor:
+    if factor == 1.0:
+        return x
+    return x.mul_(factor) if inplace else x * factor
 
 
 def _checked_eval(x: Tensor, noise: _noise.NoiseDistribution, training: bool, normalize: bool,
-                  what: str, min_dim: int, expected: str) -> Tensor | None:
+                  what: str, min_dim: int, expected: str, inplace: bool = False) -> Tensor | None:
     """What every activation structure starts with: ``x``'s rank and the noise checked; in eval
-    the deterministic output ``x * E[xi]`` (``x`` when normalised), in training ``None`` (the
-    caller draws the noise)."""
+    the deterministic output ``x * E[xi]`` (``x`` itself when normalised, as torch's dropout in
+    eval), in training ``None`` (the caller draws the noise)."""
     _check_rank(x, what, min_dim, expected)
     check_noise(noise)
-    return None if training else _scale(x, _eval_factor(noise, normalize, what))
+    return None if training else _scale(x, _eval_factor(noise, normalize, what), inplace)
 
 
 def _times_noise(x: Tensor, noise: _noise.NoiseDistribution, shape: tuple[int, ...], *,
                  share_across_batch: bool, normalize: bool,
-                 generator: torch.Generator | None) -> Tensor:
+                 generator: torch.Generator | None, inplace: bool = False) -> Tensor:
     """``x`` times noise of ``shape`` (broadcast against ``x``), drawn in ``x``'s dtype and
-    device."""
+    device; ``inplace``: ``x`` multiplied in place and returned (torch's ``inplace=True``)."""
     xi = draw_noise(noise, shape, share_across_batch=share_across_batch, normalize=normalize,
                     generator=generator, dtype=x.dtype, device=x.device)
-    return x * xi
+    return x.mul_(xi) if inplace else x * xi
 
 
 # ============================================================================= unit / channel
@@ -243,36 +142,82 @@ def unit_noise(
     share_across_batch: bool = False,
     normalize: bool = True,
     generator: torch.Generator | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """ARD noise: every input unit of every example gets its own scale (section 3, Eq. 8).
 
-    With ``Bernoulli(keep)`` this is ``F.dropout(x, p=1 - keep)``: the same law and scaling.
+    With ``Bernoulli(keep)`` this is ``F.dropout(x, p=1 - keep)``: the same law and scaling, the
+    same handling of 0-d and empty inputs, ``keep = 0`` (``p = 1``) gives zeros, and eval (or
+    ``keep = 1``) returns ``x`` itself.
 
     Args:
-        x: input ``(N, *, D)``; every leading row is an example.
+        x: input ``(N, *, D)``; every leading row is an example (any shape, 0-d included, as
+            ``nn.Dropout``: the noise is per element).
         noise: a :mod:`shrinkdrop.noise` family.
         training: apply noise (else the identity, or ``x * E[xi]`` when ``normalize=False``).
         share_across_batch: one draw of shape ``(1, ..., 1, D)`` per forward pass (global ARD
             scales) instead of one per element.
         normalize: noise divided by ``E[xi]`` (default True).
         generator: optional :class:`torch.Generator`.
+        inplace: multiply ``x`` in place and return it (torch's ``inplace=True``; ``x`` must not
+            be a leaf that requires grad).
 
     Shape:
         x and output ``(N, *, D)``; noise ``x.shape``, or ``(1, ..., 1, D)`` when shared.
     """
-    y = _checked_eval(x, noise, training, normalize, "unit_noise", 1, "(N, *, D)")
-    if y is not None:
-        return y
-    if noise._dropout_keep == 1.0:
-        return x
-    if _torch_dropout_path(x, noise, normalize, generator, share_across_batch, "unit_noise"):
-        return torch.nn.functional.dropout(x, 1.0 - noise._dropout_keep, True)
-    if share_across_batch:
-        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],) if x.dim() > 1 else x.shape
+    if not isinstance(x, Tensor):
+        raise TypeError(f"unit_noise: input has to be a tensor, but got {type(x).__name__}")
+    check_noise(noise)
+    if not training:
+        return _scale(x, _eval_factor(noise, normalize, "unit_noise"), inplace)
+    keep = noise._dropout_keep
+    if keep is not None:
+        if keep == 1.0:
+            return x
+        # the checks of _torch_dropout_path, inline (the per-call cost at small sizes is what
+        # issue 28 measures against nn.Dropout); Bernoulli normalises for every keep
+        if (normalize and generator is None and not share_across_batch
+                and (x.numel() < TORCH_DROPOUT_MAX or x.device.type != "cpu"
+                     or torch.compiler.is_compiling())):
+            if inplace:
+                return torch.dropout_(x, 1.0 - keep, True)
+            return torch.dropout(x, 1.0 - keep, True)
+    shared = share_across_batch and x.dim() > 1
+    if shared:
+        shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
     else:
         shape = x.shape
-    return _times_noise(x, noise, shape, share_across_batch=share_across_batch and x.dim() > 1,
-                        normalize=normalize, generator=generator)
+    return _times_noise(x, noise, shape, share_across_batch=shared, normalize=normalize,
+                        generator=generator, inplace=inplace)
+
+
+#: ``nn.Dropout1d/2d/3d``'s ranks: spatial dimensions -> (batched rank, unbatched rank or None)
+_CHANNEL_RANKS = {1: (3, 2), 2: (4, None), 3: (5, 4)}
+_CHANNEL_SHAPES = {1: "(N, C, L) or unbatched (C, L)",
+                   2: "(N, C, H, W) (a 3D input is read as (N, C, L), as nn.Dropout2d does)",
+                   3: "(N, C, D, H, W) or unbatched (C, D, H, W)"}
+
+
+def _channel_layout(x: Tensor, spatial_dims: int | None) -> bool:
+    """Check ``x``'s rank for :func:`channel_noise`; whether it is unbatched (``(C, *)``)."""
+    if spatial_dims is None:
+        _check_rank(x, "channel_noise", 3, "(N, C, *) with at least one spatial dimension")
+        return False
+    _check_rank(x, "channel_noise", 0, "")
+    batched, unbatched = _CHANNEL_RANKS[spatial_dims]
+    if x.dim() == 3 and spatial_dims == 2:
+        warnings.warn(
+            "channel_noise(spatial_dims=2): received a 3D input and, as nn.Dropout2d does, "
+            "reads it as (N, C, L) (channel-wise 1D noise), not as an unbatched (C, H, W); pass "
+            "spatial_dims=1 for 1D inputs, or unsqueeze(0) an unbatched image", stacklevel=3)
+        return False
+    if x.dim() not in (batched, unbatched):
+        raise ValueError(
+            f"channel_noise(spatial_dims={spatial_dims}): Expected {unbatched or 3}D or "
+            f"{batched}D input {_CHANNEL_SHAPES[spatial_dims]}, but received a {x.dim()}D "
+            f"input of shape {tuple(x.shape)}"
+        )
+    return x.dim() == unbatched
 
 
 def channel_noise(
@@ -283,6 +228,8 @@ def channel_noise(
     share_across_batch: bool = False,
     normalize: bool = True,
     generator: torch.Generator | None = None,
+    spatial_dims: int | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """One scale per (example, channel): the tied-filters prior after a conv (section 5.3).
 
@@ -290,23 +237,40 @@ def channel_noise(
     example is either dropped whole or kept and scaled by ``1 / keep``.
 
     Args:
-        x: input ``(N, C, *)`` with at least one spatial dimension.
-        noise, training, normalize, generator: as :func:`unit_noise`.
+        x: input ``(N, C, *)`` with at least one spatial dimension (``spatial_dims=None``), or
+            as ``nn.Dropout1d/2d/3d`` for ``spatial_dims=1/2/3``: ``(N, C, L)`` or unbatched
+            ``(C, L)``; ``(N, C, H, W)`` (a 3D input is read as ``(N, C, L)`` with a warning, as
+            torch does); ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)``. An unbatched input
+            draws one scale per channel.
+        noise, training, normalize, generator, inplace: as :func:`unit_noise`.
         share_across_batch: one draw ``(1, C, 1, ...)`` per forward pass.
+        spatial_dims: ``None`` (any rank >= 3, batched) or 1, 2, 3 (the ranks of
+            ``nn.Dropout1d/2d/3d``; other ranks raise ``ValueError`` where torch warns).
 
     Shape:
         x and output ``(N, C, *)``; noise ``(N, C, 1, ..., 1)`` (``(1, C, 1, ...)`` when shared).
     """
-    y = _checked_eval(x, noise, training, normalize, "channel_noise", 3,
-                      "(N, C, *) with at least one spatial dimension")
-    if y is not None:
-        return y
+    if spatial_dims not in (None, 1, 2, 3):
+        raise ValueError(f"channel_noise: spatial_dims has to be None, 1, 2 or 3, but got "
+                         f"{spatial_dims!r}")
+    unbatched = _channel_layout(x, spatial_dims)
+    check_noise(noise)
+    if not training:
+        return _scale(x, _eval_factor(noise, normalize, "channel_noise"), inplace)
+    if unbatched:
+        y = channel_noise(x.unsqueeze(0), noise, True, share_across_batch=share_across_batch,
+                          normalize=normalize, generator=generator, inplace=inplace)
+        return x if inplace else y.squeeze(0)
+    if noise._dropout_keep == 1.0:
+        return x
     if _torch_dropout_path(x, noise, normalize, generator, share_across_batch, "channel_noise"):
         # nn.Dropout1d/2d/3d's kernel
+        if inplace:
+            return torch.feature_dropout_(x, 1.0 - noise._dropout_keep, True)
         return torch.feature_dropout(x, 1.0 - noise._dropout_keep, True)
     shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
     return _times_noise(x, noise, shape, share_across_batch=share_across_batch,
-                        normalize=normalize, generator=generator)
+                        normalize=normalize, generator=generator, inplace=inplace)
 
 
 def layer_noise(
@@ -317,21 +281,23 @@ def layer_noise(
     share_across_batch: bool = False,
     normalize: bool = True,
     generator: torch.Generator | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """One scale per example for the whole tensor: ADD outside a residual block (section 5.1).
 
     With ``Bernoulli(keep)`` this is torchvision's ``stochastic_depth(x, 1 - keep, "row")``
     (``"batch"`` with ``share_across_batch=True``), applied to a residual branch's output.
+    ``inplace``: as :func:`unit_noise`.
 
     Shape:
         x and output ``(N, *)``; noise ``(N, 1, ..., 1)`` (``(1, ..., 1)`` when shared).
     """
-    y = _checked_eval(x, noise, training, normalize, "layer_noise", 1, "(N, *)")
+    y = _checked_eval(x, noise, training, normalize, "layer_noise", 1, "(N, *)", inplace)
     if y is not None:
         return y
     shape = (x.shape[0],) + (1,) * (x.dim() - 1)
     return _times_noise(x, noise, shape, share_across_batch=share_across_batch,
-                        normalize=normalize, generator=generator)
+                        normalize=normalize, generator=generator, inplace=inplace)
 
 
 # ============================================================================= DropConnect

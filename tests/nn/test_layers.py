@@ -402,8 +402,10 @@ def test_bad_arguments_are_named():
         sd.nn.UnitNoise(N.Bernoulli(torch.tensor([0.5, 0.6])))
     with pytest.raises(ValueError, match="Expected 4D input"):
         sd.nn.NoisyConv2d(3, 4, 3, N.Bernoulli(0.5))(torch.randn(3, 8, 8))
+    # issue 26: UnitNoise takes 0-d inputs as nn.Dropout does (tests/nn/test_torch_parity.py);
+    # LayerNoise (one scale per example) still needs a batch dimension
     with pytest.raises(ValueError, match="received a 0D input"):
-        sd.nn.UnitNoise(N.Bernoulli(0.5))(torch.tensor(1.0))
+        sd.nn.LayerNoise(N.Bernoulli(0.5))(torch.tensor(1.0))
 
 
 def test_extra_repr():

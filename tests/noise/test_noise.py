@@ -336,7 +336,7 @@ def test_xi_times_v_follows_marginal_cdf(make):
 
 # --------------------------------------------------------------------------------- validation
 BAD = [
-    (N.Bernoulli, {"keep": 0.0}, "keep"),
+    # keep = 0 (torch's p = 1) is accepted since issue 26: tests/nn/test_torch_parity.py
     (N.Bernoulli, {"keep": 1.5}, "keep"),
     (N.Bernoulli, {"keep": -0.1}, "keep"),
     (N.Bernoulli, {"keep": float("nan")}, "keep"),

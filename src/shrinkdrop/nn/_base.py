@@ -111,6 +111,18 @@ class NoiseLayer(nn.Module):
             parts.append("generator=<torch.Generator>")
         return ", ".join(parts)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """Refuse ``torch.jit.script`` with a clear error (torch calls this hook on every
+        submodule before scripting): the noise law is a Python object (a
+        ``torch.distributions`` subclass with cached Python floats and samplers), which
+        TorchScript cannot compile. ``torch.compile`` (``fullgraph=True`` included) and
+        ``torch.export`` work instead."""
+        raise UnsupportedLayerError(
+            f"torch.jit.script cannot compile {type(self).__name__}: its noise law "
+            f"({self.noise!r}) is a Python object TorchScript does not support; use "
+            "torch.compile(model) (fullgraph=True works) or torch.export.export(model, args) "
+            "instead (docs/layers.md, 'Compilation and scripting')")
+
     def _kw(self) -> dict:
         return dict(share_across_batch=self.share_across_batch, normalize=self.normalize,
                     generator=self.generator)

@@ -21,16 +21,27 @@ class _ActivationNoise(NoiseLayer):
 
     _FUNCTIONAL: Callable[..., Tensor]
     _ROLE: str
+    #: multiply the input in place (``nn.Dropout(inplace=True)``); a class default for layers
+    #: pickled before the option existed
+    inplace: bool = False
 
     def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
-                 normalize: bool = True, generator: torch.Generator | None = None) -> None:
+                 normalize: bool = True, generator: torch.Generator | None = None,
+                 inplace: bool = False) -> None:
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
+        self.inplace = bool(inplace)
 
     def forward(self, x: Tensor) -> Tensor:
         if self._given_scales is not None:
             return self._at_given_scales(x)
-        return self._FUNCTIONAL(x, self.noise, self.training or self.mc, **self._kw())
+        return self._FUNCTIONAL(x, self.noise, self.training or self.mc,
+                                share_across_batch=self.share_across_batch,
+                                normalize=self.normalize, generator=self.generator,
+                                inplace=self.inplace)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", inplace=True" if self.inplace else "")
 
     def scale_roles(self) -> tuple[str, ...]:
         return (self._ROLE,)
@@ -62,9 +73,11 @@ class UnitNoise(_ActivationNoise):
         normalize: divide the noise by ``E[xi]`` so that ``eval()`` is the identity (default True;
             a family with infinite mean raises ``NotNormalizableError``).
         generator: optional :class:`torch.Generator` for the noise.
+        inplace: multiply the input in place and return it, as ``nn.Dropout(inplace=True)``.
 
     Shape:
-        input and output ``(N, *, D)``; noise ``(N, *, D)`` (``(1, ..., 1, D)`` when shared).
+        input and output ``(N, *, D)`` (any shape, 0-d included, as ``nn.Dropout``); noise
+        ``(N, *, D)`` (``(1, ..., 1, D)`` when shared).
 
     Example:
         >>> layer = UnitNoise(shrinkdrop.noise.Bernoulli(keep=0.9))
@@ -96,7 +109,11 @@ class ChannelNoise(_ActivationNoise):
     ``nn.Dropout1d/2d/3d(p)`` (SpatialDropout).
 
     Args:
-        noise, share_across_batch, normalize, generator: as :class:`UnitNoise`.
+        noise, share_across_batch, normalize, generator, inplace: as :class:`UnitNoise`.
+        spatial_dims: ``None`` (default: any ``(N, C, *)`` with at least one spatial dimension,
+            batched) or 1, 2, 3: the inputs of ``nn.Dropout1d/2d/3d``, unbatched ``(C, L)`` and
+            ``(C, D, H, W)`` included (one scale per channel);
+            :func:`shrinkdrop.functional.channel_noise` lists the ranks.
 
     Shape:
         input and output ``(N, C, *)`` (at least one spatial dim); noise ``(N, C, 1, ..., 1)``.
@@ -107,17 +124,44 @@ class ChannelNoise(_ActivationNoise):
     """
 
     _FUNCTIONAL, _ROLE = staticmethod(F.channel_noise), "tau"
+    spatial_dims: int | None = None
     _MEANINGS = {"tau": SiteMeaning(
         "tied filters (per channel)",
         "all weights of the filter producing channel f share tau_f")}
 
+    def __init__(self, noise: _noise.NoiseDistribution, share_across_batch: bool = False, *,
+                 normalize: bool = True, generator: torch.Generator | None = None,
+                 inplace: bool = False, spatial_dims: int | None = None) -> None:
+        super().__init__(noise, share_across_batch, normalize=normalize, generator=generator,
+                         inplace=inplace)
+        if spatial_dims not in (None, 1, 2, 3):
+            raise ValueError(f"spatial_dims has to be None, 1, 2 or 3, but got {spatial_dims!r}")
+        self.spatial_dims = spatial_dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._given_scales is not None:
+            return self._at_given_scales(x)
+        return F.channel_noise(x, self.noise, self.training or self.mc,
+                               share_across_batch=self.share_across_batch,
+                               normalize=self.normalize, generator=self.generator,
+                               inplace=self.inplace, spatial_dims=self.spatial_dims)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.spatial_dims is None else f"{s}, spatial_dims={self.spatial_dims}"
+
+    def _channel_axis(self, ndim: int) -> int:
+        """0 for an unbatched input of ``spatial_dims`` (``(C, L)``, ``(C, D, H, W)``), else 1."""
+        sd = self.spatial_dims
+        return 0 if sd is not None and ndim == F._CHANNEL_RANKS[sd][1] else 1
+
     def scale_sites(self, input_shape: Sequence[int]) -> list[SVISite]:
-        """One ``tau`` per channel (dimension 1)."""
-        return [self._site("tau", (input_shape[1],))]
+        """One ``tau`` per channel (dimension 1; 0 for an unbatched input)."""
+        return [self._site("tau", (input_shape[self._channel_axis(len(input_shape))],))]
 
     def forward_at_scales(self, x: Tensor, scales: Mapping[str, Tensor]) -> Tensor:
         tau = scales["tau"]
-        return x * tau.reshape(tau.shape + (1,) * (x.dim() - 2))
+        return x * tau.reshape(tau.shape + (1,) * (x.dim() - 1 - self._channel_axis(x.dim())))
 
     def prior(self, sigma0: float = 1.0) -> StructuredPrior:
         """The tied-filters prior on the preceding convolution's weights."""

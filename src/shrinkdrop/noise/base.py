@@ -83,6 +83,18 @@ class NoiseDistribution(Distribution):
         for k, v in zip(params, values):
             setattr(self, k, v)
         super().__init__(values[0].shape, validate_args=validate_args)
+        if self.batch_shape == torch.Size():
+            self._prime_fast_params()
+
+    def _prime_fast_params(self) -> None:
+        """Compute the cached Python-float parameters of the fast draw (every
+        ``functools.cached_property`` of the class) now, at construction: ``torch.compile``
+        cannot run their first computation (a lock and a ``float(tensor)``), so a compiled
+        layer must find them done."""
+        for klass in type(self).__mro__:
+            for k, v in vars(klass).items():
+                if isinstance(v, functools.cached_property) and k not in self.__dict__:
+                    getattr(self, k)
 
     def sample(self, sample_shape: Sequence[int] = torch.Size(),
                generator: torch.Generator | None = None) -> Tensor:

@@ -97,7 +97,8 @@ class Beta(NoiseDistribution):
         :func:`shrinkdrop.sampling.gamma.gamma`."""
         a, b = self._shape_params
         n = math.prod(shape)
-        if is_cpu(device) and n * 2 >= _gamma.NATIVE_GAMMA_MAX:
+        if is_cpu(device) and n * 2 >= _gamma.NATIVE_GAMMA_MAX \
+                and not torch.compiler.is_compiling():
             tab = _rwt.table("beta", a, b)
             if tab is not None:
                 scale = 1.0 / self.scalar_mean if normalize else 1.0

@@ -126,7 +126,8 @@ class InverseNakagami(NoiseDistribution):
         sampler :func:`shrinkdrop.sampling.gamma.gamma`."""
         alpha, beta = self._gamma_params
         n = math.prod(shape)
-        if is_cpu(device) and n >= _gamma.NATIVE_GAMMA_MAX:
+        if is_cpu(device) and n >= _gamma.NATIVE_GAMMA_MAX \
+                and not torch.compiler.is_compiling():
             # about one 31-bit random word and two table look-ups per element
             tab = _rwt.table("inv_sqrt_gamma", alpha)
             if tab is not None:

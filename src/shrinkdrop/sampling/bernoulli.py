@@ -1,7 +1,8 @@
-"""Bernoulli noise for the layers: ``value * Bernoulli(keep)`` by geometric gaps (small drop
-rates, CPU), by two 31-bit uniforms per 64-bit random word (other rates, CPU), or by one
-``bernoulli_`` kernel (accelerators). ``docs/layers.md`` and ``benchmarks/bench_sampling.py``
-give the timings behind the choices."""
+"""Bernoulli noise for the layers: ``value * Bernoulli(keep)`` by one ``bernoulli_`` kernel
+(torch's own dropout draw: accelerators, and CPU draws of fewer than ``TORCH_KERNEL_MAX``
+elements from the global generator), by geometric gaps (small drop rates, CPU), or by two 31-bit
+uniforms per 64-bit random word (other rates, CPU). ``docs/layers.md`` and
+``benchmarks/bench_sampling.py`` give the timings behind the choices."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import Tensor
 
 from . import is_cpu
 
-__all__ = ["draw", "bernoulli_gaps"]
+__all__ = ["draw", "draw_traceable", "bernoulli_gaps"]
 
 # 2^31: Bernoulli draws compare 31 uniform random bits with round(keep * 2^31)
 _TWO31 = 2147483648
@@ -20,6 +21,9 @@ _TWO31 = 2147483648
 #: with the vectorised gaps, gaps / bits 0.37 at 0.1, 0.68 at 0.12, 0.81 at 0.2 idle, even near
 #: 0.15 under load (benchmarks/bench_sampling.py; docs/layers.md)
 GAP_MAX_DROP = 0.12
+#: CPU draws from torch's global generator of fewer elements than this are one ``bernoulli_``
+#: kernel, torch's own dropout draw (:data:`shrinkdrop.functional.TORCH_DROPOUT_MAX`)
+TORCH_KERNEL_MAX = 8192
 #: extra gaps drawn beyond the expected count, in standard deviations (tests lower it to force
 #: the refill loop)
 GAP_MARGIN_SD = 6.0
@@ -60,10 +64,19 @@ def draw(shape: tuple[int, ...], keep: float, value: float, generator: torch.Gen
     """``value * Bernoulli(keep)`` of ``shape`` as a fresh ``dtype`` tensor on ``device``, or
     written into the contiguous ``out`` of that shape."""
     n = math.prod(shape)
-    if keep == 1.0:
-        return torch.full(shape, value, dtype=dtype, device=device) if out is None \
-            else out.fill_(value)
+    if keep == 1.0 or keep == 0.0:
+        v = value if keep else 0.0
+        return torch.full(shape, v, dtype=dtype, device=device) if out is None else out.fill_(v)
     cpu = is_cpu(device)
+    if cpu and generator is None and n < TORCH_KERNEL_MAX:
+        # torch's dropout draw (at::native dropout on the CPU: bernoulli_(1 - p), div_(1 - p)):
+        # one kernel beats the tricks below at small sizes, and unit_noise calls torch.dropout
+        # itself there, so every small draw from the global generator is torch's stream
+        if out is None:
+            out = torch.empty(shape, dtype=dtype, device=device)
+        q = 1.0 - (1.0 - keep)  # torch's 1 - p, bit for bit
+        out.bernoulli_(q)
+        return out if value == 1.0 else out.div_(q) if value == 1.0 / keep else out.mul_(value)
     if cpu and 0.0 < 1.0 - keep <= GAP_MAX_DROP and n > 0:
         if out is None:
             out = torch.empty(shape, dtype=dtype, device=device)
@@ -84,3 +97,15 @@ def draw(shape: tuple[int, ...], keep: float, value: float, generator: torch.Gen
     else:
         out.copy_(mask)
     return out.mul_(value) if value != 1.0 else out
+
+
+def draw_traceable(shape: tuple[int, ...], keep: float, value: float, dtype: torch.dtype,
+                   device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
+    """:func:`draw` for ``torch.compile``: one ``bernoulli_`` kernel, no data-dependent loop
+    and no ``random_`` on integers, which the compiler cannot trace (the same law; torch's
+    global generator, as compiled ``nn.Dropout``)."""
+    # out of place: torch.export keeps the random op (an in-place bernoulli_ on a fresh empty
+    # tensor came out of export as a constant)
+    xi = torch.bernoulli(torch.full(shape, keep, dtype=dtype, device=device))
+    xi = xi.mul_(value) if value != 1.0 else xi
+    return xi if out is None else out.copy_(xi)

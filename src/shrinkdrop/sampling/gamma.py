@@ -28,6 +28,8 @@ __all__ = ["standard_gamma", "gamma", "NATIVE_GAMMA_MAX"]
 #: is hit) is more below it: benchmarks/bench_sampling.py part 5 puts the crossover near 3,000
 #: Beta and 6,000-8,000 inverse-Nakagami elements (2026-12-04)
 NATIVE_GAMMA_MAX = 6144
+#: dtypes drawn in float32 and rounded (torch's CPU gamma kernel does not take them)
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def standard_gamma(concentration: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -79,6 +81,14 @@ def gamma(alpha: float, n: int, dtype: torch.dtype, device: torch.device | str |
     ratio: 2.2-3.6x at 2^14 and 2^20 float32 draws, alpha 0.5-5, one thread, two runs on a
     loaded machine, 2026-12-06).
     """
+    if dtype in _LOW_PRECISION:
+        # torch's CPU gamma kernel has no float16 / bfloat16 form ("gamma_cpu" not implemented
+        # for 'Half'), and float32 draws rounded to the narrow type are the law to its precision
+        return gamma(alpha, n, torch.float32, device, generator).to(dtype)
+    if torch.compiler.is_compiling():
+        # torch.compile: torch's kernel traces (the rejection loop below has a data-dependent
+        # number of redraws); torch's global generator, as every compiled draw
+        return torch._standard_gamma(torch.full((n,), alpha, dtype=dtype, device=device))
     if generator is None and device is not None and torch.device(device).type == "cuda":
         # torch's native gamma kernel (torch.distributions.Gamma's): one launch and no host
         # sync, where the rejection loop below syncs on every call (bench_layers --device cuda)
