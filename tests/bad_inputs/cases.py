@@ -171,14 +171,16 @@ for fam, (cls, kw) in _FAMILY_ARGS.items():
         bad_values: list[tuple[str, object, type]] = [
             ("nan", NAN, VE), ("str", "1", TE), ("none", None, TE)]
         if par in _POSITIVE:
-            bad_values += [("zero", 0.0, VE), ("negative", -1.0, VE)]
+            # keep = 0 is legal: Bernoulli(0) zeros the input as nn.Dropout(p=1) does
+            zero = [] if (fam, par) == ("bernoulli", "keep") else [("zero", 0.0, VE)]
+            bad_values += zero + [("negative", -1.0, VE)]
         if par in _POSITIVE | {"mean"}:
             bad_values += [("inf", INF, VE)]
         for tag, v, exc in bad_values:
             cid = f"noise.{fam}.{par}={tag}"
             case(cid, lambda cls=cls, kw=kw, par=par, v=v: cls(**{**kw, par: v}), exc, par,
                  owner=OTHER if cid in _NOISE_LEFT else None)
-case("noise.bernoulli.keep=1.5", lambda: N.Bernoulli(1.5), VE, "keep", "(0, 1]")
+case("noise.bernoulli.keep=1.5", lambda: N.Bernoulli(1.5), VE, "keep", "[0, 1]")
 case("noise.bernoulli.keep=nan-tensor", lambda: N.Bernoulli(torch.tensor([0.5, NAN])), VE,
      "keep")
 case("noise.bernoulli.keep=class", lambda: N.Bernoulli(N.Bernoulli), TE, "keep")
