@@ -529,7 +529,10 @@ class _Converter:
         if kind == "unit":
             new = UnitNoise(fam, self.share, **self.kw)
         elif kind == "channel":
-            new = ChannelNoise(fam, self.share, **self.kw)
+            # Dropout1d / Dropout3d know their rank (unbatched (C, L) and (C, D, H, W) inputs
+            # included); Dropout2d reads any (N, C, *) as torch does (docs/layers.md)
+            dims = {nn.Dropout1d: 1, nn.Dropout3d: 3}.get(type(child))
+            new = ChannelNoise(fam, self.share, spatial_dims=dims, **self.kw)
         else:
             new = LayerNoise(fam, self.share or kind == "layer_batch", **self.kw)
         new.train(child.training)
