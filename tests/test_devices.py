@@ -379,7 +379,7 @@ def test_stacked_ensemble_device_mismatch_is_a_clear_error():
     X, y = torch.randn(1, 8, 3), torch.randn(1, 8)
     with pytest.raises(ValueError, match="y has to be on X's device"):
         fit_stacked(net, X, y.to("meta"), tau=1.0, epochs=1, progress=False)
-    with pytest.raises(ValueError, match="model's parameters are on"):
+    with pytest.raises(ValueError, match="X has to be on the model's device cpu, but got meta"):
         fit_stacked(net, X.to("meta"), y.to("meta"), tau=1.0, epochs=1, progress=False)
 
 

@@ -200,4 +200,7 @@ def test_speed(timed, case):
     lp, _, lo, up, brk = CASES[case]
     d = GaussianScaleMixture(lp, 1.0, lo, up, brk)
     w = torch.randn(10_000, dtype=D)
-    assert timed(lambda: d.log_prob(w)) < 1.0
+    # a guard against a pathological slowdown (e.g. the quadrature falling back to a per-point
+    # loop, 100x), not a benchmark: 0.5-1.0 s of one core's CPU time on the machines of
+    # 2026-11, 1.2-1.5 s on the shared 2-core machine of 2026-12-06 for the same code
+    assert timed(lambda: d.log_prob(w)) < 5.0
