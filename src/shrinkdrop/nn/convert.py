@@ -471,8 +471,14 @@ class _Converter:
             if isinstance(child, torch.jit.ScriptModule):
                 self.scripted(name, child)
             elif isinstance(child, (nn.AlphaDropout, nn.FeatureAlphaDropout)):
-                self.report.skipped.append((name, f"{type(child).__name__} is not "
-                                                  "multiplicative"))
+                # a Bernoulli mask with an affine correction (SELU nets): not multiplicative
+                # noise, so it stays; with p > 0 its Bernoulli draws still act (complete=False)
+                why = f"{type(child).__name__} is not multiplicative (an affine Bernoulli mask)"
+                if float(child.p) > 0:
+                    self.report.not_converted.append(NotConverted(
+                        name, "p", float(child.p), why + ": left in place, still dropping"))
+                else:
+                    self.report.skipped.append((name, why + ", rate 0"))
             elif id(child) in self.rate_holders:
                 site = self.rate_holders[id(child)]
                 self.report.skipped.append((name, f"holds the rate of the attention site {site} "
