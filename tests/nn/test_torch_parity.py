@@ -381,3 +381,43 @@ def test_jit_script_is_refused_clearly():
         torch.jit.script(model)
     with pytest.raises(UnsupportedLayerError, match="torch.compile"):
         torch.jit.script(sd.nn.NoisyConv2d(3, 4, 3, N.Gaussian(1.0, 0.5)))
+
+
+class _MoreStructures(nn.Module):
+    """The structures _AllStructures leaves out: tied LSTM gates, the stacked RNN, the conv's
+    filter and channel ties, shared noise under sample_groups."""
+
+    def __init__(self, nz):
+        super().__init__()
+        self.lstm = sd.nn.NoisyLSTM(4, 3, nz, tie_gates=True)
+        self.rnn = sd.nn.NoisyStackedRNN("LSTM", 4, 3, 2, nz)
+        self.cf = sd.nn.NoisyConv2d(3, 4, 3, nz, tie="filter", padding=1)
+        self.cc = sd.nn.NoisyConv2d(4, 4, 3, nz, tie="channel", padding=1)
+        self.shared = sd.nn.UnitNoise(nz, share_across_batch=True)
+
+    def forward(self, seq, img):
+        with sd.nn.sample_groups(2):
+            s = self.shared(seq.reshape(-1, 4)).sum()
+        return self.lstm(seq)[0].sum() + self.rnn(seq)[0].sum() + self.cc(self.cf(img)).sum() + s
+
+
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor:UserWarning")
+def test_compile_fullgraph_the_other_structures():
+    """fullgraph compilation of the structures the test above leaves out, for a discrete, a
+    location-scale and the two gamma-based families, with local reparameterization (Gaussian
+    only) on the side; forward and backward in one graph, noise on."""
+    torch.manual_seed(0)
+    fams = [N.Bernoulli(0.8), N.Gaussian(1.0, 0.5), N.Beta(2.0, 3.0),
+            N.InverseNakagami(3.0, 1.0)]
+    model = nn.ModuleList([_MoreStructures(nz) for nz in fams])
+    lr = sd.nn.WeightNoiseLinear(4, 3, N.Gaussian(1.0, 0.5), local_reparameterization=True)
+
+    def run(seq, img):
+        return sum(m(seq, img) for m in model) + lr(seq).sum()
+
+    compiled = torch.compile(run, backend="eager", fullgraph=True)
+    seq = torch.randn(6, 2, 4, requires_grad=True)
+    img = torch.randn(2, 3, 5, 5)
+    compiled(seq, img).backward()
+    assert torch.isfinite(seq.grad).all()
+    assert not torch.equal(compiled(seq, img), compiled(seq, img))  # the noise is on
