@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from . import _diagnose
 from . import noise as _noise
 from .errors import EvalNoiseError
 
@@ -112,25 +113,8 @@ def draw_noise(
         shape = tuple(int(s) for s in shape)
         return _layout(noise, shape, share_across_batch, kw)
     except (TypeError, ValueError, RuntimeError) as e:
-        _diagnose(shape, dtype, e)
+        _diagnose.draw_args(shape, dtype, e)  # on the failure path only
         raise
-
-
-def _diagnose(shape: object, dtype: torch.dtype, err: Exception) -> None:
-    """After a failed draw: an error naming ``shape`` or ``dtype`` where either is the cause
-    (checked on the failure path only: the layers' draws pay nothing for it)."""
-    try:
-        dims = [int(s) for s in shape]  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise TypeError(f"draw_noise: shape has to be a sequence of ints, but got {shape!r}") \
-            from err
-    if isinstance(shape, str) or any(d < 0 for d in dims):
-        raise (TypeError if isinstance(shape, str) else ValueError)(
-            f"draw_noise: shape has to be a sequence of non-negative ints, but got {shape!r}"
-        ) from err
-    if not dtype.is_floating_point:
-        raise ValueError(f"draw_noise: dtype has to be a floating-point dtype, but got {dtype}") \
-            from err
 
 
 def _layout(noise: _noise.NoiseDistribution, shape: tuple[int, ...], share_across_batch: bool,

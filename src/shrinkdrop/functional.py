@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from . import _diagnose
 from . import noise as _noise
 from ._draw import (  # noqa: F401 - _GROUPS, _draw_into, _LOW_PRECISION: used by the layers
     _GROUPS,
@@ -87,14 +87,6 @@ def _check_rank(x: Tensor, what: str, min_dim: int, expected: str) -> None:
 #: sizes the per-call cost decides); from this size on our draws (geometric gaps, 31-bit words)
 #: are the faster ones (``benchmarks/bench_layers.py``; docs/layers.md "Speed")
 TORCH_DROPOUT_MAX = _sampling_bernoulli.TORCH_KERNEL_MAX
-
-
-def _raise_if_not_float(x: Tensor, what: str, err: Exception) -> None:
-    """After a kernel failed: a TypeError naming ``x`` if its dtype is the cause (the check runs
-    on the failure path only, so the forward pass pays nothing for it)."""
-    if isinstance(x, Tensor) and not x.is_floating_point():
-        raise TypeError(f"{what}: x has to be a floating-point tensor, but got dtype {x.dtype}") \
-            from err
 
 
 def _torch_dropout_path(x: Tensor, noise: _noise.NoiseDistribution, normalize: bool,
@@ -193,7 +185,7 @@ def unit_noise(
                     return torch.dropout_(x, 1.0 - keep, True)
                 return torch.dropout(x, 1.0 - keep, True)
             except RuntimeError as e:
-                _raise_if_not_float(x, "unit_noise", e)
+                _diagnose.not_float(x, "unit_noise", e)
                 raise
     shared = share_across_batch and x.dim() > 1
     if shared:
@@ -204,7 +196,7 @@ def unit_noise(
         return _times_noise(x, noise, shape, share_across_batch=shared, normalize=normalize,
                             generator=generator, inplace=inplace)
     except (RuntimeError, ValueError) as e:
-        _raise_if_not_float(x, "unit_noise", e)
+        _diagnose.not_float(x, "unit_noise", e)
         raise
 
 
@@ -318,6 +310,7 @@ def layer_noise(
 
 
 # ============================================================================= DropConnect
+@_diagnose.on_failure(_diagnose.linear_width)
 def weight_noise_linear(
     x: Tensor,
     weight: Tensor,
@@ -349,33 +342,9 @@ def weight_noise_linear(
         x ``(N, *, D_in)``; weight ``(D_out, D_in)``; output ``(N, *, D_out)``; noise
         ``(N, D_out, D_in)`` or ``(1, D_out, D_in)`` when shared.
     """
-    try:
-        return _weight_noise_linear(x, weight, bias, noise, training,
-                                    share_across_batch=share_across_batch,
-                                    local_reparameterization=local_reparameterization,
-                                    normalize=normalize, generator=generator)
-    except RuntimeError as e:
-        # shapes diagnosed on the failure path only (torch's own error, re-raised by name)
-        if x.shape[-1] != weight.shape[1]:
-            raise ValueError(f"weight_noise_linear: x has to have D_in = {weight.shape[1]} "
-                             f"features in its last dimension (weight {tuple(weight.shape)}), "
-                             f"but got {x.shape[-1]} (x of shape {tuple(x.shape)})") from e
-        raise
-
-
-def _weight_noise_linear(x: Tensor, weight: Tensor, bias: Tensor | None,
-                         noise: _noise.NoiseDistribution, training: bool, *,
-                         share_across_batch: bool, local_reparameterization: bool,
-                         normalize: bool, generator: torch.Generator | None) -> Tensor:
-    """:func:`weight_noise_linear` without the diagnosis of a failed kernel call."""
     _check_rank(x, "weight_noise_linear", 2, "(N, *, D_in)")
     check_noise(noise)
-    if not isinstance(weight, Tensor) or weight.dim() != 2:
-        # F.linear takes a 1D weight (a matrix-vector product): refuse it by name
-        got = f"shape {tuple(weight.shape)}" if isinstance(weight, Tensor) else \
-            type(weight).__name__
-        raise ValueError(f"weight_noise_linear: weight has to be a 2D tensor (D_out, D_in), "
-                         f"but got {got}")
+    _diagnose.weight_2d(weight)  # F.linear would take a 1D weight (a matrix-vector product)
     if not training:
         w = _scale(weight, _eval_factor(noise, normalize, "weight_noise_linear"))
         return torch.nn.functional.linear(x, w, bias)
@@ -445,7 +414,7 @@ def noisy_residual(
         for nz in (layer_noise, unit_noise):
             if nz is not None:
                 factor *= _eval_factor(check_noise(nz), normalize, "noisy_residual")
-        _check_block(block)
+        _diagnose.not_callable(block)
         return h + block(_scale(h, factor))
     z = h
     if unit_noise is not None:
@@ -457,15 +426,9 @@ def noisy_residual(
     try:
         return h + block(z)
     except TypeError as e:
-        _check_block(block, e)
+        _diagnose.not_callable(block, e)
         raise
 
-
-def _check_block(block: object, err: Exception | None = None) -> None:
-    """A TypeError naming ``block`` unless it is callable (checked after a failure only)."""
-    if not callable(block):
-        raise TypeError("noisy_residual: block has to be a callable (a module or function), "
-                        f"but got {type(block).__name__}") from err
 
 
 _unit_noise = unit_noise
@@ -473,6 +436,7 @@ _layer_noise = layer_noise
 
 
 # ============================================================================= conv
+@_diagnose.on_failure(_diagnose.conv_channels)
 def noisy_conv2d(
     x: Tensor,
     weight: Tensor,
@@ -509,27 +473,6 @@ def noisy_conv2d(
         got = f"a {x.dim()}D input" if isinstance(x, Tensor) else type(x).__name__
         raise ValueError(f"noisy_conv2d: Expected 4D input (N, C_in, H, W), but received {got}")
     check_noise(noise)
-    try:
-        return _noisy_conv2d(x, weight, bias, noise, training, tie, stride, padding, dilation,
-                             groups, share_across_batch=share_across_batch, normalize=normalize,
-                             generator=generator)
-    except RuntimeError as e:
-        # diagnosed on the failure path only: torch's error (or a confusing one from the
-        # grouped per-example convolution), re-raised naming what was expected
-        if isinstance(weight, Tensor) and weight.dim() == 4 and \
-                x.shape[1] != weight.shape[1] * groups:
-            raise ValueError(
-                f"noisy_conv2d: input has to have {weight.shape[1] * groups} channels "
-                f"(in_channels of weight {tuple(weight.shape)}, groups={groups}), but got "
-                f"{x.shape[1]} channels (input of shape {tuple(x.shape)})") from e
-        raise
-
-
-def _noisy_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None,
-                  noise: _noise.NoiseDistribution, training: bool, tie: Tie, stride: Any,
-                  padding: Any, dilation: Any, groups: int, *, share_across_batch: bool,
-                  normalize: bool, generator: torch.Generator | None) -> Tensor:
-    """:func:`noisy_conv2d` after its checks."""
     conv = torch.nn.functional.conv2d
     F_out, C_g = weight.shape[:2]
     N = x.shape[0]
