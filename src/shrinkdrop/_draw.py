@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from . import _diagnose
 from . import noise as _noise
 from .errors import EvalNoiseError
 
@@ -108,7 +109,17 @@ def draw_noise(
                           normalize=normalize, generator=generator, dtype=torch.float32,
                           device=device).to(dtype)
     kw = dict(normalize=normalize, generator=generator, dtype=dtype, device=device)
-    shape = tuple(int(s) for s in shape)
+    try:
+        shape = tuple(int(s) for s in shape)
+        return _layout(noise, shape, share_across_batch, kw)
+    except (TypeError, ValueError, RuntimeError) as e:
+        _diagnose.draw_args(shape, dtype, e)  # on the failure path only
+        raise
+
+
+def _layout(noise: _noise.NoiseDistribution, shape: tuple[int, ...], share_across_batch: bool,
+            kw: dict) -> Tensor:
+    """The draw of :func:`draw_noise` laid out for ``share_across_batch`` / sample groups."""
     if not share_across_batch:
         return noise._fast_draw(shape, **kw)
     S = _GROUPS[-1]

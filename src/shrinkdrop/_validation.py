@@ -18,6 +18,7 @@ _E = TypeVar("_E", bound=enum.Enum)
 __all__ = [
     "as_param",
     "check_choice",
+    "check_finite",
     "check_int",
     "check_positive",
     "check_probability",
@@ -57,6 +58,14 @@ def as_param(name: str, value: object, dtype: torch.dtype | None = None) -> torc
         t = t.to(dtype)
     if torch.isnan(t).any():
         raise ValueError(f"{name} has to be a number, but got NaN ({describe(value)})")
+    return t
+
+
+def check_finite(name: str, value: object) -> torch.Tensor:
+    """``value`` as a tensor (:func:`as_param`), checked finite (no infinity, no NaN)."""
+    t = as_param(name, value)
+    if torch.isinf(t).any():
+        raise ValueError(f"{name} has to be finite, but got {describe(value)}")
     return t
 
 

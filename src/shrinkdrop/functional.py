@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from . import _diagnose
 from . import noise as _noise
 from ._draw import (  # noqa: F401 - _GROUPS, _draw_into, _LOW_PRECISION: used by the layers
     _GROUPS,
@@ -49,7 +50,7 @@ from ._draw import (  # noqa: F401 - _GROUPS, _draw_into, _LOW_PRECISION: used b
     sample_groups,
 )
 from ._lstm import _lstm_kernel, _untied_lstm_layer
-from ._validation import check_choice
+from ._validation import check_choice, check_int
 from .enums import Tie
 from .errors import EvalNoiseError
 from .sampling import bernoulli as _sampling_bernoulli
@@ -179,16 +180,24 @@ def unit_noise(
         if (normalize and generator is None and not share_across_batch
                 and (x.numel() < TORCH_DROPOUT_MAX or x.device.type != "cpu"
                      or torch.compiler.is_compiling())):
-            if inplace:
-                return torch.dropout_(x, 1.0 - keep, True)
-            return torch.dropout(x, 1.0 - keep, True)
+            try:
+                if inplace:
+                    return torch.dropout_(x, 1.0 - keep, True)
+                return torch.dropout(x, 1.0 - keep, True)
+            except RuntimeError as e:
+                _diagnose.not_float(x, "unit_noise", e)
+                raise
     shared = share_across_batch and x.dim() > 1
     if shared:
         shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
     else:
         shape = x.shape
-    return _times_noise(x, noise, shape, share_across_batch=shared, normalize=normalize,
-                        generator=generator, inplace=inplace)
+    try:
+        return _times_noise(x, noise, shape, share_across_batch=shared, normalize=normalize,
+                            generator=generator, inplace=inplace)
+    except (RuntimeError, ValueError) as e:
+        _diagnose.not_float(x, "unit_noise", e)
+        raise
 
 
 #: ``nn.Dropout1d/2d/3d``'s ranks: spatial dimensions -> (batched rank, unbatched rank or None)
@@ -301,6 +310,7 @@ def layer_noise(
 
 
 # ============================================================================= DropConnect
+@_diagnose.on_failure(_diagnose.linear_width)
 def weight_noise_linear(
     x: Tensor,
     weight: Tensor,
@@ -334,6 +344,7 @@ def weight_noise_linear(
     """
     _check_rank(x, "weight_noise_linear", 2, "(N, *, D_in)")
     check_noise(noise)
+    _diagnose.weight_2d(weight)  # F.linear would take a 1D weight (a matrix-vector product)
     if not training:
         w = _scale(weight, _eval_factor(noise, normalize, "weight_noise_linear"))
         return torch.nn.functional.linear(x, w, bias)
@@ -403,6 +414,7 @@ def noisy_residual(
         for nz in (layer_noise, unit_noise):
             if nz is not None:
                 factor *= _eval_factor(check_noise(nz), normalize, "noisy_residual")
+        _diagnose.not_callable(block)
         return h + block(_scale(h, factor))
     z = h
     if unit_noise is not None:
@@ -411,7 +423,12 @@ def noisy_residual(
     if layer_noise is not None:
         z = _layer_noise(z, layer_noise, True, share_across_batch=share_across_batch,
                          normalize=normalize, generator=generator)
-    return h + block(z)
+    try:
+        return h + block(z)
+    except TypeError as e:
+        _diagnose.not_callable(block, e)
+        raise
+
 
 
 _unit_noise = unit_noise
@@ -419,6 +436,7 @@ _layer_noise = layer_noise
 
 
 # ============================================================================= conv
+@_diagnose.on_failure(_diagnose.conv_channels)
 def noisy_conv2d(
     x: Tensor,
     weight: Tensor,
@@ -523,6 +541,7 @@ def noisy_lstm(
         raise ValueError(
             f"noisy_lstm: Expected input (T, N, D) or unbatched (T, D), but received {got}"
         )
+    check_int("hidden_size", hidden_size)
     unbatched = x.dim() == 2
     if unbatched:
         x = x.unsqueeze(1)

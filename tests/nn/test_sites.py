@@ -153,3 +153,18 @@ def test_given_scales_leave_no_state_behind():
     with given_scales(model, {"0.xi": torch.zeros(3)}):
         torch.testing.assert_close(model(torch.ones(2, 3)), model[1].bias.expand(2, 1))
     assert layer._given_scales is None and layer.forward.__func__ is type(layer).forward
+
+
+def test_weight_pairing_of_zero_keep_is_a_clear_error():
+    """Bernoulli(0) is legal (it zeros its input, as nn.Dropout(p=1)), but the weight it pairs
+    with has no scale c = 1 / E[xi]: a NotNormalizableError naming the layer, not a
+    ZeroDivisionError; with normalize=False c = 1."""
+    from shrinkdrop.errors import NotNormalizableError
+
+    model = nn.Sequential(sd.nn.UnitNoise(N.Bernoulli(0.0)), nn.Linear(3, 1))
+    assert torch.equal(model(torch.ones(2, 3))[:, 0], model[1].bias.expand(2))
+    with pytest.raises(NotNormalizableError, match=r"UnitNoise.*E\[xi\] = 0.*keep > 0"):
+        noisy_weights(model)
+    raw = nn.Sequential(sd.nn.UnitNoise(N.Bernoulli(0.0), normalize=False), nn.Linear(3, 1))
+    (pair,) = noisy_weights(raw)
+    assert pair.weight is raw[1].weight and pair[2] == 1.0

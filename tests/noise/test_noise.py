@@ -412,3 +412,13 @@ def test_repr_and_families():
     assert repr(N.Gaussian(1.0, 0.5)) == "Gaussian(mean=1, std=0.5)"
     assert set(N.FAMILIES) == {"bernoulli", "gaussian", "rayleigh", "inverse_nakagami",
                                "half_cauchy", "beta", "uniform", "log_normal"}
+
+
+def test_uniform_interval_straddling_zero_is_legal():
+    """U(-1, 1) is a legal Uniform noise (the bad-input table's former ``low < 0`` case): it
+    draws inside [-1, 1] with both signs, has mean 0 and E[xi^-2] = inf, and a finite prior."""
+    u = N.Uniform(-1.0, 1.0)
+    x = u.sample((4000,), generator=torch.Generator().manual_seed(0))
+    assert x.min() >= -1 and x.max() <= 1 and (x < 0).any() and (x > 0).any()
+    assert float(u.mean) == 0.0 and math.isinf(float(u.inverse_square_mean))
+    assert torch.isfinite(u.marginal_prior(1.0).log_prob(torch.tensor([0.5, 2.0]))).all()

@@ -205,6 +205,9 @@ class mc_mode:  # noqa: N801 - used like a function / context manager
     def __init__(self, model: nn.Module, enabled: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model has to be an nn.Module, but got {type(model).__name__}")
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled has to be a bool, but got {type(enabled).__name__} "
+                            f"({enabled!r})")
         self.model = model
         self._previous = [(m, m.mc) for m in model.modules() if isinstance(m, NoiseLayer)]
         for m, _ in self._previous:

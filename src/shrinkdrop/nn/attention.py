@@ -112,6 +112,10 @@ class NoisyMultiheadAttention(nn.MultiheadAttention):
                  normalize: bool = True, generator: torch.Generator | None = None,
                  device: torch.device | str | None = None,
                  dtype: torch.dtype | None = None) -> None:
+        if (isinstance(embed_dim, int) and isinstance(num_heads, int) and num_heads > 0
+                and embed_dim % num_heads):
+            raise ValueError(f"num_heads has to divide embed_dim, but got num_heads={num_heads} "
+                             f"for embed_dim={embed_dim}")
         super().__init__(embed_dim, num_heads, dropout=0.0, bias=bias, kdim=kdim, vdim=vdim,
                          batch_first=batch_first, device=device, dtype=dtype)
         self.attn_noise = AttentionNoise(noise, share_across_batch, normalize=normalize,

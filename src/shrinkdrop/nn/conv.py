@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .. import noise as _noise
-from .._validation import check_choice
+from .._validation import check_choice, check_int
 from ._base import NoiseLayer, StructuredPrior, _sampling_words
 from .sites import SiteMeaning, SVISite
 
@@ -65,6 +65,10 @@ class NoisyConv2d(NoiseLayer):
         super().__init__(noise, share_across_batch=share_across_batch, normalize=normalize,
                          generator=generator)
         self.tie = check_choice("tie", tie, F.Tie)
+        check_int("in_channels", in_channels)
+        check_int("out_channels", out_channels)
+        for k in (kernel_size if isinstance(kernel_size, tuple) else (kernel_size,)):
+            check_int("kernel_size", k)
         mode = conv_kwargs.get("padding_mode", "zeros")
         if mode != "zeros":
             raise ValueError(f"padding_mode has to be 'zeros', but got {mode!r}")

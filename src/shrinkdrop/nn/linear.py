@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .. import functional as F
 from .. import noise as _noise
+from .._validation import check_int
 from ._base import NoiseLayer, StructuredPrior, _sampling_words
 
 __all__ = ["WeightNoiseLinear"]
@@ -67,8 +68,8 @@ class WeightNoiseLinear(NoiseLayer):
                     "local_reparameterization draws independent noise per example and cannot be "
                     "combined with share_across_batch=True"
                 )
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = check_int("in_features", in_features)
+        self.out_features = check_int("out_features", out_features)
         self.local_reparameterization = bool(local_reparameterization)
         fk = dict(device=device, dtype=dtype)
         self.weight = nn.Parameter(torch.empty(out_features, in_features, **fk))

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import noise as _noise
+from ..errors import NotNormalizableError
 
 __all__ = ["SVISite", "SiteMeaning", "NoisyWeight", "noisy_weights"]
 
@@ -81,7 +82,16 @@ class NoisyWeight(NamedTuple):
 
 def _scale_factor(module: nn.Module, noise: _noise.NoiseDistribution) -> float:
     if getattr(module, "normalize", False):
-        return 1.0 / float(noise.mean.reshape(-1)[0])
+        mean = float(noise.mean.reshape(-1)[0])
+        if mean == 0.0:
+            # Bernoulli(0) (nn.Dropout(p=1)) zeros its input: the layer works, but the weight it
+            # scales has no scale prior (c * xi = 0 * inf), so there is no (weight, noise, c)
+            raise NotNormalizableError(
+                f"{type(module).__name__}: the noise {noise!r} has E[xi] = 0 (it zeros its "
+                "input, as nn.Dropout(p=1)), so the scale c = 1 / E[xi] of the weight it "
+                "pairs with is undefined; a weight prior needs noise with E[xi] > 0 "
+                "(keep > 0), or normalize=False")
+        return 1.0 / mean
     return 1.0
 
 

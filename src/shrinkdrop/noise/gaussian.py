@@ -11,7 +11,7 @@ from torch.distributions import Distribution, constraints
 from torch.distributions import Gamma as _TorchGamma
 
 from .. import priors as _priors
-from .._validation import as_param, check_positive, check_probability
+from .._validation import check_finite, check_positive, check_probability
 from .base import _EULER, _LOG_SQRT_2PI, _full, _InfiniteInverseSquare
 from .scaled_ncx2 import ScaledNoncentralChi2
 
@@ -36,7 +36,7 @@ class Gaussian(_InfiniteInverseSquare):
 
     def __init__(self, mean: float | Tensor, std: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        self._set_params(validate_args, mean_=as_param("mean", mean),
+        self._set_params(validate_args, mean_=check_finite("mean", mean),
                          std=check_positive("std", std))
 
     @classmethod

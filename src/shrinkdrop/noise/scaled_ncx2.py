@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.distributions.utils import broadcast_all
 
+from .._validation import check_finite, check_positive
 from .base import _LOG_SQRT_2PI
 
 __all__ = ["ScaledNoncentralChi2"]
@@ -29,7 +30,8 @@ class ScaledNoncentralChi2(Distribution):
 
     def __init__(self, loc: float | Tensor, scale: float | Tensor,
                  validate_args: bool | None = None) -> None:
-        self.loc, self.scale = broadcast_all(loc, scale)
+        self.loc, self.scale = broadcast_all(check_finite("loc", loc),
+                                             check_positive("scale", scale))
         super().__init__(self.loc.shape, validate_args=validate_args)
 
     @property

@@ -18,6 +18,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._validation import describe
 from . import is_cpu
 
 __all__ = ["standard_gamma", "gamma", "NATIVE_GAMMA_MAX"]
@@ -32,6 +33,19 @@ NATIVE_GAMMA_MAX = 6144
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def _check_concentration(concentration: object) -> None:
+    """A floating tensor of positive shapes (one reduction; NaN fails ``> 0`` too)."""
+    if not isinstance(concentration, Tensor):
+        raise TypeError("concentration has to be a tensor, but got "
+                        f"{type(concentration).__name__}")
+    if not concentration.is_floating_point():
+        raise TypeError("concentration has to be a floating-point tensor, but got dtype "
+                        f"{concentration.dtype}")
+    if not bool((concentration > 0).all()):
+        raise ValueError("concentration has to be positive (and not NaN), but got "
+                         f"{describe(concentration)}")
+
+
 def standard_gamma(concentration: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Gamma(concentration, rate 1) samples of ``concentration``'s shape.
 
@@ -40,6 +54,7 @@ def standard_gamma(concentration: Tensor, generator: torch.Generator | None = No
     for ``a < 1`` (``torch._standard_gamma`` takes a generator too, but draws another stream: the
     laws' seeded ``sample()`` is pinned by tests/golden).
     """
+    _check_concentration(concentration)
     if generator is None:
         return torch._standard_gamma(concentration)
     a = concentration
