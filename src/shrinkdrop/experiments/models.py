@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import noise as N
+from ..compress.spec import Residual  # the noise-free residual (NoisyResidual in eval)
 from ..nn import NoisyConv2d, NoisyLSTM, NoisyResidual, UnitNoise
 
 __all__ = [
@@ -28,17 +29,6 @@ __all__ = [
 
 
 # ===================================================================================== resnet
-class Residual(nn.Module):
-    """``h + block(h)``: the noise-free residual connection (``NoisyResidual`` in eval)."""
-
-    def __init__(self, block: nn.Module) -> None:
-        super().__init__()
-        self.block = block
-
-    def forward(self, h: Tensor) -> Tensor:
-        return h + self.block(h)
-
-
 class ResidualMLP(nn.Module):
     """``x -> Linear -> ReLU -> [h + f_l(tau_l (h * xi_l))] x depth -> Linear``, one output.
 

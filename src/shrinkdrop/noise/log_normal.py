@@ -30,7 +30,24 @@ __all__ = ["LogNormal", "LogUniform", "kl_lognormal_log_uniform"]
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-class LogNormal(NoiseDistribution):
+class _PowerMoments:
+    """The moments every family reports, from the law's ``_moment(k) = E[xi^k]`` (closed form
+    for both log-scale laws here)."""
+
+    @property
+    def second_moment(self) -> Tensor:
+        return self._moment(2.0)
+
+    @property
+    def inverse_square_mean(self) -> Tensor:
+        return self._moment(-2.0)
+
+    @property
+    def inverse_square_variance(self) -> Tensor:
+        return self._moment(-4.0) - self._moment(-2.0) ** 2
+
+
+class LogNormal(_PowerMoments, NoiseDistribution):
     """Log-normal noise: ``xi = exp(loc + scale * z)``, ``z ~ N(0, 1)``.
 
     Mean ``exp(loc + scale^2 / 2)``; ``xi^2`` is log-normal (``2 loc, 2 scale``); every
@@ -82,18 +99,6 @@ class LogNormal(NoiseDistribution):
     @property
     def variance(self) -> Tensor:
         return torch.expm1(self.scale**2) * self._moment(2.0) / torch.exp(self.scale**2)
-
-    @property
-    def second_moment(self) -> Tensor:
-        return self._moment(2.0)
-
-    @property
-    def inverse_square_mean(self) -> Tensor:
-        return self._moment(-2.0)
-
-    @property
-    def inverse_square_variance(self) -> Tensor:
-        return self._moment(-4.0) - self._moment(-2.0) ** 2
 
     @property
     def log_abs_mean(self) -> Tensor:
@@ -150,7 +155,7 @@ def _bound(name: str, value: float | Tensor) -> Tensor:
     return check_positive(name, t)
 
 
-class LogUniform(NoiseDistribution):
+class LogUniform(_PowerMoments, NoiseDistribution):
     """The log-uniform law truncated to ``[low, high]``: ``log xi ~ U(log low, log high)``,
     density ``1 / (xi log(high / low))``.
 
@@ -206,18 +211,6 @@ class LogUniform(NoiseDistribution):
     @property
     def variance(self) -> Tensor:
         return self._moment(2.0) - self._moment(1.0) ** 2
-
-    @property
-    def second_moment(self) -> Tensor:
-        return self._moment(2.0)
-
-    @property
-    def inverse_square_mean(self) -> Tensor:
-        return self._moment(-2.0)
-
-    @property
-    def inverse_square_variance(self) -> Tensor:
-        return self._moment(-4.0) - self._moment(-2.0) ** 2
 
     @property
     def log_abs_mean(self) -> Tensor:
