@@ -75,6 +75,9 @@ def check_target(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``y`` aligned to ``output`` (:func:`align_target`) and checked to have the trailing shape
     of ``output``: a target of another shape is refused, never broadcast (a ``(B, 3)`` or
     ``(B, 1, 1)`` target against a ``(B, 1)`` output would silently compare every pair)."""
+    if not isinstance(output, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"output and y have to be tensors, but got {type(output).__name__} and "
+                        f"{type(y).__name__}")
     y = align_target(output, y)
     if y.ndim > output.ndim or tuple(output.shape[output.ndim - y.ndim:]) != tuple(y.shape):
         raise ValueError(
@@ -111,20 +114,6 @@ def _fits(y_shape: torch.Size, shape: torch.Size) -> bool:
     return all(a == b or a == 1 for a, b in zip(y_shape, tail))
 
 
-def _check_target(output: torch.Tensor, y: torch.Tensor, what: str) -> torch.Tensor:
-    """``y`` if its shape is ``output``'s trailing ``(B, *event)`` (after
-    :func:`align_target`); a ValueError naming both shapes otherwise (no silent broadcast)."""
-    if not isinstance(output, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"{what} and y have to be tensors, but got {type(output).__name__} and "
-                        f"{type(y).__name__}")
-    if y.ndim == 0 or y.ndim > output.ndim or not _fits(y.shape, output.shape):
-        want = tuple(output.shape[1:]) if output.ndim > 2 else tuple(output.shape)
-        raise ValueError(f"y has to have the shape of the {what} without its sample "
-                         f"dimensions, e.g. {want}, but got {tuple(y.shape)} against an "
-                         f"{what} of shape {tuple(output.shape)}")
-    return y
-
-
 def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
                             tau: float | torch.Tensor) -> torch.Tensor:
     """Per-example ``log N(y; output, 1/tau)``, summed over output dimensions.
@@ -135,7 +124,6 @@ def gaussian_log_likelihood(output: torch.Tensor, y: torch.Tensor,
     Shape: ``(..., B, *event) -> (..., B)``.
     """
     _check_tau(tau)
-    y = _check_target(output, align_target(output, y), "output")
     tau_t = torch.as_tensor(tau, dtype=output.dtype)
     y = check_target(output, y).to(output.dtype)
     # this order of operations (not gaussian_log_density's) keeps sd.fit's losses bit-identical
