@@ -63,10 +63,16 @@ def cases(device="cpu"):
     fams = [("bernoulli", N.Bernoulli(0.9), 1.0), ("gaussian", N.Gaussian(1.0, 0.33), 1.0),
             ("rayleigh", N.Rayleigh(1.0), 1.0), ("uniform", N.Uniform(0.0, 2.0), 1.0),
             ("beta", N.Beta(2.0, 2.0), 1.0), ("inverse_nakagami", N.InverseNakagami(5.0, 1.0),
-                                              1.0)]
+                                              1.0),
+            # the horseshoe's half-Cauchy has no mean: un-normalised, as the library uses it
+            ("half_cauchy", N.HalfCauchy(1.0), 1.0), ("log_normal", N.LogNormal(0.0, 0.33), 1.0)]
+
+    def layer(name, fam):
+        return sd.nn.UnitNoise(fam, normalize=name != "half_cauchy")
+
     for name, fam, target in fams:
         out.append((f"UnitNoise[{name}] (256,4096) vs nn.Dropout", peer,
-                    _fb(sd.nn.UnitNoise(fam), x, grad=g), target))
+                    _fb(layer(name, fam), x, grad=g), target))
     # --- small layers (the UCI networks' 8 inputs and 50 hidden units, batch 128): per-call
     # overhead, not elementwise cost. Issue 28 item 2: Bernoulli <= 1.0x nn.Dropout, every
     # other family <= 2x
@@ -76,7 +82,7 @@ def cases(device="cpu"):
         for name, fam, target in [("bernoulli", N.Bernoulli(0.9), 1.0)] + [
                 (n, f, 2.0) for n, f, _ in fams[1:]]:
             out.append((f"UnitNoise[{name}] {shape} vs nn.Dropout", _fb(drop, xs, grad=gs),
-                        _fb(sd.nn.UnitNoise(fam), xs, grad=gs), target))
+                        _fb(layer(name, fam), xs, grad=gs), target))
     # --- small drop rates (MC dropout's UCI grid): drawn by geometric gaps, not bit by bit
     for rate in (0.005, 0.05):
         out.append((f"UnitNoise[bernoulli p={rate}] (256,4096) vs nn.Dropout({rate})",

@@ -162,23 +162,40 @@ def table_sampler(g, reps: int) -> None:
 
 
 def small_draws(g, reps: int) -> None:
-    """Part 5: where the table stops paying (``sampling.gamma.NATIVE_GAMMA_MAX``)."""
-    default = SG.NATIVE_GAMMA_MAX
+    """Part 5: where the table stops paying (``sampling.rwt.TABLE_MIN``) and where its NumPy
+    form hands over to the tensor form (``sampling.rwt.SMALL_MAX``)."""
     print(f"small float32 draws through draw_noise, median of {reps} (table against torch's "
           "gamma kernel, forced either way):")
+    default = _rwt.TABLE_MIN
     for name, law in (("Beta(2, 2)", Beta(2.0, 2.0)), ("inverse Nakagami(5, 1)",
                                                        InverseNakagami(5.0, 1.0))):
         cells = []
-        for n in (50, 1000, 2000, 3000, 4000, 6000, 8000, 16000):
+        for n in (16, 64, 256, 1000, 4000, 16000):
             try:
-                SG.NATIVE_GAMMA_MAX = 0
+                _rwt.TABLE_MIN = 0
                 tab = _median(lambda n=n, law=law: F.draw_noise(law, (n,), generator=g), reps)
-                SG.NATIVE_GAMMA_MAX = 1 << 62
+                _rwt.TABLE_MIN = 1 << 62
                 nat = _median(lambda n=n, law=law: F.draw_noise(law, (n,), generator=g), reps)
             finally:
-                SG.NATIVE_GAMMA_MAX = default
+                _rwt.TABLE_MIN = default
             cells.append(f"{n}: {tab * 1e6:.0f}/{nat * 1e6:.0f}")
         print(f"  {name}, n: table/gamma us  " + "  ".join(cells))
+    default = _rwt.SMALL_MAX
+    for name, tab in (("Beta(2, 2)", _rwt.table("beta", 2.0, 2.0)),
+                      ("inverse Nakagami(5, 1)", _rwt.table("inv_sqrt_gamma", 2.5))):
+        cells = []
+        for n in (1000, 4000, 16000, 32000):
+            try:
+                _rwt.SMALL_MAX = 1 << 62
+                small = _median(lambda n=n, tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g),
+                                reps)
+                _rwt.SMALL_MAX = 0
+                big = _median(lambda n=n, tab=tab: _rwt.sample(tab, n, torch.float32, 1.0, g),
+                              reps)
+            finally:
+                _rwt.SMALL_MAX = default
+            cells.append(f"{n}: {small * 1e6:.0f}/{big * 1e6:.0f}")
+        print(f"  {name}, n: NumPy form/tensor form us  " + "  ".join(cells))
     # above NATIVE_GAMMA_MAX, where no table is built, sampling.gamma.gamma runs its own
     # Marsaglia-Tsang loop rather than torch's kernel
     cells = []
@@ -193,8 +210,11 @@ def small_draws(g, reps: int) -> None:
     tab = _rwt.table("beta", 2.0, 2.0)
     seed = _median(lambda: _rwt.words_source(_rwt.NUMPY_MIN, g, 1), reps)
     rem = _median(lambda: _rwt._remainder(tab, 10, g), reps)
-    print(f"  SFC64 seeding {seed * 1e6:.1f} us; 10 remainder draws (Beta(2, 2)) "
-          f"{rem * 1e6:.0f} us")
+    py1 = _median(lambda: _rwt._remainder_py(tab, 1, g), reps)
+    py = _median(lambda: _rwt._remainder_py(tab, 10, g), reps)
+    print(f"  SFC64 seeding {seed * 1e6:.1f} us; remainder draws (Beta(2, 2)): 10 by tensor "
+          f"rounds {rem * 1e6:.0f} us, one at a time in Python 1: {py1 * 1e6:.0f} us, "
+          f"10: {py * 1e6:.0f} us")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from scipy import stats
 
 import shrinkdrop.functional as F
 import shrinkdrop.noise as N
-from shrinkdrop.sampling import gamma as _gamma
 from shrinkdrop.sampling import rwt as _rwt
 
 CASES = [
@@ -79,6 +78,19 @@ def test_alias_table_is_the_discrete_law_exactly():
         assert bool((prob[masses == 0] == 0).all())  # a zero mass is never drawn
 
 
+def _remainder_py(tab, m, g):
+    """The one-at-a-time remainder in the calls a small sample makes: 1-3 draws per call,
+    every other call with 12 spare uniforms to start from."""
+    out, i = [], 0
+    while len(out) < m:
+        k = min(1 + i % 3, m - len(out))
+        u = torch.rand(12, dtype=torch.float64, generator=g).tolist() if i % 2 else None
+        out += _rwt._remainder_py(tab, k, g, u)
+        i += 1
+    return torch.tensor(out, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("draw", [_rwt._remainder, _remainder_py], ids=["tensor", "python"])
 @pytest.mark.parametrize("kind,args,cdf", [
     ("beta", (0.3, 0.5), stats.beta(0.3, 0.5).cdf),
     ("beta", (2.0, 2.0), stats.beta(2.0, 2.0).cdf),
@@ -86,12 +98,13 @@ def test_alias_table_is_the_discrete_law_exactly():
     ("inv_sqrt_gamma", (2.5,), lambda x: stats.gamma(2.5).sf(x ** -2.0)),
     ("inv_sqrt_gamma", (0.25,), lambda x: stats.gamma(0.25).sf(x ** -2.0)),
 ])
-def test_remainder_follows_the_remainder_law(kind, args, cdf):
-    """The rejection sampler of the remainder (caps and tails, ~0.3% of the draws, too few for
-    the whole-law test to see) against its exact CDF: F(x) minus the rectangles' mass below x,
-    over the remainder's mass. KS on 40,000 draws, one seed, reject at 1e-3 (a correct sampler
-    fails 0.1% of the time). Checked: accepting every cap candidate (no rejection) or picking
-    the piece uniformly (no alias) fails all four cases, and no case of the whole-law test."""
+def test_remainder_follows_the_remainder_law(kind, args, cdf, draw):
+    """The rejection samplers of the remainder (caps and tails, ~0.1% of the draws, too few
+    for the whole-law test to see), tensor rounds and one at a time in Python, against its
+    exact CDF: F(x) minus the rectangles' mass below x, over the remainder's mass. KS on 40,000
+    (20,000) draws, one seed, reject at 1e-3 (a correct sampler fails 0.1% of the time).
+    Checked: accepting every cap candidate (no rejection) or picking the piece uniformly (no
+    alias) fails all four cases, and no case of the whole-law test."""
     tab = _rwt.table(kind, *args)
     low, width = tab.low.numpy(), tab.width.numpy()
     mass = tab.remainder_mass
@@ -104,7 +117,7 @@ def test_remainder_follows_the_remainder_law(kind, args, cdf):
         return (cdf(x) - (jc + part) / _rwt.K) / mass
 
     g = torch.Generator().manual_seed(11)
-    x = _rwt._remainder(tab, 40_000, g).numpy()
+    x = draw(tab, 20_000 if draw is _remainder_py else 40_000, g).numpy()
     assert stats.kstest(x, rcdf).pvalue > 1e-3
 
 
@@ -112,7 +125,7 @@ def test_remainder_follows_the_remainder_law(kind, args, cdf):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_position_in_the_bin_is_uniform(kind, args, dtype):
     """Where a draw lands inside its bin (slot bits and position bits of one random word):
-    uniform on [0, 1). The whole-law tests cannot see this (a bin is 1/4096 of the mass), a
+    uniform on [0, 1). The whole-law tests cannot see this (a bin is 1/16384 of the mass), a
     position built from the wrong bits (half the range, the int32 sign bit) fails by far. The
     ~1% of draws from the caps are not uniform in their bin, which moves the CDF by < 0.003,
     against the KS 1e-3 critical distance of 0.009 at n = 50,000."""
@@ -130,10 +143,11 @@ def test_position_in_the_bin_is_uniform(kind, args, dtype):
 
 @pytest.mark.parametrize("kind,args", [("beta", (0.5, 3.0)), ("inv_sqrt_gamma", (2.5,))])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("n", [20_000, 70_001])  # torch's words / NumPy's (NUMPY_MIN = 32,768)
+# NumPy form on torch's words (< SMALL_MAX), tensor form on NumPy's (>= NUMPY_MIN)
+@pytest.mark.parametrize("n", [1_000, 20_000, 70_001])
 def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype, n):
     """Each rectangle draw is ``low[slot] + width[slot] * (cell + 1/2) / 2^q`` of its random
-    word (slot: the low 12 bits; cell: the next q = 19 bits, 51 for float64; the words from
+    word (slot: the low 14 bits; cell: the next q = 17 bits, 49 for float64; the words from
     ``words_source`` at the same generator state), recomputed here in float64: catches a map
     that keeps the law's shape but moves mass between bins (e.g. a cell read with the int32
     sign bit, which shifts a quarter of the draws by one bin width)."""
@@ -145,13 +159,14 @@ def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype, n):
     k = n if dtype == torch.float64 else (n + 1) // 2  # one chunk: n <= _CHUNK
     w = _rwt.words_source(n, g2, k)(k).clone()  # the same generator state's words
     if dtype == torch.float64:
-        q = 51
+        q = _rwt._Q63
     else:
-        w, q = w.view(torch.int32)[:n].long() & 0xFFFFFFFF, 19
+        w, q = w.view(torch.int32)[:n].long() & 0xFFFFFFFF, _rwt._Q31
     slot = w & (_rwt.K - 1)
     cell = (w >> _rwt.K_BITS) & ((1 << q) - 1)
     rect = slot < tab.n_rect
-    assert 0.98 < float(rect.double().mean()) < 1.0
+    assert 0.98 < float(rect.double().mean()) <= 1.0
+    assert n < 20_000 or not bool(rect.all())  # some remainder draws among them
     s = slot[rect]
     want = tab.low[s] + tab.width[s] * ((cell[rect].double() + 0.5) * 2.0**-q)
     tol = 4 * torch.finfo(dtype).eps * want.abs() + 1e-300
@@ -160,12 +175,14 @@ def test_fast_path_is_the_documented_map_of_the_words(kind, args, dtype, n):
 
 @pytest.mark.parametrize("i", [0, 1, 5, 8])
 @pytest.mark.parametrize("size,draws", [(1000, 50), (10_000, 5)])
-def test_small_draws_follow_law(i, size, draws):
-    """Small draws: under ``sampling.gamma.NATIVE_GAMMA_MAX`` gamma variates (1,000 elements)
-    torch's native gamma kernel, above it and under ``NUMPY_MIN`` elements (10,000) the table
-    with torch's words; 50,000 elements in all, one KS test as in
-    test_table_sampler_follows_law (reject at 1e-3)."""
-    assert 2 * 1000 < _gamma.NATIVE_GAMMA_MAX <= 10_000 < _rwt.NUMPY_MIN
+@pytest.mark.parametrize("py_max", [32, 0])
+def test_small_draws_follow_law(i, size, draws, py_max, monkeypatch):
+    """Small draws (under ``SMALL_MAX`` elements): the table's NumPy form on torch's words,
+    the remainder one at a time (1,000 elements: about one remainder draw per call) or by
+    tensor rounds (``PY_REMAINDER_MAX`` lowered to 0); 50,000 elements in all, one KS test as
+    in test_table_sampler_follows_law (reject at 1e-3)."""
+    assert 10_000 < _rwt.SMALL_MAX <= _rwt.NUMPY_MIN
+    monkeypatch.setattr(_rwt, "PY_REMAINDER_MAX", py_max)
     fam, ref = CASES[i]
     g = torch.Generator().manual_seed(200 + i + size)
     x = torch.cat([F.draw_noise(fam, (size,), normalize=False, generator=g,

@@ -91,14 +91,13 @@ class Beta(NoiseDistribution):
     def _fast_draw(self, shape: tuple[int, ...], *, normalize: bool,
                    generator: torch.Generator | None, dtype: torch.dtype,
                    device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
-        """CPU draws of at least :data:`~shrinkdrop.sampling.gamma.NATIVE_GAMMA_MAX` gamma
-        variates (two per element): the exact table sampler (:mod:`shrinkdrop.sampling.rwt`);
+        """CPU draws (not compiled) of at least :data:`~shrinkdrop.sampling.rwt.TABLE_MIN`
+        elements: the exact table sampler (:mod:`shrinkdrop.sampling.rwt`);
         else (or where no table can be built) ``Ga / (Ga + Gb)`` with the gamma sampler
         :func:`shrinkdrop.sampling.gamma.gamma`."""
         a, b = self._shape_params
         n = math.prod(shape)
-        if is_cpu(device) and n * 2 >= _gamma.NATIVE_GAMMA_MAX \
-                and not torch.compiler.is_compiling():
+        if is_cpu(device) and n >= _rwt.TABLE_MIN and not torch.compiler.is_compiling():
             tab = _rwt.table("beta", a, b)
             if tab is not None:
                 scale = 1.0 / self.scalar_mean if normalize else 1.0

@@ -120,14 +120,14 @@ class InverseNakagami(NoiseDistribution):
     def _fast_draw(self, shape: tuple[int, ...], *, normalize: bool,
                    generator: torch.Generator | None, dtype: torch.dtype,
                    device: torch.device | str | None, out: Tensor | None = None) -> Tensor:
-        """CPU draws of at least :data:`~shrinkdrop.sampling.gamma.NATIVE_GAMMA_MAX` elements:
-        the exact table sampler of ``G^(-1/2)`` (:mod:`shrinkdrop.sampling.rwt`) times
+        """CPU draws (not compiled) of at least :data:`~shrinkdrop.sampling.rwt.TABLE_MIN`
+        elements: the exact table sampler of ``G^(-1/2)``
+        (:mod:`shrinkdrop.sampling.rwt`) times
         ``sqrt(beta)``; else (or where no table can be built) ``sqrt(beta / G)`` with the gamma
         sampler :func:`shrinkdrop.sampling.gamma.gamma`."""
         alpha, beta = self._gamma_params
         n = math.prod(shape)
-        if is_cpu(device) and n >= _gamma.NATIVE_GAMMA_MAX \
-                and not torch.compiler.is_compiling():
+        if is_cpu(device) and n >= _rwt.TABLE_MIN and not torch.compiler.is_compiling():
             # about one 31-bit random word and two table look-ups per element
             tab = _rwt.table("inv_sqrt_gamma", alpha)
             if tab is not None:

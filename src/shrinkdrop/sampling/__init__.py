@@ -18,4 +18,6 @@ __all__ = ["is_cpu"]
 
 def is_cpu(device: torch.device | str | None) -> bool:
     """Whether ``device`` is the CPU (``None``: the default device, the CPU)."""
-    return device is None or torch.device(device).type == "cpu"
+    if device is None:
+        return True
+    return (device if isinstance(device, torch.device) else torch.device(device)).type == "cpu"

@@ -4,17 +4,17 @@ Rectangle-wedge-tail (Marsaglia, MacLaren & Bray 1964), in a form that costs one
 integer, two table look-ups and one fused multiply-add per element on the fast path. The density
 ``f`` of the noise is split *exactly* into
 
-* ``n_rect`` rectangles of area exactly ``A = 1 / K`` (``K = 2^12`` slots), each lying under ``f``:
+* ``n_rect`` rectangles of area exactly ``A = 1 / K`` (``K = 2^14`` slots), each lying under ``f``:
   bin ``j`` is ``[low_j, low_j + w_j)`` with height ``A / w_j <= inf f`` on the bin;
 * the remainder ``r = f - sum of rectangles`` (mass exactly ``1 - n_rect / K`` because ``f``
   integrates to 1): the caps (wedges) ``f - A / w_j`` above the rectangles and the two tails
   beyond the outermost bins.
 
-A draw picks one of the ``K`` slots uniformly from the low 12 bits of a random integer. Slot
+A draw picks one of the ``K`` slots uniformly from the low 14 bits of a random integer. Slot
 ``j < n_rect`` is rectangle ``j`` (probability exactly ``A``): the point is uniform on the bin,
-placed by the next 19 bits (a grid of ``2^19`` cells, its midpoint; float64 output uses 12 + 51
-bits of a 64-bit word, a ``2^51`` grid); the words' top bit is not used. The other ``K - n_rect``
-slots (probability exactly the remainder's mass; about 1% of the draws) draw from ``r`` by
+placed by the next 17 bits (a grid of ``2^17`` cells, its midpoint; float64 output uses 14 + 49
+bits of a 64-bit word, a ``2^49`` grid); the words' top bit is not used. The other ``K - n_rect``
+slots (probability exactly the remainder's mass; 0.04-0.1% of the draws) draw from ``r`` by
 rejection from an envelope: caps under ``sup f - A / w_j`` on their bin, tails under closed-form
 envelopes (power laws for Beta; a Pareto law and, in ``t = beta / xi^2``, an exponential for
 inverse Nakagami), accepted against the exact density in float64. The mixture is ``f`` exactly; the
@@ -40,7 +40,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-K_BITS = 12
+from ._rwt_laws import _FLOAT, _BetaLaw, _exp, _InvNakagamiLaw, _Law
+
+K_BITS = 14
 #: number of slots; each rectangle has probability exactly 1 / K
 K = 1 << K_BITS
 _A = 1.0 / K
@@ -52,180 +54,6 @@ _SAFE = 1e-9
 _MIN_REL_WIDTH = 2.0**-36
 _Q31 = 31 - K_BITS  # position bits of a 31-bit word (float32 output)
 _Q63 = 63 - K_BITS  # position bits of a 63-bit word (float64 output)
-
-
-# ============================================================================= laws
-class _Tail:
-    """A tail piece of the remainder: envelope mass and a draw of (x, log f(x) / env(x))."""
-
-    def __init__(self, mass: float, draw: _TailDraw) -> None:
-        self.mass = mass
-        self.draw = draw  # draw(u: float64 tensor in (0, 1]) -> (x, log acceptance ratio)
-
-
-def _exp(v: float) -> float:
-    """exp that returns inf instead of raising OverflowError (an unusable envelope)."""
-    return math.exp(v) if v < 709.0 else math.inf
-
-
-def _exp_tail(h: Callable, dh: Callable[[float], float], yc: float, d: int,
-              to_x: Callable[[Tensor], Tensor]) -> _Tail | None:
-    """Tail ``d * (y - yc) > 0`` of a log-concave density ``exp(h(y))`` in a coordinate ``y``
-    (``x = to_x(y)``) under the tangent exponential at ``yc``; None if the tangent rises there."""
-    slope = dh(yc)
-    if not slope * d < 0.0:
-        return None
-    hc, rate = h(yc), abs(slope)
-    mass = _exp(hc) / rate
-
-    def draw(u):
-        y = yc - d * torch.log(u) / rate
-        return to_x(y), h(y) - hc - slope * (y - yc)
-
-    return _Tail(mass, draw)
-
-
-def _tighter(*tails):
-    """The tail with the smallest envelope mass (all are valid envelopes of the same piece)."""
-    tails = [t for t in tails if t is not None and math.isfinite(t.mass)]
-    return min(tails, key=lambda t: t.mass) if tails else None
-
-
-class _BetaLaw:
-    """Beta(a, b) on (0, 1)."""
-
-    def __init__(self, a: float, b: float) -> None:
-        self.a, self.b = a, b
-        self.lo, self.hi = 0.0, 1.0
-        self.logB = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
-        self.stat, self.is_mode = None, False
-        if a != 1.0 and b != 1.0 and a + b != 2.0:
-            s = (a - 1.0) / (a + b - 2.0)
-            if 0.0 < s < 1.0:
-                self.stat, self.is_mode = s, a > 1.0
-        if self.stat is not None:
-            self.start = self.stat
-        else:  # monotone: start at the median (scipy's inverse incomplete beta; any start is exact)
-            from scipy.special import betaincinv
-
-            self.start = float(betaincinv(a, b, 0.5))
-
-    def logpdf(self, x: float) -> float:
-        if not 0.0 < x < 1.0:
-            return -math.inf
-        la = 0.0 if self.a == 1.0 else (self.a - 1.0) * math.log(x)
-        lb = 0.0 if self.b == 1.0 else (self.b - 1.0) * math.log1p(-x)
-        return la + lb - self.logB
-
-    def logpdf_t(self, x: Tensor) -> Tensor:
-        return (torch.special.xlogy(self.a - 1.0, x) + torch.special.xlog1py(self.b - 1.0, -x)
-                - self.logB)
-
-    def _h(self, y):
-        """Log density of logit(xi) (log-concave for all a, b > 0); float or tensor ``y``."""
-        if isinstance(y, Tensor):
-            return self.a * y - (self.a + self.b) * torch.logaddexp(torch.zeros_like(y), y) \
-                - self.logB
-        sp = y + math.log1p(math.exp(-y)) if y > 0 else math.log1p(math.exp(y))
-        return self.a * y - (self.a + self.b) * sp - self.logB
-
-    def _dh(self, y: float) -> float:
-        return self.a - (self.a + self.b) / (1.0 + math.exp(-y))
-
-    def tail(self, cut: float, side: int) -> _Tail | None:
-        """The tighter of a power-law envelope in x and a tangent exponential in logit(x)."""
-        if not 0.0 < cut < 1.0:
-            return None
-        yc = math.log(cut) - math.log1p(-cut)
-        return _tighter(self._power_tail(cut, side),
-                        _exp_tail(self._h, self._dh, yc, side, torch.sigmoid))
-
-    def _power_tail(self, cut: float, side: int) -> _Tail | None:
-        a, b = self.a, self.b
-        if side < 0:  # (0, cut): f <= C x^(a-1), C = max of (1-x)^(b-1) / B on the piece
-            if cut <= 0.0:
-                return None
-            logC = -self.logB + (0.0 if b >= 1.0 else (b - 1.0) * math.log1p(-cut))
-            mass = _exp(logC + a * math.log(cut)) / a
-
-            def draw(u):
-                x = torch.exp(math.log(cut) + torch.log(u) / a)
-                return x, torch.special.xlog1py(b - 1.0, -x) - self.logB - logC
-        else:  # (cut, 1): f <= C (1-x)^(b-1), C = max of x^(a-1) / B on the piece
-            if cut >= 1.0:
-                return None
-            logC = -self.logB + (0.0 if a >= 1.0 else (a - 1.0) * math.log(cut))
-            mass = _exp(logC + b * math.log1p(-cut)) / b
-
-            def draw(u):
-                x = 1.0 - torch.exp(math.log1p(-cut) + torch.log(u) / b)
-                return x, torch.special.xlogy(a - 1.0, x) - self.logB - logC
-        return _Tail(mass, draw)
-
-
-class _InvNakagamiLaw:
-    """xi = G^(-1/2), G ~ Gamma(alpha, 1) (inverse Nakagami with beta = 1; scale sqrt(beta))."""
-
-    def __init__(self, alpha: float) -> None:
-        self.alpha = alpha
-        self.lo, self.hi = 0.0, math.inf
-        self.c0 = math.log(2.0) - math.lgamma(alpha)
-        self.stat, self.is_mode = math.sqrt(2.0 / (2.0 * alpha + 1.0)), True
-        self.start = self.stat
-
-    def logpdf(self, x: float) -> float:
-        if not x > 0.0:
-            return -math.inf
-        return self.c0 - (2.0 * self.alpha + 1.0) * math.log(x) - 1.0 / (x * x)
-
-    def logpdf_t(self, x: Tensor) -> Tensor:
-        return self.c0 - (2.0 * self.alpha + 1.0) * torch.log(x) - 1.0 / (x * x)
-
-    def _h(self, y):
-        """Log density of log G = -2 log xi (log-concave for all alpha > 0)."""
-        e = torch.exp(y) if isinstance(y, Tensor) else math.exp(y)
-        return self.alpha * y - e - math.lgamma(self.alpha)
-
-    def _dh(self, y: float) -> float:
-        return self.alpha - math.exp(y)
-
-    def tail(self, cut: float, side: int) -> _Tail | None:
-        """The tighter of the envelopes below and a tangent exponential in log G."""
-        if not 0.0 < cut < math.inf:
-            return None
-        return _tighter(self._simple_tail(cut, side),
-                        _exp_tail(self._h, self._dh, -2.0 * math.log(cut), -side,
-                                  lambda y: torch.exp(-0.5 * y)))
-
-    def _simple_tail(self, cut: float, side: int) -> _Tail | None:
-        al = self.alpha
-        if side > 0:  # (cut, inf): f <= exp(c0) x^(-2 alpha - 1), a Pareto law
-            mass = _exp(self.c0 - 2.0 * al * math.log(cut)) / (2.0 * al)
-
-            def draw(u):
-                x = torch.exp(math.log(cut) - torch.log(u) / (2.0 * al))
-                return x, -1.0 / (x * x)
-        else:  # (0, cut): t = 1 / x^2 > t0 is a Gamma(alpha) right tail under an exponential
-            if cut <= 0.0:
-                return None
-            t0 = 1.0 / (cut * cut)
-            lam = 1.0 - max(al - 1.0, 0.0) / t0  # tangent of the concave log density (alpha >= 1)
-            if not lam > 0.0:
-                return None
-            logg0 = (al - 1.0) * math.log(t0) - t0 - math.lgamma(al)
-            mass = _exp(logg0) / lam
-
-            def draw(u):
-                t = t0 - torch.log(u) / lam
-                logr = (al - 1.0) * torch.log(t / t0) - (1.0 - lam) * (t - t0)
-                return torch.rsqrt(t), logr
-        return _Tail(mass, draw)
-
-
-#: a tail's draw: uniforms in (0, 1] -> (x, log acceptance ratio)
-_TailDraw = Callable[[Tensor], tuple[Tensor, Tensor]]
-#: the law of a table
-_Law = _BetaLaw | _InvNakagamiLaw
 
 
 # ============================================================================= table
@@ -243,6 +71,7 @@ class Table:
     cap_h: Tensor  # sup f on the bin (with margin) - A / width
     _fast: dict = field(default_factory=dict)
     _pieces: tuple | None = None
+    _pieces_py: tuple | None = None
 
     def pieces(self) -> tuple[Tensor, Tensor]:
         """The remainder's pieces for :func:`_remainder` (cached): a Walker alias table over
@@ -255,6 +84,16 @@ class Table:
             self._pieces = (_alias(masses),
                             torch.stack([self.low, self.width, self.rect_h, self.cap_h], 1))
         return self._pieces
+
+    def pieces_py(self) -> tuple[list, list, list, float]:
+        """:meth:`pieces` as Python lists for :func:`_remainder_py` (cached): thresholds,
+        aliases, the caps' ``(low, width, rect_h, cap_h)`` rows, and the acceptance rate."""
+        if self._pieces_py is None:
+            alias, caps = self.pieces()
+            rate = min(1.0, self.remainder_mass / float(self.cum[-1]))
+            self._pieces_py = (alias[:, 0].tolist(), [int(a) for a in alias[:, 1].tolist()],
+                               [tuple(r) for r in caps.tolist()], rate)
+        return self._pieces_py
 
     @property
     def remainder_mass(self) -> float:
@@ -284,13 +123,24 @@ class Table:
             self._fast[key] = got
         return got
 
+    def fast_np(self, dtype: torch.dtype, scale: float) -> np.ndarray:
+        """:meth:`fast` as a ``(K,)`` NumPy array sharing its memory: one 8-byte float64 word
+        per slot holding the float32 pair, or one complex128 holding the float64 pair (a 1-d
+        ``take`` is ~4x faster than indexing ``(K, 2)`` rows). Cached."""
+        key = ("np", dtype, scale)
+        got = self._fast.get(key)
+        if got is None:
+            got = self.fast(dtype, scale).numpy()
+            self._fast[key] = got
+        return got
+
 
 def _bounds(law: _Law, x0: float, x1: float, f0: float, f1: float) -> tuple[float, float]:
     """(inf, sup) of f on [x0, x1] (f is monotone on either side of its stationary point)."""
     lo, hi = min(f0, f1), max(f0, f1)
     s = law.stat
     if s is not None and min(x0, x1) < s < max(x0, x1):
-        fs = math.exp(law.logpdf(s))
+        fs = _exp(law.logpdf(s))
         lo, hi = (lo, max(hi, fs)) if law.is_mode else (min(lo, fs), hi)
     return lo, hi
 
@@ -299,7 +149,7 @@ def _side(law: _Law, x0: float, d: int, room: int) -> list[float]:
     """Bin edges from x0 in direction d (excluding x0), at most ``room`` bins."""
     target, aim = _A * (1.0 + _SAFE), _A * (1.0 + 2.0 * _SAFE)
     edges = []
-    x, fx = x0, math.exp(law.logpdf(x0))
+    x, fx = x0, _exp(law.logpdf(x0))
     while len(edges) < room:
         tail = law.tail(x, d)  # None: no envelope usable from x (yet); keep building
         if (tail is not None and tail.mass < _TAU) or not (math.isfinite(fx) and fx > 0.0):
@@ -310,7 +160,7 @@ def _side(law: _Law, x0: float, d: int, room: int) -> list[float]:
             wy = (y - x) * d  # the width the float edges really have
             if not law.lo < y < law.hi or wy <= _MIN_REL_WIDTH * abs(x):
                 break
-            fy = math.exp(law.logpdf(y))
+            fy = _exp(law.logpdf(y))
             inf = _bounds(law, x, y, fx, fy)[0]
             if wy * inf >= target:
                 ok = True
@@ -333,7 +183,7 @@ def _build(law: _Law) -> Table | None:
     n = len(edges) - 1
     e = torch.tensor(edges, dtype=torch.float64)
     low, width = e[:-1], e[1:] - e[:-1]
-    f = torch.tensor([math.exp(law.logpdf(v)) for v in edges], dtype=torch.float64)
+    f = torch.tensor([_exp(law.logpdf(v)) for v in edges], dtype=torch.float64)
     sup = torch.tensor([_bounds(law, edges[j], edges[j + 1], float(f[j]), float(f[j + 1]))[1]
                         for j in range(n)], dtype=torch.float64) * (1.0 + _SAFE)
     rect_h = _A / width
@@ -435,6 +285,79 @@ def _remainder(tab: Table, m: int, generator: torch.Generator | None) -> Tensor:
     return out
 
 
+def _remainder_py(tab: Table, m: int, generator: torch.Generator | None,
+                  u: list[float] | None = None) -> list[float]:
+    """:func:`_remainder` one candidate at a time in Python floats, for the few remainder
+    draws of a small sample (a few us per candidate; the formulas through :data:`_FLOAT`).
+    The same law: candidates take uniforms in consecutive triples, first from ``u`` (uniforms
+    on [0, 1) independent of everything else), then from batches of ``generator`` sized as in
+    :func:`_remainder`; the first ``m`` accepted are kept."""
+    thr, alias, caps, rate = tab.pieces_py()
+    n, P, law, out = tab.n_rect, len(thr), tab.law, []
+    while len(out) < m:
+        if u is None:
+            need = m - len(out)
+            k = int((need + 4.0 * math.sqrt(need) + 8.0) / rate)
+            u = torch.rand(3 * k, dtype=torch.float64, generator=generator).tolist()
+        for i in range(0, len(u) - 2, 3):
+            s = u[i] * P
+            j = min(int(s), P - 1)
+            piece = j if s - j < thr[j] else alias[j]
+            if piece < n:
+                low, width, rect_h, cap_h = caps[piece]
+                x = low + width * u[i + 1]
+                ok = rect_h + cap_h * u[i + 2] <= _exp(law.logpdf_t(x, _FLOAT))
+            else:  # a zero-mass tail (None) is never picked
+                x, logr = tab.tails[piece - n].draw(1.0 - u[i + 1], _FLOAT)
+                ok = math.log1p(-u[i + 2]) <= logr
+            if ok:
+                out.append(x)
+                if len(out) == m:
+                    break
+        u = None
+    return out
+
+
+def _remainder_draws(tab: Table, m: int, generator: torch.Generator | None) -> Tensor:
+    """``m`` remainder draws (float64): one at a time in Python up to
+    :data:`PY_REMAINDER_MAX`, else by the tensor rounds of :func:`_remainder`."""
+    if m <= PY_REMAINDER_MAX:
+        return torch.tensor(_remainder_py(tab, m, generator), dtype=torch.float64)
+    return _remainder(tab, m, generator)
+
+
+def _sample_small(tab: Table, n: int, dtype: torch.dtype, scale: float,
+                  generator: torch.Generator | None) -> Tensor:
+    """:func:`sample` for fewer than :data:`SMALL_MAX` elements, in NumPy on torch's random
+    words: the same words (one 64-bit word per float64 element, two 32-bit halves per word for
+    float32), the same map of a word to a value, so the rectangle draws equal the tensor
+    path's; a fixed cost of ~15 us instead of ~200 us (``bench_sampling.py`` part 5)."""
+    packed = tab.fast_np(dtype, scale)
+    wide = packed.dtype == np.complex128
+    nw = n if wide else (n + 1) // 2
+    # _SPARE more words than the values need: the uniforms of a few remainder candidates
+    words = torch.empty(nw + _SPARE, dtype=torch.int64).random_(generator=generator).numpy()
+    w, qbits, fd = words[:nw], _Q63, np.float64
+    if not wide:
+        w, qbits, fd = w.view(np.int32)[:n], _Q31, np.float32
+    slot = w & (K - 1)
+    pr = packed.take(slot).view(fd)  # left, c, left, c, ...
+    x = np.multiply(w & (((1 << qbits) - 1) << K_BITS), pr[1::2], dtype=fd)
+    x += pr[0::2]
+    if tab.n_rect < K:
+        rem = (slot >= tab.n_rect).nonzero()[0]
+        m = rem.size
+        if m:
+            if m <= PY_REMAINDER_MAX:  # the spare words' top 53 bits: uniforms on [0, 1)
+                u = ((words[nw:] >> 10) * 2.0**-53).tolist()
+                r = _remainder_py(tab, m, generator, u)
+            else:
+                r = _remainder(tab, m, generator).numpy()
+            x[rem] = np.multiply(r, scale)
+    out = torch.from_numpy(x)
+    return out if out.dtype == dtype else out.to(dtype)
+
+
 def _flagged(flags: Tensor) -> Tensor:
     """Indices of the non-zero entries of the int8 ``flags`` (length a multiple of 8): scans
     eight flags per int64 word, then the few words hit."""
@@ -449,6 +372,18 @@ def _flagged(flags: Tensor) -> Tensor:
 #: ``generator``), smaller ones from ``generator`` itself (the seeding takes 11 us:
 #: benchmarks/bench_sampling.py part 5)
 NUMPY_MIN = 1 << 15
+#: the families draw fewer elements than this with torch's gamma kernel instead (cheaper there,
+#: 7-15 us, and a one-off small draw does not build a table, 0.1-0.4 s)
+TABLE_MIN = 256
+#: draws of fewer elements than this take the NumPy form of the sampler (:func:`_sample_small`,
+#: torch's words), whose per-call cost is lower: 0.3-0.6x the tensor form's time from 1,000 to
+#: 32,000 elements (``bench_sampling.py --only 5``); it must not exceed NUMPY_MIN
+SMALL_MAX = NUMPY_MIN
+#: remainder draws of a small sample, up to this many, are drawn one at a time in Python
+#: (2.5 us a draw plus 6 us; the tensor form costs ~100-300 us whatever the count)
+PY_REMAINDER_MAX = 32
+#: extra random words a small draw takes: uniforms for the first few remainder candidates
+_SPARE = 12
 
 
 def words_source(n: int, generator: torch.Generator | None, most: int
@@ -475,17 +410,19 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float,
            generator: torch.Generator | None) -> Tensor:
     """``n`` draws of ``scale * X``, X from ``tab``'s law, as a CPU tensor of ``dtype``.
 
-    Fast path in chunks of ``_CHUNK`` elements: random words -> slot (low 12 bits) and grid
-    position (the next 19 or 51) -> ``x = left[slot] + c[slot] * position`` (one look-up of
+    Fast path in chunks of ``_CHUNK`` elements: random words -> slot (low 14 bits) and grid
+    position (the next 17 or 49) -> ``x = left[slot] + c[slot] * position`` (one look-up of
     the packed pair); elements whose slot is a remainder slot are collected and redrawn from
-    the remainder at the end."""
+    the remainder at the end. Fewer than :data:`SMALL_MAX` elements: :func:`_sample_small`."""
+    if n < SMALL_MAX:
+        return _sample_small(tab, n, dtype, scale, generator)
     packed = tab.fast(dtype, scale)
     wide = packed.dtype == torch.complex128  # float64 pairs
     fd = torch.float64 if wide else torch.float32
     x = torch.empty(n, dtype=fd)
     ch = min(_CHUNK, -(-n // 8) * 8)
-    # one 64-bit word per element and 51 grid bits (float64), or two 32-bit words per 64-bit
-    # word and 19 grid bits each (float32)
+    # one 64-bit word per element and 49 grid bits (float64), or two 32-bit words per 64-bit
+    # word and 17 grid bits each (float32)
     qbits, itype = (_Q63, torch.int64) if wide else (_Q31, torch.int32)
     source = words_source(n, generator, ch if wide else ch // 2)
     idx = torch.empty(ch, dtype=itype)
@@ -498,7 +435,7 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float,
         m = min(ch, n - s)
         b = source(m if wide else (m + 1) // 2)
         w = (b if wide else b.view(torch.int32))[:m]
-        # slot: the low K_BITS bits; position: the next qbits bits, left in place (cell * 2^12,
+        # slot: the low K_BITS bits; position: the next qbits bits, left in place (cell * 2^K_BITS,
         # exact in the float type); the word's top (sign) bit is never read
         i = torch.bitwise_and(w, K - 1, out=idx[:m])
         w.bitwise_and_(((1 << qbits) - 1) << K_BITS)
@@ -515,5 +452,5 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float,
                 rems.append(pos + s)
     if rems:
         rem = torch.cat(rems)
-        x[rem] = _remainder(tab, rem.numel(), generator).mul_(scale).to(x.dtype)
+        x[rem] = _remainder_draws(tab, rem.numel(), generator).mul_(scale).to(x.dtype)
     return x if x.dtype == dtype else x.to(dtype)
