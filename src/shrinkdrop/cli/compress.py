@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=count(1), default=6, help="dense training epochs (default 6)")
     p.add_argument("--finetune", type=count(1), default=4,
                    help="epochs of every other method, from the dense net (default 4)")
+    p.add_argument("--retrain", type=count(0), default=0,
+                   help="epochs of training the compacted VI nets after the removal; magnitude "
+                   "pruning then fine-tunes --finetune + --retrain epochs (default 0)")
     p.add_argument("--seeds", type=count(1), default=3, help="seeds (default 3)")
     p.add_argument("--batch-size", type=count(1), default=128)
     p.add_argument("--lr", type=positive_float, default=1e-3,
@@ -72,6 +75,8 @@ def options_from_args(args: argparse.Namespace) -> CompressOptions:
     if args.flops_target and args.flops_target <= 1:
         raise ValueError(f"--flops-target has to be > 1 (a factor) or 0, but got "
                          f"{args.flops_target}")
+    if args.retrain < 0:
+        raise ValueError(f"--retrain has to be >= 0, but got {args.retrain}")
     if args.train_limit < 0:
         raise ValueError(f"--train-limit has to be >= 0, but got {args.train_limit}")
     over: dict = {"methods": methods}

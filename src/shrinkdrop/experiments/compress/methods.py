@@ -153,6 +153,11 @@ def vi_method(model: nn.Module, data: dict, opts, seed: int) -> tuple[nn.Module,
     plain = C.compact(model, fit.scales(removal), data["X"][:2])
     extra.update(fit_seconds=fit.seconds,
                  removed=int(sum(int(m.sum()) for m in removal.values())))
+    if opts.retrain:  # the compacted (plain) net trained on, as magnitude pruning fine-tunes
+        t0 = time.perf_counter()
+        train_dense(plain, data["X"], data["y"], epochs=opts.retrain,
+                    batch_size=opts.batch_size, lr=opts.lr, seed=seed, wd=opts.sigma0**-2)
+        extra["retrain_seconds"] = time.perf_counter() - t0
     return plain, extra
 
 
@@ -202,7 +207,8 @@ def _tp_prune(dense_plain: nn.Module, example: Tensor, ratio: float) -> nn.Modul
 def magnitude_method(dense_plain: nn.Module, target_flops: float, data: dict, opts,
                      seed: int) -> tuple[nn.Module, dict]:
     """``torch-pruning``'s global group-magnitude pruning of the dense net, its ratio bisected
-    to ``target_flops``, then fine-tuning for the same epochs as the VI methods."""
+    to ``target_flops``, then fine-tuning for the same epochs as the VI methods (their VI
+    epochs plus their ``retrain`` epochs)."""
     x1 = data["X"][:2]
     lo, hi = 0.0, 0.99
     for _ in range(14):
@@ -211,6 +217,6 @@ def magnitude_method(dense_plain: nn.Module, target_flops: float, data: dict, op
         lo, hi = (mid, hi) if f > target_flops else (lo, mid)
     m = _tp_prune(dense_plain, x1, hi)
     t0 = time.perf_counter()
-    train_dense(m, data["X"], data["y"], epochs=opts.finetune, batch_size=opts.batch_size,
-                lr=opts.lr, seed=seed, wd=opts.sigma0**-2)
+    train_dense(m, data["X"], data["y"], epochs=opts.finetune + opts.retrain,
+                batch_size=opts.batch_size, lr=opts.lr, seed=seed, wd=opts.sigma0**-2)
     return m, {"ratio": hi, "fit_seconds": time.perf_counter() - t0}

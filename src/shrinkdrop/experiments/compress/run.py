@@ -49,6 +49,7 @@ class CompressOptions:
     val: int = 5000
     train_limit: int = 0
     flops_target: float = 0.0
+    retrain: int = 0
     methods: tuple[str, ...] = tuple(M.METHODS)
     timing_repeats: int = 20
     quick: bool = False
@@ -147,8 +148,9 @@ def run(opts: CompressOptions, *, command: str = "") -> int:
     ``summary.json``, the Pareto plot and the report section. Returns 0."""
     out = Path(opts.out)
     settings = {k: getattr(opts, k) for k in _SETTINGS}
-    if opts.flops_target:  # recorded only when set: runs without it resume as before
-        settings["flops_target"] = opts.flops_target
+    for k in ("flops_target", "retrain"):  # recorded only when set: older runs resume
+        if getattr(opts, k):
+            settings[k] = getattr(opts, k)
     store = ResultStore(out, settings, {opts.data: _fingerprint(opts)})
     store.check()
     store.open()
