@@ -788,6 +788,7 @@ cli("priors.seed -1", PR + " --seed -1", "--seed")
 # prune
 PD = "prune --what depth --out {tmp}/o --quick --no-progress"
 cli("prune.blocks 1", PD + " --blocks 1", "--blocks")
+cli("prune.rule refit with svi", PD + " --fit svi", "--rule refit", "--fit point")
 cli("prune.blocks 0", PD + " --blocks 0", "--blocks")
 cli("prune.width 0", PD + " --width 0", "--width")
 cli("prune.channels 0", "prune --what channels --out {tmp}/o --channels 0", "--channels")

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from shrinkdrop.cli import main
 from shrinkdrop.data import load_builtin
@@ -100,9 +101,30 @@ def test_prune_depth_and_channels(tmp_path):
     assert (out / "seeds.csv").exists() and (out / "section.json").exists()
 
 
+def test_refit_rule_takes_the_largest_removal_within_one_se_of_the_best():
+    """Constructed candidates (per-row log-likelihoods, SE of the best 0.1): the best is
+    candidate 1; 3 is 0.05 below it (kept), 4 is 0.3 below (not); and a candidate 2 far below
+    does not stop the search (the rule looks at each candidate, not at a path)."""
+    from shrinkdrop.experiments.prune import largest_within_one_se
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(400, generator=g, dtype=torch.float64)
+    z = (z - z.mean()) / z.std()  # per-row SD 1 -> SE 0.05 at n = 400
+
+    def cand(m, sd=1.0):
+        return m + sd * z
+
+    lls = [cand(-1.0), cand(-0.8, 2.0), cand(-2.0), cand(-0.85), cand(-1.1)]
+    assert largest_within_one_se(lls) == 3
+    assert largest_within_one_se(lls[:3]) == 1
+    assert largest_within_one_se([cand(0.0)]) == 0
+
+
 def test_prune_errors(tmp_path, capsys):
     assert main(["prune", "--what", "depth", "--blocks", "1", "--out", str(tmp_path)]) == 2
     assert "--blocks has to be >= 2" in capsys.readouterr().err
+    assert main(["prune", "--what", "depth", "--fit", "svi", "--out", str(tmp_path)]) == 2
+    assert "--rule refit" in capsys.readouterr().err
     assert main(["prune", "--what", "channels", "--threshold", "0", "--out",
                  str(tmp_path)]) == 2
     assert "--threshold has to be in (0, 1)" in capsys.readouterr().err

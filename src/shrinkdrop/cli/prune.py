@@ -34,10 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.5,
                    help="remove a block / channel when its p(on) is below this (the median "
                    "probability model: 0.5)")
-    p.add_argument("--rule", default="one-se", choices=["one-se", "median"],
-                   help="depth: which blocks to remove: one-se (default: the largest removal, "
-                   "in p(on) order, whose validation log-likelihood stays within one SE of the "
-                   "full net's) or median (p(on) < --threshold)")
+    p.add_argument("--rule", default="refit", choices=["refit", "one-se", "median"],
+                   help="depth: which blocks to remove: refit (default: for each removal in "
+                   "p(on) order the compacted net trained on, the largest whose validation "
+                   "log-likelihood is within one SE of the best one's), one-se (the largest "
+                   "removal whose validation log-likelihood, not refitted, stays within one SE "
+                   "of the full net's) or median (p(on) < --threshold)")
     p.add_argument("--fit", default="point", choices=["point", "svi"],
                    help="depth: point (default: VI over the block scales with MAP weights, "
                    "minibatches of 256) or svi (fit_svi: mean-field weights, full batch, whose "
@@ -59,6 +61,9 @@ def _check(args: argparse.Namespace) -> None:
                          f"{args.blocks}")
     require_open_unit("--keep", args.keep)
     require_open_unit("--threshold", args.threshold)
+    if args.what == "depth" and args.rule == "refit" and args.fit != "point":
+        raise ValueError("--rule refit compacts the net at its fitted scales: it needs --fit "
+                         "point, but got --fit svi (use --rule one-se or median with it)")
     if args.what == "depth":  # channels always uses scikit-learn's digits
         from ..data import resolve_data
 
