@@ -163,32 +163,29 @@ def vi_method(model: nn.Module, data: dict, opts, seed: int) -> tuple[nn.Module,
 
 def flops_removal(model: nn.Module, fit, scores: dict[str, Tensor], example: Tensor,
                   factor: float) -> dict[str, Tensor]:
-    """The fewest units, lowest posterior score first (all sites in one ranking; each site
-    keeps its best unit), whose removal cuts the compacted net's FLOPs by ``factor``
-    (bisection on the number removed)."""
+    """The largest kept fraction ``f`` of every site whose removal cuts the compacted net's
+    FLOPs by ``factor`` (bisection on ``f``): in each site the ``1 - f`` lowest posterior
+    scores go (at least one unit stays). Which units go is the posterior's choice; how many per
+    site is a uniform fraction. One global ranking by score removed the cheap dense units first
+    and hit the conv filters, which hold the FLOPs, last (82-90% error at 5x); a ranking by
+    score per FLOP saved removed all but one conv1 filter."""
     target = C.count_flops(C.compact(model, None, example), example) / factor
-    names = list(scores)
-    flat = torch.cat([scores[k].reshape(-1) for k in names])
-    order = flat.argsort()
+    order = {n: v.reshape(-1).argsort() for n, v in scores.items()}
 
-    def removed(k: int) -> dict[str, Tensor]:
-        mask = torch.zeros(len(flat), dtype=torch.bool)
-        mask[order[:k]] = True
-        out, i = {}, 0
-        for n in names:
-            v = scores[n].reshape(-1)
-            m = mask[i:i + v.numel()].clone()
-            i += v.numel()
-            if m.all():
-                m[v.argmax()] = False
-            out[n] = m.reshape(scores[n].shape)
+    def removed(f: float) -> dict[str, Tensor]:
+        out = {}
+        for n, v in scores.items():
+            k = min(int(math.floor((1.0 - f) * v.numel())), v.numel() - 1)
+            m = torch.zeros(v.numel(), dtype=torch.bool)
+            m[order[n][:k]] = True
+            out[n] = m.reshape(v.shape)
         return out
 
-    lo, hi = 0, len(flat)
-    while lo < hi:
-        mid = (lo + hi) // 2
+    lo, hi = 0.0, 1.0  # FLOPs at lo <= target < FLOPs at hi
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
         f = C.count_flops(C.compact(model, fit.scales(removed(mid)), example), example)
-        lo, hi = (lo, mid) if f <= target else (mid + 1, hi)
+        lo, hi = (mid, hi) if f <= target else (lo, mid)
     return removed(lo)
 
 
