@@ -101,7 +101,12 @@ def test_fit_scales_ranks_relevant_inputs_above_noise():
     assert scales["0.xi"].tolist() == [1, 1, 0, 0, 0, 0]
 
 
-def test_flops_removal_is_the_fewest_units_reaching_the_target():
+def test_flops_removal_is_the_largest_uniform_fraction_reaching_the_target():
+    """``--flops-target``: every site keeps the same fraction (its lowest-scored units go), the
+    largest fraction whose compacted net has at most 1/factor of the FLOPs: the next fraction
+    up (one more unit kept in the site that gains one first) would miss the target."""
+    import math
+
     from shrinkdrop.experiments.compress.methods import flops_removal
 
     torch.manual_seed(0)
@@ -117,15 +122,19 @@ def test_flops_removal_is_the_fewest_units_reaching_the_target():
 
     dense = C.count_flops(net, x)
     rem = flops_removal(net, _Fit(), scores, x, 2.0)
-    small = C.compact(net, _Fit().scales(rem), x)
-    assert C.count_flops(small, x) <= dense / 2
-    # the removed units are the lowest-scored ones, and one fewer would not reach the target
-    flat = torch.cat([scores["0.xi"], scores["3.xi"]])
-    gone = torch.cat([rem["0.xi"], rem["3.xi"]])
-    assert flat[gone].max() < flat[~gone].min()
-    k = int(gone.sum())
-    order = flat.argsort()
-    fewer = torch.zeros(50, dtype=torch.bool)
-    fewer[order[:k - 1]] = True
-    sc = {"0.xi": (~fewer[:10]).float(), "3.xi": (~fewer[10:]).float()}
+    assert C.count_flops(C.compact(net, _Fit().scales(rem), x), x) <= dense / 2
+    k = {n: int(m.sum()) for n, m in rem.items()}
+    for n, m in rem.items():  # in each site the lowest-scored units go
+        assert 0 < k[n] < m.numel() and scores[n][m].max() < scores[n][~m].min()
+    # one common fraction f: k_s = floor((1 - f) n_s) for every site
+    lo = max(1 - (k[n] + 1) / scores[n].numel() for n in k)
+    hi = min(1 - k[n] / scores[n].numel() for n in k)
+    assert lo < hi
+    # the next fraction up keeps one more unit somewhere and misses the target
+    f2 = hi + 1e-9
+    sc = {}
+    for n, v in scores.items():
+        m = torch.zeros(v.numel(), dtype=torch.bool)
+        m[v.argsort()[:math.floor((1 - f2) * v.numel())]] = True
+        sc[n] = (~m).float()
     assert C.count_flops(C.compact(net, sc, x), x) > dense / 2
