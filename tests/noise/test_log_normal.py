@@ -139,6 +139,31 @@ def test_sbp_kl_against_scipy_truncnorm(loc, scale):
     assert float(got) == pytest.approx(want, rel=1e-8, abs=1e-10)
 
 
+@pytest.mark.parametrize("loc,scale", [(12.0, 0.5), (40.0, 1.0), (-60.0, 0.3), (2.0, 1e-4),
+                                       (-9.0, 50.0)])
+def test_sbp_kl_far_outside_the_interval_is_finite(loc, scale):
+    """q far outside [log low, log high] (Z down to ~1e-900), or very narrow / very wide: the
+    KL and its gradients are finite (a difference of CDFs near 1 cancelled to 0 before), and
+    agree with mpmath's truncated-normal entropy at 50 digits."""
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    low, high = math.exp(-20.0), math.exp(2.0)
+    a, b = math.log(low), math.log(high)
+    lt, st = torch.tensor(loc, dtype=torch.float64, requires_grad=True), \
+        torch.tensor(scale, dtype=torch.float64, requires_grad=True)
+    got = N.kl_lognormal_log_uniform(lt, st, low, high)
+    got.backward()
+    got = got.detach()
+    assert math.isfinite(float(got)) and math.isfinite(float(lt.grad)) \
+        and math.isfinite(float(st.grad))
+    al, be = (mpmath.mpf(a) - loc) / scale, (mpmath.mpf(b) - loc) / scale
+    z = mpmath.ncdf(be) - mpmath.ncdf(al) if al + be < 0 else mpmath.ncdf(-al) - mpmath.ncdf(-be)
+    ent = (mpmath.log(mpmath.sqrt(2 * mpmath.pi * mpmath.e) * scale * z)
+           + (al * mpmath.npdf(al) - be * mpmath.npdf(be)) / (2 * z))
+    want = float(mpmath.log(b - a) - ent)
+    assert float(got) == pytest.approx(want, rel=1e-6)
+
+
 def test_pyro_forms_agree():
     pytest.importorskip("pyro")
     x = torch.tensor([0.05, 0.5, 2.0])

@@ -262,12 +262,23 @@ def kl_lognormal_log_uniform(loc: Tensor, scale: Tensor, low: float, high: float
     with ``H`` the entropy of the normal ``(loc, scale)`` truncated to ``[a, b]``:
     ``H = log(sqrt(2 pi e) scale Z) + (alpha phi(alpha) - beta phi(beta)) / (2 Z)``,
     ``alpha = (a - loc) / scale``, ``beta = (b - loc) / scale``, ``Z = Phi(beta) - Phi(alpha)``.
+    ``log Z`` and ``phi / Z`` are computed in logs (``log_ndtr`` of the tail the interval lies
+    in), so a ``q`` far outside ``[a, b]`` (``Z`` below 1e-300) still gives a finite KL and
+    gradient: the difference of two CDFs near 1 had cancelled to 0 (a NaN in an SBP fit of
+    LeNet-5 on Fashion-MNIST).
     """
     a, b = math.log(low), math.log(high)
-    normal = torch.distributions.Normal(torch.zeros_like(loc), torch.ones_like(loc))
     alpha, beta = (a - loc) / scale, (b - loc) / scale
-    z = (normal.cdf(beta) - normal.cdf(alpha)).clamp_min(1e-30)
-    phi_a, phi_b = normal.log_prob(alpha).exp(), normal.log_prob(beta).exp()
-    entropy = (0.5 * math.log(2 * math.pi * math.e) + torch.log(scale) + torch.log(z)
-               + (alpha * phi_a - beta * phi_b) / (2 * z))
+    # Z = Phi(beta) - Phi(alpha) = Phi(-alpha) - Phi(-beta): take the form whose CDFs are
+    # small (the interval's side of 0), log Z = log Phi(u) + log(1 - Phi(l) / Phi(u))
+    right = (alpha + beta) > 0
+    u = torch.where(right, -alpha, beta)
+    lo = torch.where(right, -beta, alpha)
+    lu, ll = torch.special.log_ndtr(u), torch.special.log_ndtr(lo)
+    log_z = lu + torch.log(-torch.expm1((ll - lu).clamp_max(-1e-300)))
+    log_phi = -0.5 * math.log(2 * math.pi)
+    ra = torch.exp(log_phi - 0.5 * alpha * alpha - log_z)  # phi(alpha) / Z
+    rb = torch.exp(log_phi - 0.5 * beta * beta - log_z)
+    entropy = (0.5 * math.log(2 * math.pi * math.e) + torch.log(scale) + log_z
+               + 0.5 * (alpha * ra - beta * rb))
     return math.log(b - a) - entropy
