@@ -138,3 +138,15 @@ def test_flops_removal_is_the_largest_uniform_fraction_reaching_the_target():
         m[v.argsort()[:math.floor((1 - f2) * v.numel())]] = True
         sc[n] = (~m).float()
     assert C.count_flops(C.compact(net, sc, x), x) > dense / 2
+
+
+def test_fit_scales_stops_on_a_non_finite_loss_saying_where():
+    """A diverged fit (here: a NaN in the data) stops with NonFiniteLossError naming the epoch
+    and batch (rows are shuffled: batch 0 or 1), not a NaN posterior or an error from inside
+    a distribution."""
+    law = sd.noise.LogUniform(math.exp(-20.0), math.exp(2.0))
+    net = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(4, 2))
+    X, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
+    X[40, 1] = float("nan")
+    with pytest.raises(sd.errors.NonFiniteLossError, match=r"loss is nan at epoch 0, batch [01] "):
+        C.fit_scales(net, X, y, epochs=2, batch_size=32, seed=0, progress=False)

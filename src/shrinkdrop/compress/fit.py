@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import noise as _noise
+from ..errors import NonFiniteLossError
 from ..inference import given_scales, scale_sites
 from ..inference.svi.guides import bernoulli_kl
 from ..nn.sites import SVISite
@@ -234,10 +235,16 @@ def fit_scales(model: nn.Module, X: Tensor, y: Tensor, *, epochs: int = 10,
                 nll = _nll(model(xb), yb, likelihood, log_prec)
                 kl = sum((q.kl() for q in qs.values()), torch.zeros((), dtype=X.dtype))
                 loss = nll + (kl + _weight_decay(model, sigma0)) / n
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"fit_scales: the loss is {value} at epoch {epoch}, batch "
+                        f"{i // batch_size} (negative log-likelihood {float(nll.detach()):.4g}, KL "
+                        f"{float(kl.detach()):.4g}); training stopped")
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss.detach()) * len(idx)
+                total += value * len(idx)
             history.append(total / n)
             if callback is not None:
                 callback(epoch, history[-1])
