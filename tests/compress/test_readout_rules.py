@@ -150,3 +150,20 @@ def test_fit_scales_stops_on_a_non_finite_loss_saying_where():
     X[40, 1] = float("nan")
     with pytest.raises(sd.errors.NonFiniteLossError, match=r"loss is nan at epoch 0, batch [01] "):
         C.fit_scales(net, X, y, epochs=2, batch_size=32, seed=0, progress=False)
+
+
+def test_snr_score_of_a_point_mass_q_is_finite_and_ordered():
+    """SBP's signal-to-noise score at log s = -60 / -200 (s^2 underflows float32): finite,
+    larger than at log s = -5, and 1 / sqrt(expm1(s^2)) where that is representable."""
+    from shrinkdrop.compress.fit import _Q
+
+    law = sd.noise.LogUniform(math.exp(-20.0), math.exp(2.0))
+    site = type("S", (), {"noise": law, "shape": (4,)})()
+    q = _Q(site, 0.95, 0.0)
+    with torch.no_grad():
+        q.log_scale.copy_(torch.tensor([-200.0, -60.0, -5.0, 0.5]))
+    sc = q.score()
+    assert bool(torch.isfinite(sc).all()) and sc[0] >= sc[1] > sc[2] > sc[3] > 0
+    want = 1 / math.sqrt(math.expm1(math.exp(2 * 0.5)))
+    assert float(sc[3]) == pytest.approx(want, rel=1e-5)
+    assert float(sc[2]) == pytest.approx(1 / math.sqrt(math.expm1(math.exp(-10.0))), rel=1e-5)

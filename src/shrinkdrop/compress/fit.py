@@ -107,10 +107,17 @@ class _Q(nn.Module):
     def score(self) -> Tensor:
         """The posterior's own keep score: ``pi`` (Bernoulli), else the signal-to-noise ratio
         ``E[xi] / sd(xi) = 1 / sqrt(exp(s^2) - 1)`` (SBP's; Bayesian compression's
-        ``log alpha`` rule is the same quantity)."""
+        ``log alpha`` rule is the same quantity), computed in float64 from ``log s`` (for
+        ``s^2`` below 1e-8, ``exp(s^2) - 1 = s^2`` to double precision) and capped at the
+        dtype's largest finite value: a ``q`` that has shrunk to a point (``log s`` below
+        -52 underflows ``s^2`` in float32) is a sure keep, not an infinite score."""
         if self.bernoulli:
             return torch.sigmoid(self.logit)
-        return 1.0 / torch.sqrt(torch.expm1(self.log_scale.exp() ** 2))
+        ls = self.log_scale.double()
+        s2 = torch.exp(2 * ls)
+        log_em1 = torch.where(s2 < 1e-8, 2 * ls, torch.log(torch.expm1(s2)))
+        big = torch.finfo(self.log_scale.dtype).max
+        return torch.exp(-0.5 * log_em1).clamp(max=big).to(self.log_scale.dtype)
 
 
 @dataclass
