@@ -167,3 +167,21 @@ def test_snr_score_of_a_point_mass_q_is_finite_and_ordered():
     want = 1 / math.sqrt(math.expm1(math.exp(2 * 0.5)))
     assert float(sc[3]) == pytest.approx(want, rel=1e-5)
     assert float(sc[2]) == pytest.approx(1 / math.sqrt(math.expm1(math.exp(-10.0))), rel=1e-5)
+
+
+def test_log_normal_q_with_a_huge_log_scale_stays_finite():
+    """An unused unit's log s driven past any sensible value (SBP's KL pulls q towards the
+    uniform prior): draws, KL, mean and score stay finite (exp(log s) * z was inf * 0)."""
+    from shrinkdrop.compress.fit import _Q, LOG_SCALE_MAX
+
+    for law in (sd.noise.LogUniform(math.exp(-20.0), math.exp(2.0)), sd.noise.HalfCauchy(1.0)):
+        site = type("S", (), {"noise": law, "shape": (3,)})()
+        q = _Q(site, 0.95, 0.0)
+        with torch.no_grad():
+            q.log_scale.copy_(torch.tensor([1e4, 200.0, LOG_SCALE_MAX + 1]))  # all past the cap
+        x = q.rsample(64, 0.5, torch.Generator().manual_seed(0))
+        k = q.kl()
+        k.backward()
+        for t in (x, k, q.mean(), q.score()):
+            assert bool(torch.isfinite(t).all())
+        assert bool((q.log_scale.grad == 0).all())  # past the cap: flat

@@ -42,6 +42,11 @@ from ..nn.sites import SVISite
 __all__ = ["fit_scales", "ScaleFit", "row_log_likelihood"]
 
 _GH_T, _GH_W = np.polynomial.hermite.hermgauss(16)
+#: the largest ``log s`` of a log-normal ``q`` (s = e^12, about 1.6e5: 7,000 times the width
+#: of SBP's interval in log xi)
+LOG_SCALE_MAX = 12.0
+#: the same for an unbounded ``q`` (s = 10 in log xi)
+LOG_SCALE_MAX_FREE = math.log(10.0)
 
 
 class _Q(nn.Module):
@@ -59,6 +64,15 @@ class _Q(nn.Module):
             self.loc = nn.Parameter(torch.full(shape, float(init_loc)))
             self.log_scale = nn.Parameter(torch.full(shape, math.log(0.1)))
 
+    def _log_s(self) -> Tensor:
+        """``log s``, capped at :data:`LOG_SCALE_MAX` (a bounded ``q``) or
+        :data:`LOG_SCALE_MAX_FREE`: SBP's KL drives an unused unit's ``s`` up without bound
+        (its ``q`` tends to the uniform prior), and ``exp(log s) * z`` then overflowed to
+        ``inf * 0 = nan`` in a LeNet-5 fit; past the cap ``q`` is flat on the prior's interval
+        (or spans ``xi`` over e^+-47 at 4.7 sd) and the gradient is 0."""
+        cap = LOG_SCALE_MAX if self.bounds is not None else LOG_SCALE_MAX_FREE
+        return self.log_scale.clamp(max=cap)
+
     @property
     def bounds(self) -> tuple[float, float] | None:
         law = self.site.noise
@@ -74,7 +88,7 @@ class _Q(nn.Module):
             u = torch.rand(shape, generator=g, dtype=self.logit.dtype).clamp(1e-6, 1 - 1e-6)
             return torch.sigmoid((self.logit + torch.log(u) - torch.log1p(-u)) / temperature)
         z = torch.randn(shape, generator=g, dtype=self.loc.dtype)
-        xi = torch.exp(self.loc + self.log_scale.exp() * z)
+        xi = torch.exp(self.loc + self._log_s().exp() * z)
         b = self.bounds
         return xi.clamp(*b) if b is not None else xi
 
@@ -82,13 +96,14 @@ class _Q(nn.Module):
         law = self.site.noise
         if self.bernoulli:
             return bernoulli_kl(torch.sigmoid(self.logit), float(law.keep)).sum()
-        s = self.log_scale.exp()
+        s = self._log_s().exp()
         b = self.bounds
         if b is not None:
             return _noise.kl_lognormal_log_uniform(self.loc, s, *b).sum()
         t = torch.as_tensor(_GH_T, dtype=s.dtype)
         w = torch.as_tensor(_GH_W / math.sqrt(math.pi), dtype=s.dtype)
-        lx = self.loc[..., None] + math.sqrt(2) * s[..., None] * t
+        # nodes kept where exp(lx) and its square are positive finite floats (float32)
+        lx = (self.loc[..., None] + math.sqrt(2) * s[..., None] * t).clamp(-40.0, 40.0)
         log_p = law.log_prob(lx.exp()) + lx  # the prior's density of log xi
         neg_entropy = -(0.5 * math.log(2 * math.pi * math.e) + torch.log(s))
         return (neg_entropy - (log_p * w).sum(-1)).sum()
@@ -98,7 +113,7 @@ class _Q(nn.Module):
         """``E_q[xi]`` (Bernoulli: ``pi``)."""
         if self.bernoulli:
             return torch.sigmoid(self.logit)
-        s2 = self.log_scale.exp() ** 2
+        s2 = self._log_s().exp() ** 2
         m = torch.exp(self.loc + 0.5 * s2)
         b = self.bounds
         return m.clamp(*b) if b is not None else m
@@ -113,7 +128,7 @@ class _Q(nn.Module):
         -52 underflows ``s^2`` in float32) is a sure keep, not an infinite score."""
         if self.bernoulli:
             return torch.sigmoid(self.logit)
-        ls = self.log_scale.double()
+        ls = self._log_s().double()
         s2 = torch.exp(2 * ls)
         log_em1 = torch.where(s2 < 1e-8, 2 * ls, torch.log(torch.expm1(s2)))
         big = torch.finfo(self.log_scale.dtype).max
