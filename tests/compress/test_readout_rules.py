@@ -185,3 +185,19 @@ def test_log_normal_q_with_a_huge_log_scale_stays_finite():
         for t in (x, k, q.mean(), q.score()):
             assert bool(torch.isfinite(t).all())
         assert bool((q.log_scale.grad == 0).all())  # past the cap: flat
+
+
+def test_log_normal_q_draws_far_beyond_the_bounds_have_finite_gradients():
+    """loc far above the prior's interval (exp overflows float32): the draws sit at the bound
+    and the gradient is finite (an exp clamped after overflowing gave 0 * inf = nan)."""
+    from shrinkdrop.compress.fit import _Q
+
+    law = sd.noise.LogUniform(math.exp(-20.0), math.exp(2.0))
+    site = type("S", (), {"noise": law, "shape": (2,)})()
+    q = _Q(site, 0.95, 0.0)
+    with torch.no_grad():
+        q.loc.copy_(torch.tensor([95.0, 0.0]))
+    x = q.rsample(32, 0.5, torch.Generator().manual_seed(0))
+    x.sum().backward()
+    assert bool(torch.isfinite(q.loc.grad).all() & torch.isfinite(q.log_scale.grad).all())
+    assert float(x.detach()[:, 0].min()) == pytest.approx(math.exp(2.0))

@@ -88,9 +88,11 @@ class _Q(nn.Module):
             u = torch.rand(shape, generator=g, dtype=self.logit.dtype).clamp(1e-6, 1 - 1e-6)
             return torch.sigmoid((self.logit + torch.log(u) - torch.log1p(-u)) / temperature)
         z = torch.randn(shape, generator=g, dtype=self.loc.dtype)
-        xi = torch.exp(self.loc + self._log_s().exp() * z)
+        # clamped in log xi, before exp: an exp that overflowed to inf and was clamped after
+        # had a gradient of 0 * inf = nan (an SBP fit of LeNet-5, batch 154)
         b = self.bounds
-        return xi.clamp(*b) if b is not None else xi
+        lo, hi = (math.log(b[0]), math.log(b[1])) if b is not None else (-40.0, 40.0)
+        return torch.exp((self.loc + self._log_s().exp() * z).clamp(lo, hi))
 
     def kl(self) -> Tensor:
         law = self.site.noise
