@@ -32,6 +32,15 @@ def summarize(rows: list[dict]) -> dict[str, dict]:
                 s[k] = _ms([r[k] for r in rs])
         s["flops_reduction"] = _ms([r["dense_flops"] / r["flops"] for r in rs])
         out[method] = s
+    # paired by seed: test error minus the dense net's and minus magnitude pruning's (at the
+    # same kept FLOPs), in percentage points
+    by = {(r["method"], r["seed"]): r for r in rows}
+    for method, s in out.items():
+        for ref in ("dense", "magnitude"):
+            d = [100 * (by[(method, k)]["error"] - by[(ref, k)]["error"]) for k in s["seeds"]
+                 if (ref, k) in by]
+            if method != ref and len(d) >= 2:
+                s[f"error_minus_{ref}"] = _ms(d)
     return out
 
 
@@ -101,16 +110,21 @@ def write_summary(opts, rows: list[dict], out: Path, seconds: float, command: st
     dense_arch = "20-50-800-500" if opts.arch == "lenet5" else "784-300-100"
     sec = Section(title=f"Compaction: {opts.arch} on {opts.data}", command=command,
                   seconds=seconds)
+    retrain = getattr(opts, "retrain", 0)
     sec.p(f"Dense net trained {opts.epochs} epochs; each other method starts from it and "
-          f"trains {opts.finetune} epochs (VI of the scales with point weights, or fine-tuning "
-          "after magnitude pruning). VI read-outs remove the units ranked lowest by the "
-          "posterior (p(on), or E/sd of xi) "
-          + (f"until the FLOPs fall {opts.flops_target:g}-fold" if opts.flops_target else
+          f"trains {opts.finetune + retrain} epochs ({opts.finetune} of VI of the scales with "
+          f"point weights and {retrain} of training the compacted net, or fine-tuning after "
+          "magnitude pruning). VI read-outs remove the units ranked lowest by the posterior "
+          "(p(on), or E/sd of xi) "
+          + (f"with one kept fraction per site, the largest whose FLOPs fall "
+             f"{opts.flops_target:g}-fold" if opts.flops_target else
              "as far as the validation log-likelihood stays within one SE of the full "
              "model's (one-SE rule)")
           + "; magnitude pruning is pruned to "
           "the spike-and-slab net's FLOPs. CPU time: batch 256, one thread, compacted and "
-          "dense interleaved in one process (a shared machine). Mean ± SE over seeds.")
+          "dense interleaved in one process (a shared machine). Mean ± SE over seeds; the "
+          "paired differences of test error (points) to the dense net and to magnitude "
+          "pruning are in summary.json.")
     sec.table(HEADER, table_rows(summary, dense_arch))
     if _plot(summary, rows, out / "pareto.png"):
         sec.figure("pareto.png", "test error against FLOPs (points: seeds; markers: means)")
