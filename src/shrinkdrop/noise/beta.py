@@ -12,7 +12,6 @@ from torch.distributions import Distribution, constraints
 
 from .._validation import check_positive
 from ..sampling import gamma as _gamma
-from ..sampling import is_cpu
 from ..sampling import rwt as _rwt
 from ..sampling.gamma import standard_gamma
 from .base import NoiseDistribution, _full, _into
@@ -97,7 +96,7 @@ class Beta(NoiseDistribution):
         :func:`shrinkdrop.sampling.gamma.gamma`."""
         a, b = self._shape_params
         n = math.prod(shape)
-        if is_cpu(device) and n >= _rwt.TABLE_MIN and not torch.compiler.is_compiling():
+        if _rwt.use_table(n, device):
             tab = _rwt.table("beta", a, b)
             if tab is not None:
                 scale = 1.0 / self.scalar_mean if normalize else 1.0

@@ -13,7 +13,6 @@ from torch.distributions import InverseGamma as _TorchInverseGamma
 from .. import priors as _priors
 from .._validation import check_positive
 from ..sampling import gamma as _gamma
-from ..sampling import is_cpu
 from ..sampling import rwt as _rwt
 from ..sampling.gamma import standard_gamma
 from .base import NoiseDistribution, _full, _into
@@ -127,7 +126,7 @@ class InverseNakagami(NoiseDistribution):
         sampler :func:`shrinkdrop.sampling.gamma.gamma`."""
         alpha, beta = self._gamma_params
         n = math.prod(shape)
-        if is_cpu(device) and n >= _rwt.TABLE_MIN and not torch.compiler.is_compiling():
+        if _rwt.use_table(n, device):
             # about one 31-bit random word and two table look-ups per element
             tab = _rwt.table("inv_sqrt_gamma", alpha)
             if tab is not None:

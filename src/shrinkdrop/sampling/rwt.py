@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import is_cpu
 from ._rwt_laws import _FLOAT, _BetaLaw, _exp, _InvNakagamiLaw, _Law
 
 K_BITS = 14
@@ -318,12 +319,15 @@ def _remainder_py(tab: Table, m: int, generator: torch.Generator | None,
     return out
 
 
-def _remainder_draws(tab: Table, m: int, generator: torch.Generator | None) -> Tensor:
-    """``m`` remainder draws (float64): one at a time in Python up to
-    :data:`PY_REMAINDER_MAX`, else by the tensor rounds of :func:`_remainder`."""
+def _remainder_draws(tab: Table, m: int, generator: torch.Generator | None,
+                     spare: np.ndarray | None = None) -> np.ndarray:
+    """``m`` remainder draws (float64 array): one at a time in Python up to
+    :data:`PY_REMAINDER_MAX` (its first uniforms from the top 53 bits of the ``spare`` random
+    words, if given), else by the tensor rounds of :func:`_remainder`."""
     if m <= PY_REMAINDER_MAX:
-        return torch.tensor(_remainder_py(tab, m, generator), dtype=torch.float64)
-    return _remainder(tab, m, generator)
+        u = None if spare is None else ((spare >> 10) * 2.0**-53).tolist()
+        return np.array(_remainder_py(tab, m, generator, u))
+    return _remainder(tab, m, generator).numpy()
 
 
 def _sample_small(tab: Table, n: int, dtype: torch.dtype, scale: float,
@@ -331,7 +335,8 @@ def _sample_small(tab: Table, n: int, dtype: torch.dtype, scale: float,
     """:func:`sample` for fewer than :data:`SMALL_MAX` elements, in NumPy on torch's random
     words: the same words (one 64-bit word per float64 element, two 32-bit halves per word for
     float32), the same map of a word to a value, so the rectangle draws equal the tensor
-    path's; a fixed cost of ~15 us instead of ~200 us (``bench_sampling.py`` part 5)."""
+    path's; 47 us against the tensor form's 147 us at 1,000 Beta(2, 2) float32 draws
+    (``bench_sampling.py --only 5``)."""
     packed = tab.fast_np(dtype, scale)
     wide = packed.dtype == np.complex128
     nw = n if wide else (n + 1) // 2
@@ -346,14 +351,8 @@ def _sample_small(tab: Table, n: int, dtype: torch.dtype, scale: float,
     x += pr[0::2]
     if tab.n_rect < K:
         rem = (slot >= tab.n_rect).nonzero()[0]
-        m = rem.size
-        if m:
-            if m <= PY_REMAINDER_MAX:  # the spare words' top 53 bits: uniforms on [0, 1)
-                u = ((words[nw:] >> 10) * 2.0**-53).tolist()
-                r = _remainder_py(tab, m, generator, u)
-            else:
-                r = _remainder(tab, m, generator).numpy()
-            x[rem] = np.multiply(r, scale)
+        if rem.size:
+            x[rem] = _remainder_draws(tab, rem.size, generator, words[nw:]) * scale
     out = torch.from_numpy(x)
     return out if out.dtype == dtype else out.to(dtype)
 
@@ -376,14 +375,21 @@ NUMPY_MIN = 1 << 15
 #: 7-15 us, and a one-off small draw does not build a table, 0.1-0.4 s)
 TABLE_MIN = 256
 #: draws of fewer elements than this take the NumPy form of the sampler (:func:`_sample_small`,
-#: torch's words), whose per-call cost is lower: 0.3-0.6x the tensor form's time from 1,000 to
-#: 32,000 elements (``bench_sampling.py --only 5``); it must not exceed NUMPY_MIN
+#: torch's words), whose per-call cost is lower: 0.26-0.62x the tensor form's time from 1,000
+#: to 32,000 elements (``bench_sampling.py --only 5``); it must not exceed NUMPY_MIN
 SMALL_MAX = NUMPY_MIN
 #: remainder draws of a small sample, up to this many, are drawn one at a time in Python
 #: (2.5 us a draw plus 6 us; the tensor form costs ~100-300 us whatever the count)
 PY_REMAINDER_MAX = 32
 #: extra random words a small draw takes: uniforms for the first few remainder candidates
 _SPARE = 12
+
+
+def use_table(n: int, device: torch.device | str | None) -> bool:
+    """Whether a family draws ``n`` elements on ``device`` by the table (CPU, at least
+    :data:`TABLE_MIN` elements, not while ``torch.compile`` traces), else by its gamma
+    sampler."""
+    return n >= TABLE_MIN and is_cpu(device) and not torch.compiler.is_compiling()
 
 
 def words_source(n: int, generator: torch.Generator | None, most: int
@@ -452,5 +458,6 @@ def sample(tab: Table, n: int, dtype: torch.dtype, scale: float,
                 rems.append(pos + s)
     if rems:
         rem = torch.cat(rems)
-        x[rem] = _remainder_draws(tab, rem.numel(), generator).mul_(scale).to(x.dtype)
+        r = torch.from_numpy(_remainder_draws(tab, rem.numel(), generator))
+        x[rem] = r.mul_(scale).to(x.dtype)
     return x if x.dtype == dtype else x.to(dtype)
