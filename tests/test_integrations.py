@@ -117,3 +117,11 @@ def test_hf_trainer_short_run_with_mc_predictions(tmp_path):
     lp = torch.as_tensor(out.predictions)
     assert lp.shape == (64, 2)
     torch.testing.assert_close(lp.exp().sum(1), torch.ones(64), rtol=1e-4, atol=1e-4)
+
+
+def test_a_missing_framework_names_the_extra():
+    from shrinkdrop.errors import MissingExtraError
+    from shrinkdrop.integrations import _require
+
+    with pytest.raises(MissingExtraError, match=r"y needs X .*pip install 'shrinkdrop\[hf\]'"):
+        _require("no_such_module_shrinkdrop", "hf", "X", "y")

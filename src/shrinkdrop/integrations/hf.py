@@ -26,23 +26,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import MissingExtraError
 from ..functional import sample_groups
 from ..train.loss import ShrinkageLoss
 from ..train.prediction import noise_on
 from ..train.uncertainty import reduce_draws
+from . import _require
 
 __all__ = ["compute_loss", "mc_logits", "ShrinkageTrainer", "EXTRA"]
 
 #: the optional dependency group that brings transformers
 EXTRA = "hf"
 
-try:
-    import transformers
-except ImportError as _exc:  # pragma: no cover - the extra is installed in the test env
-    raise MissingExtraError(
-        f"shrinkdrop.integrations.hf needs transformers ({_exc}); install the {EXTRA!r} extra: "
-        f"pip install 'shrinkdrop[{EXTRA}]'") from None
+transformers = _require("transformers", EXTRA, "transformers", __name__)
 
 
 def _repeat(inputs: Mapping[str, Any], S: int, B: int) -> dict[str, Any]:

@@ -22,23 +22,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import MissingExtraError
 from ..train.loss import ShrinkageLoss
 from ..train.objectives import marginal_map
 from ..train.sources import unpack_batch
 from ..train.uncertainty import Predictive, predictive
+from . import _require
 
 __all__ = ["ShrinkageModule", "EXTRA"]
 
 #: the optional dependency group that brings Lightning
 EXTRA = "lightning"
 
-try:
-    import lightning
-except ImportError as _exc:  # pragma: no cover - the extra is installed in the test env
-    raise MissingExtraError(
-        f"shrinkdrop.integrations.lightning needs Lightning ({_exc}); install the {EXTRA!r} "
-        f"extra: pip install 'shrinkdrop[{EXTRA}]'") from None
+lightning = _require("lightning", EXTRA, "Lightning", __name__)
 
 
 class ShrinkageModule(lightning.LightningModule):
