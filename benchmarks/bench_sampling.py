@@ -21,8 +21,10 @@
    same draws with torch's random words (``_rwt.NUMPY_MIN`` raised past 2^20) against NumPy's
    SFC64 words (the default from 2^15 elements on), and the words alone.
 5. Small Beta / inverse-Nakagami draws: the table against torch's gamma kernel (the crossover
-   behind ``sampling.gamma.NATIVE_GAMMA_MAX``), ``sampling.gamma.gamma``'s rejection loop against
-   torch's gamma kernel, the SFC64 seeding, 10 remainder draws.
+   behind ``sampling.rwt.TABLE_MIN``), the table's NumPy form against its tensor form
+   (``sampling.rwt.SMALL_MAX``), ``sampling.gamma.gamma``'s rejection loop against torch's gamma
+   kernel, the SFC64 seeding, 10 remainder draws both ways, and per law the table's build time
+   and remainder mass.
 
     python benchmarks/bench_sampling.py --only 5     # one part
 """
@@ -207,6 +209,17 @@ def small_draws(g, reps: int) -> None:
             cells.append(f"a={alpha} n={n}: {nat / mt:.1f}x")
     print("  Gamma(a, 1) float32, torch's kernel / sampling.gamma.gamma's loop: "
           + "  ".join(cells))
+    cells = []
+    for name, kind, args in (("Beta(2, 2)", "beta", (2.0, 2.0)), ("Beta(0.3, 0.5)", "beta",
+                                                                  (0.3, 0.5)),
+                             ("inverse Nakagami(5, 1)", "inv_sqrt_gamma", (2.5,)),
+                             ("inverse Nakagami(0.5, 1)", "inv_sqrt_gamma", (0.25,))):
+        t0 = time.perf_counter()
+        law = _rwt._BetaLaw(*args) if kind == "beta" else _rwt._InvNakagamiLaw(*args)
+        built = _rwt._build(law)  # not the cached table: the build itself
+        cells.append(f"{name}: {time.perf_counter() - t0:.2f} s, remainder "
+                     f"{100 * built.remainder_mass:.3f}%")
+    print(f"  tables (K = {_rwt.K}): " + "; ".join(cells))
     tab = _rwt.table("beta", 2.0, 2.0)
     seed = _median(lambda: _rwt.words_source(_rwt.NUMPY_MIN, g, 1), reps)
     rem = _median(lambda: _rwt._remainder(tab, 10, g), reps)

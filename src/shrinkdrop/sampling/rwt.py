@@ -14,7 +14,7 @@ A draw picks one of the ``K`` slots uniformly from the low 14 bits of a random i
 ``j < n_rect`` is rectangle ``j`` (probability exactly ``A``): the point is uniform on the bin,
 placed by the next 17 bits (a grid of ``2^17`` cells, its midpoint; float64 output uses 14 + 49
 bits of a 64-bit word, a ``2^49`` grid); the words' top bit is not used. The other ``K - n_rect``
-slots (probability exactly the remainder's mass; 0.04-0.1% of the draws) draw from ``r`` by
+slots (probability exactly the remainder's mass; 0.04-0.12% of the draws) draw from ``r`` by
 rejection from an envelope: caps under ``sup f - A / w_j`` on their bin, tails under closed-form
 envelopes (power laws for Beta; a Pareto law and, in ``t = beta / xi^2``, an exponential for
 inverse Nakagami), accepted against the exact density in float64. The mixture is ``f`` exactly; the
