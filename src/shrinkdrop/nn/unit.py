@@ -35,12 +35,10 @@ class _ActivationNoise(NoiseLayer):
     def forward(self, x: Tensor) -> Tensor:
         if self._given_scales is not None:
             return self._at_given_scales(x)
-        return self._FUNCTIONAL(x, self.noise, self.training or self.mc, **self._kw(),
-                                **self._structure_kw())
-
-    def _structure_kw(self) -> dict:
-        """The functional's keywords beyond :meth:`_kw` (a subclass adds its own)."""
-        return {"inplace": self.inplace}
+        return self._FUNCTIONAL(x, self.noise, self.training or self.mc,
+                                share_across_batch=self.share_across_batch,
+                                normalize=self.normalize, generator=self.generator,
+                                inplace=self.inplace)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", inplace=True" if self.inplace else "")
@@ -140,8 +138,13 @@ class ChannelNoise(_ActivationNoise):
             raise ValueError(f"spatial_dims has to be None, 1, 2 or 3, but got {spatial_dims!r}")
         self.spatial_dims = spatial_dims
 
-    def _structure_kw(self) -> dict:
-        return {"inplace": self.inplace, "spatial_dims": self.spatial_dims}
+    def forward(self, x: Tensor) -> Tensor:
+        if self._given_scales is not None:
+            return self._at_given_scales(x)
+        return F.channel_noise(x, self.noise, self.training or self.mc,
+                               share_across_batch=self.share_across_batch,
+                               normalize=self.normalize, generator=self.generator,
+                               inplace=self.inplace, spatial_dims=self.spatial_dims)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
