@@ -95,6 +95,40 @@ def test_gibbs_matches_enumeration_within_monte_carlo_error():
                                exact.predictive_logpdf(Xte, yte), rtol=0.01, atol=0.02)
 
 
+def test_beta_hyperprior_enumeration_integrates_keep_out_and_gibbs_agrees():
+    """keep ~ Beta(a, b): the enumerated inclusions equal the fixed-keep posteriors averaged
+    over keep's posterior (integrating keep numerically: p(S | y) = int p(S | y, keep)
+    p(keep | y) dkeep), and the Gibbs chain, whose prior odds depend on how many others are
+    in, agrees within 4 batch-means SEs per input (as in the fixed-keep test)."""
+    X, y = _data(60, 8, [0.8, 0.0, 0.2, 0.0, -0.15, 0.0, 0.1, 0.0], seed=3, rho=0.6)
+    a, b = 1.0, 1.0
+    Z, yc = _standardize(X, y)
+    masks = np.array(list(product([0, 1], repeat=8)), dtype=bool)
+    logml = np.array([log_marginal(Z, yc, list(np.flatnonzero(m))) for m in masks])
+    k = masks.sum(1)
+
+    def joint(t):   # p(y, keep) and p(y, keep) * E[gamma | y, keep] at keep = t
+        lw = logml + k * math.log(t) + (8 - k) * math.log1p(-t)
+        w = np.exp(lw - logml.max()) * stats.beta(a, b).pdf(t)
+        return w.sum(), w @ masks
+
+    Zy = integrate.quad(lambda t: joint(t)[0], 0, 1, limit=200, epsrel=1e-10)[0]
+    ref = np.array([integrate.quad(lambda t, r=r: joint(t)[1][r], 0, 1, limit=200,
+                                   epsrel=1e-10)[0] for r in range(8)]) / Zy
+    exact = linear_spike_slab(X, y, inclusion_prior=(a, b))
+    assert exact.method == "enumeration" and exact.inclusion_prior == (1.0, 1.0)
+    np.testing.assert_allclose(exact.inclusion, ref, atol=1e-7)
+    # not the fixed-keep answer at keep = E[keep] = 0.5
+    assert np.abs(linear_spike_slab(X, y).inclusion - ref).max() > 0.02
+    gibbs = linear_spike_slab(X, y, enumerate_max=0, sweeps=2000, warmup=300, chains=2, seed=0,
+                              inclusion_prior=(a, b))
+    tol = 4 * gibbs.se + 1e-6
+    assert np.all(np.abs(gibbs.inclusion - exact.inclusion) <= tol), (
+        gibbs.inclusion, exact.inclusion, gibbs.se)
+    fixed = linear_spike_slab(X, y, enumerate_max=0, sweeps=2000, warmup=300, chains=2, seed=0)
+    assert np.any(np.abs(fixed.inclusion - exact.inclusion) > tol)
+
+
 def test_predictive_is_the_weighted_student_t_mixture():
     X, y = _data(12, 2, [0.8, 0.3], seed=5)
     Xte, yte = _data(5, 2, [0.8, 0.3], seed=6)
@@ -157,6 +191,8 @@ X0, Y0 = _data(10, 3, [1.0, 0.0, 0.0], seed=0)
     (dict(y=Y0[:5]), "X and y have to have the same rows"),
     (dict(X=np.where(np.eye(10, 3) > 0, np.nan, X0)), "X has to be finite"),
     (dict(y=np.ones(10)), "y has to vary"),
+    (dict(inclusion_prior=(1.0, 0.0)), "inclusion_prior has to be a pair (a, b) of finite"),
+    (dict(inclusion_prior=0.5), "inclusion_prior has to be None or a pair (a, b)"),
 ])
 def test_errors_name_the_argument(kwargs, msg):
     args = dict(X=X0, y=Y0)

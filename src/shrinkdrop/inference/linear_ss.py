@@ -6,6 +6,11 @@ and a centred target (no intercept term beyond the centring)::
     y = X_S b_S + e,   e ~ N(0, s2 I),   b_S ~ N(0, g s2 I),   p(s2) ∝ 1 / s2,
     gamma_r ~ Bernoulli(keep) iid,        S = {r : gamma_r = 1}.
 
+With ``inclusion_prior=(a, b)`` the rate is learnt instead, ``keep ~ Beta(a, b)``: integrated
+out, a model of size ``k`` of ``p`` inputs has prior mass ``B(a + k, b + p - k) / B(a, b)`` (the
+beta-binomial model prior; ``(1, 1)`` is Scott & Berger's 2010 multiplicity correction: every
+model size equally likely a priori, so that adding candidate inputs makes each one less likely).
+
 With ``b`` and ``s2`` integrated out (``A_S = X_S'X_S + I / g``,
 ``rss_S = y'y - y'X_S A_S^{-1} X_S'y``)::
 
@@ -33,7 +38,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import gammaln, logsumexp
+from scipy.special import betaln, gammaln, logsumexp
 
 from ..data import standardize
 
@@ -68,6 +73,20 @@ def _check_g(g: object) -> float:
             or not (math.isfinite(g) and g > 0):
         raise ValueError(f"g has to be a finite number > 0, but got {g!r}")
     return float(g)
+
+
+def _check_beta(prior: object) -> tuple[float, float] | None:
+    if prior is None:
+        return None
+    try:
+        a, b = (float(v) for v in prior)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"inclusion_prior has to be None or a pair (a, b) of numbers > 0, but "
+                         f"got {prior!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+        raise ValueError(f"inclusion_prior has to be a pair (a, b) of finite numbers > 0, but "
+                         f"got {prior!r}")
+    return a, b
 
 
 def _const(n: int) -> float:
@@ -137,6 +156,8 @@ class LinearSSResult:
         n_models: models summed (enumeration) or distinct models visited (Gibbs).
         seconds: wall time of the fit.
         keep, g: the prior inclusion probability and slab variance of the fit.
+        inclusion_prior: ``(a, b)`` of the Beta hyperprior on ``keep`` (then ``keep`` is
+            unused), or ``None``.
     """
 
     inclusion: np.ndarray
@@ -149,6 +170,7 @@ class LinearSSResult:
     _masks: np.ndarray = field(repr=False)      # (m, p) bool: models kept for the predictive
     _logw: np.ndarray = field(repr=False)       # (m,) normalized log weights
     _stats: dict[str, Any] = field(repr=False)            # G, c, yy, n, x mean / sd, y mean
+    inclusion_prior: tuple[float, float] | None = None
 
     def _per_model(self, Xte: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         s = self._stats
@@ -188,8 +210,18 @@ class LinearSSResult:
         return np.exp(self._logw) @ loc + self._stats["y_mean"]
 
 
-def _enumerate(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, log_odds: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _size_log_prior(p: int, keep: float, inclusion_prior: tuple[float, float] | None
+                    ) -> np.ndarray:
+    """(p + 1,) log prior mass of one model of each size ``k = 0..p`` (up to a constant)."""
+    k = np.arange(p + 1, dtype=np.float64)
+    if inclusion_prior is None:
+        return k * math.log(keep) + (p - k) * math.log1p(-keep)
+    a, b = inclusion_prior
+    return betaln(a + k, b + p - k) - betaln(a, b)
+
+
+def _enumerate(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float,
+               size_prior: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     p = G.shape[0]
     masks, logp = [], []
     for k in range(p + 1):
@@ -199,18 +231,21 @@ def _enumerate(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, log_od
         mk = np.zeros((idx.shape[0], p), dtype=bool)
         np.put_along_axis(mk, idx, True, axis=1)
         masks.append(mk)
-        logp.append(logml + k * log_odds)
+        logp.append(logml + size_prior[k])
     masks, logp = np.concatenate(masks), np.concatenate(logp)
     logw = logp - logsumexp(logp)
     return np.exp(logw) @ masks, masks, logw
 
 
-def _chain(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, log_odds: float,
+def _chain(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, size_prior: np.ndarray,
            sweeps: int, warmup: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One collapsed Gibbs chain: Rao-Blackwellised inclusion per kept sweep, and the models."""
+    """One collapsed Gibbs chain: Rao-Blackwellised inclusion per kept sweep, and the models.
+    ``size_prior``: :func:`_size_log_prior`; the prior log odds of an input given ``k`` others
+    are ``size_prior[k + 1] - size_prior[k]``."""
     p = G.shape[0]
     d = np.diag(G) + 1.0 / g
-    gamma = rng.random(p) < 1 / (1 + math.exp(-log_odds))
+    log_odds = np.diff(size_prior)                         # (p,), indexed by the others' size
+    gamma = rng.random(p) < 1 / (1 + np.exp(-log_odds[p // 2]))
     probs = np.empty((sweeps, p))
     models = np.empty((sweeps, p), dtype=bool)
     half_log_g = 0.5 * math.log(g)
@@ -235,7 +270,9 @@ def _chain(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, log_odds: 
                 s = d[j] - a @ Ba
                 u = c[j] - a @ bhat
                 rss_in, rss_out = rss - u * u / s, rss
-            logit = log_odds - 0.5 * math.log(s) - half_log_g - n / 2 * math.log(rss_in / rss_out)
+            others = len(S) - int(gamma[j])
+            logit = (log_odds[others] - 0.5 * math.log(s) - half_log_g
+                     - n / 2 * math.log(rss_in / rss_out))
             pj = 1.0 / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
             if it >= warmup:
                 probs[it - warmup, j] = pj
@@ -265,7 +302,8 @@ def _chain(G: np.ndarray, c: np.ndarray, yy: float, n: int, g: float, log_odds: 
 
 def linear_spike_slab(X: ArrayLike, y: ArrayLike, *, keep: float = 0.5, g: float = 1.0,
                       sweeps: int = 2000, warmup: int = 500, chains: int = 2, seed: int = 0,
-                      enumerate_max: int = 14) -> LinearSSResult:
+                      enumerate_max: int = 14,
+                      inclusion_prior: tuple[float, float] | None = None) -> LinearSSResult:
     """Posterior inclusion probabilities of the linear spike-and-slab model (module docstring).
 
     Args:
@@ -278,6 +316,8 @@ def linear_spike_slab(X: ArrayLike, y: ArrayLike, *, keep: float = 0.5, g: float
             indicator).
         chains: Gibbs chains, chain ``c`` seeded with ``(seed, c)``.
         enumerate_max: sum all ``2^p`` models exactly when ``p <= enumerate_max`` (at most 20).
+        inclusion_prior: ``(a, b)``: learn the inclusion rate, ``keep ~ Beta(a, b)``
+            integrated out (``keep`` is then unused); ``None``: ``keep`` fixed.
 
     Returns:
         :class:`LinearSSResult`.
@@ -293,6 +333,7 @@ def linear_spike_slab(X: ArrayLike, y: ArrayLike, *, keep: float = 0.5, g: float
             or not 0 < keep < 1:
         raise ValueError(f"keep has to be in (0, 1), but got {keep!r}")
     g = _check_g(g)
+    inclusion_prior = _check_beta(inclusion_prior)
     sweeps, warmup, chains = _int("sweeps", sweeps, 1), _int("warmup", warmup, 0), _int(
         "chains", chains, 1)
     _int("seed", seed, 0)
@@ -307,16 +348,16 @@ def linear_spike_slab(X: ArrayLike, y: ArrayLike, *, keep: float = 0.5, g: float
     G, c, yy = Z.T @ Z, Z.T @ yc, float(yc @ yc)
     if not yy > 0:
         raise ValueError("y has to vary, but all its values are equal")
-    log_odds = math.log(keep) - math.log1p(-keep)
+    size_prior = _size_log_prior(p, float(keep), inclusion_prior)
     stats = dict(G=G, c=c, yy=yy, n=n, x_mean=x_mean, x_sd=x_sd, y_mean=y_mean)
     if p <= enumerate_max:
-        incl, masks, logw = _enumerate(G, c, yy, n, g, log_odds)
+        incl, masks, logw = _enumerate(G, c, yy, n, g, size_prior)
         se, method = np.zeros(p), "enumeration"
         n_models = masks.shape[0]
     else:
         probs, models = [], []
         for ch in range(chains):
-            pr, mo = _chain(G, c, yy, n, g, log_odds, sweeps, warmup,
+            pr, mo = _chain(G, c, yy, n, g, size_prior, sweeps, warmup,
                             np.random.default_rng([seed, ch]))
             probs.append(pr)
             models.append(mo)
@@ -332,4 +373,5 @@ def linear_spike_slab(X: ArrayLike, y: ArrayLike, *, keep: float = 0.5, g: float
     masks, logw = masks[kept], logw[kept] - logsumexp(logw[kept])
     return LinearSSResult(inclusion=incl, se=se, method=method, n_models=int(n_models),
                           seconds=time.perf_counter() - t0, keep=float(keep), g=g,
-                          _masks=masks, _logw=logw, _stats=stats)
+                          _masks=masks, _logw=logw, _stats=stats,
+                          inclusion_prior=inclusion_prior)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Beta
 from torch.func import functional_call
 
 from ..._validation import check_choice
@@ -126,7 +127,7 @@ def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussi
             precision: float | None = None, sigma0: float = 1.0, epochs: int = 2000,
             lr: float = 1e-2, batch_size: int | None = None, init_inclusion: float = 0.9,
             init_sd: float = 0.1, warmup: float = 0.25, precondition: bool = False, seed: int = 0,
-            progress: bool = True) -> SVIResult:
+            progress: bool = True, inclusion_prior: Beta | None = None) -> SVIResult:
     """Structured VI over the scales (and mean-field VI over the weights) of ``model``.
 
     Args:
@@ -152,14 +153,22 @@ def fit_svi(model: nn.Module, X: Tensor, y: Tensor, *, likelihood: str = "gaussi
             ``pi_r`` (0.0003 against the enumerated 0.092 in the orthogonal-design test).
         seed: seeds the draws (weights, scales, minibatches).
         progress: show a tqdm bar.
+        inclusion_prior: ``None``: each Bernoulli site's prior inclusion probability is its noise
+            law's ``keep``. A scalar ``torch.distributions.Beta(a, b)``: the rate is learnt
+            instead, one ``keep ~ Beta(a, b)`` per Bernoulli site with mean-field
+            ``q(keep) = Beta(a + sum_r pi_r, b + sum_r (1 - pi_r))`` (its exact optimum,
+            set at every step); ``Beta(1, 1)`` is Scott & Berger's (2010) multiplicity
+            correction (many candidate units make each one less likely a priori). Read
+            ``q(keep)`` off with :meth:`SVIResult.inclusion_rate`.
     """
+    rate_prior = _check_rate_prior(inclusion_prior)
     likelihood = _check_args(model, X, y, likelihood, precision, sigma0, epochs, lr, batch_size,
                              init_inclusion, init_sd, warmup)
     t0 = time.perf_counter()
     g = torch.Generator().manual_seed(seed)
     model = model.to(X.dtype)
     state = _init_state(model, X, y, likelihood, precision, float(sigma0), init_inclusion,
-                        init_sd)
+                        init_sd, rate_prior)
     log_prec = state.log_prec
     params = (list(state.mu.values()) + list(state.rho.values()) + list(state.points.values())
               + list(state.q_scales.parameters()) + ([log_prec] if log_prec is not None else []))
@@ -212,9 +221,22 @@ def _check_args(model: nn.Module, X: Tensor, y: Tensor, likelihood: str,
     return likelihood
 
 
+def _check_rate_prior(prior: object) -> tuple[float, float] | None:
+    """``inclusion_prior``'s ``(a, b)``, or ``None``."""
+    if prior is None:
+        return None
+    if not isinstance(prior, Beta) or prior.batch_shape != torch.Size():
+        raise SVIError(f"inclusion_prior has to be None or a scalar torch.distributions.Beta, "
+                       f"but got {prior!r}")
+    a, b = float(prior.concentration1), float(prior.concentration0)
+    if not (math.isfinite(a) and math.isfinite(b)):
+        raise SVIError(f"inclusion_prior's concentrations have to be finite, but got {a}, {b}")
+    return a, b
+
+
 def _init_state(model: nn.Module, X: Tensor, y: Tensor, likelihood: str,
                 precision: float | None, sigma0: float, init_inclusion: float,
-                init_sd: float) -> _State:
+                init_sd: float, rate_prior: tuple[float, float] | None = None) -> _State:
     """The sites, their ``q``, the weights' ``q`` at the model's parameters, the slab pairing
     and the (fitted or fixed) precision."""
     dtype = X.dtype
@@ -224,7 +246,8 @@ def _init_state(model: nn.Module, X: Tensor, y: Tensor, likelihood: str,
             raise SVIError(f"site {s.name!r}: Bernoulli keep has to be in (0, 1) for inference, "
                            f"but got {float(s.noise.keep)}")
     q_scales = nn.ModuleDict({
-        s.name.replace(".", "__"): (_BernoulliQ(s, dtype, init_inclusion) if s.bernoulli
+        s.name.replace(".", "__"): (_BernoulliQ(s, dtype, init_inclusion, rate_prior)
+                                    if s.bernoulli
                                     else _ContinuousQ(s, dtype))
         for s in sites})
     mu, rho, points = {}, {}, {}

@@ -7,7 +7,7 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import biject_to, constraints
+from torch.distributions import Beta, biject_to, constraints, kl_divergence
 
 from .sites import SVISite
 
@@ -73,9 +73,15 @@ class _ContinuousQ(nn.Module):
 
 
 class _BernoulliQ(nn.Module):
-    def __init__(self, site: SVISite, dtype, init: float) -> None:
+    """``q(xi_r) = Bernoulli(pi_r)`` per unit; with ``rate_prior = (a, b)`` the site's inclusion
+    rate is learnt too, ``keep ~ Beta(a, b)`` with ``q(keep) = Beta(a + sum pi, b + sum (1 - pi))``
+    (its exact coordinate optimum given the ``pi_r``, see :meth:`kl`)."""
+
+    def __init__(self, site: SVISite, dtype, init: float,
+                 rate_prior: tuple[float, float] | None = None) -> None:
         super().__init__()
         self.site = site
+        self.rate_prior = rate_prior
         self.logit = nn.Parameter(torch.full(site.shape, math.log(init / (1 - init)),
                                              dtype=dtype))
 
@@ -87,5 +93,27 @@ class _BernoulliQ(nn.Module):
         p = self.probs.detach()
         return (torch.rand((n, *p.shape), generator=generator, dtype=p.dtype) < p).to(p.dtype)
 
+    def rate(self) -> Beta | None:
+        """``q(keep)`` of the site (``None`` when keep is the noise law's fixed value)."""
+        if self.rate_prior is None:
+            return None
+        p = self.probs.detach()
+        a, b = self.rate_prior
+        return Beta(a + p.sum(), b + (1 - p).sum())
+
     def kl(self) -> Tensor:
-        return bernoulli_kl(self.probs, float(self.site.noise.keep)).sum()
+        """``KL(q(xi) || p(xi))``; with a learnt rate, ``E_q(keep)[KL(q(xi) || p(xi | keep))]
+        + KL(q(keep) || Beta(a, b))``, ``q(keep)`` at its optimum given ``pi`` (held fixed in
+        the gradient: at the optimum the ELBO's derivative in ``q(keep)`` vanishes)."""
+        if self.rate_prior is None:
+            return bernoulli_kl(self.probs, float(self.site.noise.keep)).sum()
+        q = self.rate()
+        a, b = q.concentration1, q.concentration0
+        e_log_keep = torch.digamma(a) - torch.digamma(a + b)
+        e_log_drop = torch.digamma(b) - torch.digamma(a + b)
+        p = self.probs
+        neg_entropy = torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)
+        prior = Beta(torch.tensor(self.rate_prior[0], dtype=a.dtype),
+                     torch.tensor(self.rate_prior[1], dtype=a.dtype))
+        return ((neg_entropy - p * e_log_keep - (1 - p) * e_log_drop).sum()
+                + kl_divergence(q, prior))

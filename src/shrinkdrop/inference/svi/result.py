@@ -45,6 +45,15 @@ class SVIResult:
         """Posterior inclusion probabilities of the Bernoulli sites."""
         return {s.name: self._q(s).probs.detach().clone() for s in self.sites if s.bernoulli}
 
+    def inclusion_rate(self) -> dict[str, torch.distributions.Beta]:
+        """``q(keep)`` per Bernoulli site when ``fit_svi`` learnt the rate
+        (``inclusion_prior``); empty otherwise."""
+        out = {}
+        for s in self.sites:
+            if s.bernoulli and (q := self._q(s).rate()) is not None:
+                out[s.name] = q
+        return out
+
     def relevance(self, draws: int = 2000, seed: int = 0) -> dict[str, Tensor]:
         """Per unit: inclusion probability (Bernoulli), else ``1 - E_q[kappa]``,
         ``kappa = 1 / (1 + n * precision * sigma0^2 * xi^2)`` (the shrinkage factor of
