@@ -808,6 +808,7 @@ cli("prune.seed -1 (no such option)", PD + " --seed 3", "--seed")
 RV = "relevance --data diabetes --out {tmp}/o --quick --no-progress"
 cli("relevance.noise-features 0", RV + " --noise-features 0", "--noise-features")
 cli("relevance.keep 0", RV + " --keep 0", "--keep")
+cli("relevance.inclusion-prior", RV + " --inclusion-prior beta", "--inclusion-prior")
 cli("relevance.ss-g nan", RV + " --ss-g nan", "--ss-g")
 cli("relevance.lr 0", RV + " --lr 0", "--lr")
 cli("relevance.lr nan", RV + " --lr nan", "--lr")

@@ -28,6 +28,10 @@ def test_relevance_writes_table_auc_plot_and_baselines(tmp_path):
     assert set(s["mc_dropout"]) >= {"bernoulli-mc", "bernoulli-mc+tau"}
     assert set(s["targets"]) == {"AUC >= 0.95", "AUC >= ARDRegression's",
                                  "test LL >= MC dropout's"}
+    # the default learns the inclusion rate (keep ~ Beta(1, 1)) in VI and the linear reference
+    assert s["svi"]["inclusion_prior"] == s["linear_ss"]["inclusion_prior"] == "uniform"
+    (rate,) = s["svi"]["keep_posterior_mean"]
+    assert 0.0 < rate < 1.0
     with (out / "relevance.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 14 and sum(r["real"] == "True" for r in rows) == 10
@@ -50,13 +54,17 @@ def test_relevance_linear_ss_gibbs_and_skip(tmp_path):
     out = tmp_path / "g"
     assert main(["relevance", "--data", "diabetes", "--noise-features", "6", "--no-mc-dropout",
                  "--no-gibbs", "--ss-g", "2", *TINY, "--out", str(out)]) == 0
-    ls = json.loads((out / "summary.json").read_text())["linear_ss"]
+    s = json.loads((out / "summary.json").read_text())
+    ls = s["linear_ss"]
     assert ls["method"] == "collapsed Gibbs" and ls["g"] == 2.0 and ls["sweeps"] == 50
     assert len(ls["relevance"]) == 16 and ls["auc"] > 0.5
     out = tmp_path / "n"
     assert main(["relevance", "--data", "diabetes", "--noise-features", "2", "--no-mc-dropout",
-                 "--no-gibbs", "--no-linear-ss", *TINY, "--out", str(out)]) == 0
-    assert "linear_ss" not in json.loads((out / "summary.json").read_text())
+                 "--no-gibbs", "--no-linear-ss", "--inclusion-prior", "fixed", *TINY,
+                 "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert "linear_ss" not in s
+    assert s["svi"]["inclusion_prior"] == "fixed" and s["svi"]["keep_posterior_mean"] is None
 
 
 def test_prepare_appends_noise_columns_standardized_on_train_rows():

@@ -35,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prior law of the ARD scales (default bernoulli: spike-and-slab)")
     add_law_options(p, scale_help="scale of half-Cauchy / inverse Nakagami / Rayleigh (1.0)",
                     keep_help="Bernoulli prior inclusion (0.5)", keep_first=True)
+    p.add_argument("--inclusion-prior", default="uniform", choices=["uniform", "fixed"],
+                   help="Bernoulli inclusion rate of VI and the linear spike-and-slab: uniform = "
+                   "learnt, keep ~ Beta(1, 1) (Scott & Berger's multiplicity correction; "
+                   "default); fixed = --keep")
     p.add_argument("--hidden", type=int, default=10, help="hidden units (default 10)")
     p.add_argument("--epochs", type=int, default=3000, help="VI epochs, full batch (3000)")
     p.add_argument("--lr", type=positive_float, default=1e-2, help="VI learning rate (Adam, 0.01)")

@@ -61,6 +61,7 @@ class RelevanceOptions(LawOptions):
     noise_features: int = 20
     split: int = 0
     noise: str = "bernoulli"  # a Family value
+    inclusion_prior: str = "uniform"  # "uniform": keep ~ Beta(1, 1), learnt; "fixed": keep
     hidden: int = 10
     epochs: int = 3000
     lr: float = 1e-2
@@ -106,20 +107,32 @@ def prepare(data: UCIData, split: int, noise_features: int, seed: int) -> dict:
                 y_mean=float(y_mu), n_real=n_real, is_real=np.arange(X.shape[1]) < n_real)
 
 
+def _rate_prior(args, beta):
+    """The learnt rate's hyperprior built by ``beta(a, b)``, or ``None`` (keep fixed)."""
+    if args.inclusion_prior == "fixed":
+        return None
+    if args.inclusion_prior == "uniform":
+        return beta(1.0, 1.0)
+    raise ValueError(f"inclusion_prior has to be 'uniform' or 'fixed', but got "
+                     f"{args.inclusion_prior!r}")
+
+
 def _svi(args, d, law) -> dict:
     import shrinkdrop as sd
 
     from .. import inference as inf
 
     t0 = time.perf_counter()
-    rels, outs = [], []
+    rels, outs, rates = [], [], []
     for r in range(args.restarts):
         torch.manual_seed(args.seed + r)
         model = torch.nn.Sequential(
             sd.nn.UnitNoise(law, normalize=False), torch.nn.Linear(d["X"].shape[1], args.hidden),
             torch.nn.ReLU(), torch.nn.Linear(args.hidden, 1)).double()
         fit = inf.fit_svi(model, d["X"], d["y"], epochs=args.epochs, lr=args.lr,
-                          seed=args.seed + r, progress=not args.no_progress)
+                          seed=args.seed + r, progress=not args.no_progress,
+                          inclusion_prior=_rate_prior(args, torch.distributions.Beta))
+        rates.extend(float(b.mean) for b in fit.inclusion_rate().values())
         rels.append(fit.relevance()["0.xi"])
         per = max(1, args.test_samples // args.restarts)
         out = fit.sample_outputs(d["Xte"], per, seed=args.seed + r).squeeze(-1)
@@ -133,6 +146,7 @@ def _svi(args, d, law) -> dict:
     rmse = float(((mean - d["yte"]) ** 2).mean().sqrt()) * d["y_scale"]
     return dict(relevance=rel, test_ll=float(ll.mean()), test_rmse=rmse,
                 precision=[p for _, p in outs], seconds=time.perf_counter() - t0,
+                inclusion_prior=args.inclusion_prior, keep_posterior_mean=rates or None,
                 what="p(on)" if args.noise == "bernoulli" else "1 - E[kappa]")
 
 
@@ -177,11 +191,13 @@ def _linear_ss(args, d) -> dict:
     t0 = time.perf_counter()
     res = inf.linear_spike_slab(d["X"].numpy(), d["y"].numpy(), keep=args.keep, g=args.ss_g,
                                 sweeps=args.ss_sweeps, warmup=100 if args.quick else 500, chains=2,
-                                seed=args.seed)
+                                seed=args.seed,
+                                inclusion_prior=_rate_prior(args, lambda a, b: (a, b)))
     Xte, yte = d["Xte"].numpy(), d["yte"].numpy()
     ll = res.predictive_logpdf(Xte, yte) - math.log(d["y_scale"])
     rmse = float(np.sqrt(np.mean((res.predictive_mean(Xte) - yte) ** 2))) * d["y_scale"]
     return dict(relevance=res.inclusion, se=res.se, method=res.method, g=args.ss_g,
+                inclusion_prior=args.inclusion_prior,
                 sweeps=args.ss_sweeps, n_models=res.n_models, test_ll=float(ll.mean()),
                 test_rmse=rmse, seconds=time.perf_counter() - t0)
 
