@@ -7,6 +7,7 @@ error of an inclusion probability; mean ± SE over splits. The rows and noise co
 
     python benchmarks/relevance_ceiling.py --data diabetes --seed split
     python benchmarks/relevance_ceiling.py --data /work/shared/data/uci/bostonHousing --seed 0
+    python benchmarks/relevance_ceiling.py --data diabetes --seed split --inclusion-prior fixed
 
 ``--seed split`` uses seed = split (the runs under ``results/relevance-2026-12-02/``).
 """
@@ -36,13 +37,17 @@ def main(argv=None) -> None:
     p.add_argument("--splits", default="0,1,2,3,4")
     p.add_argument("--noise-features", type=int, default=20)
     p.add_argument("--seed", default="0", help="an integer, or 'split' for seed = split")
+    p.add_argument("--inclusion-prior", default="uniform", choices=["uniform", "fixed"],
+                   help="uniform: keep ~ Beta(1, 1) integrated out (the verb's default); "
+                   "fixed: --keep")
     p.add_argument("--keep", type=float, default=0.5)
     p.add_argument("--g", type=float, default=1.0)
     p.add_argument("--sweeps", type=int, default=2000)
     a = p.parse_args(argv)
     data = resolve_data(a.data)[0]
-    print(f"{data.name} + {a.noise_features} noise features, keep {a.keep}, g {a.g}, "
-          f"seed {a.seed}")
+    prior = (1.0, 1.0) if a.inclusion_prior == "uniform" else None
+    what = "keep ~ Beta(1, 1)" if prior else f"keep {a.keep}"
+    print(f"{data.name} + {a.noise_features} noise features, {what}, g {a.g}, seed {a.seed}")
     print("| split | method | AUC | test LL | max MC SE | real inputs' inclusion | "
           "largest noise inclusion | seconds |")
     print("|---|---|---|---|---|---|---|---|")
@@ -52,7 +57,7 @@ def main(argv=None) -> None:
         d = prepare(data, split, a.noise_features, seed)
         t0 = time.perf_counter()
         res = linear_spike_slab(d["X"].numpy(), d["y"].numpy(), keep=a.keep, g=a.g,
-                                sweeps=a.sweeps, seed=seed)
+                                sweeps=a.sweeps, seed=seed, inclusion_prior=prior)
         ll = float(np.mean(res.predictive_logpdf(d["Xte"].numpy(), d["yte"].numpy()))
                    - math.log(d["y_scale"]))
         auc = relevance_auc(res.inclusion, d["is_real"])
