@@ -201,3 +201,39 @@ def test_log_normal_q_draws_far_beyond_the_bounds_have_finite_gradients():
     x.sum().backward()
     assert bool(torch.isfinite(q.loc.grad).all() & torch.isfinite(q.log_scale.grad).all())
     assert float(x.detach()[:, 0].min()) == pytest.approx(math.exp(2.0))
+
+
+def test_validation_removal_spends_the_flops_where_the_validation_rows_lose_least():
+    """``--allocation validation``: units leave each site in posterior order, and the site of
+    each step is the one losing the least validation LL per FLOP saved. With a validation LL
+    that only penalises removing hidden units, the inputs go first (7 of 10 reach half the
+    FLOPs: 2 (10 - k) 40 + 240 <= 520); with the penalty on the inputs instead, hidden units
+    go (20 of 40: 26 (40 - j) <= 520), two at a time (5% of 40)."""
+    from shrinkdrop.experiments.compress.methods import validation_removal
+
+    torch.manual_seed(0)
+    law = sd.noise.Bernoulli(0.5)
+    net = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(10, 40), nn.ReLU(),
+                        sd.nn.UnitNoise(law, normalize=False), nn.Linear(40, 3))
+    x = torch.randn(2, 10)
+    scores = {"0.xi": torch.rand(10), "3.xi": torch.rand(40)}
+
+    class _Fit:
+        def scales(self, removed):
+            return {k: (~m).float() for k, m in removed.items()}
+
+    dense = C.count_flops(net, x)
+    assert dense == 1040
+    for costly, want in (("3.xi", {"0.xi": 7, "3.xi": 0}), ("0.xi", {"0.xi": 0, "3.xi": 20})):
+        def loglik(rem, costly=costly):
+            return -torch.full((5,), float(rem[costly].sum()) if rem else 0.0)
+
+        rem = validation_removal(net, _Fit(), scores, x, 2.0, loglik)
+        assert {n: int(m.sum()) for n, m in rem.items()} == want
+        assert C.count_flops(C.compact(net, _Fit().scales(rem), x), x) <= dense / 2
+        for n, m in rem.items():  # the lowest-scored units of a site go
+            if 0 < int(m.sum()):
+                assert scores[n][m].max() < scores[n][~m].min()
+    # an unreachable target stops with one unit per site
+    rem = validation_removal(net, _Fit(), scores, x, 1000.0, lambda r: torch.zeros(5))
+    assert {n: int(m.sum()) for n, m in rem.items()} == {"0.xi": 9, "3.xi": 39}

@@ -50,6 +50,7 @@ class CompressOptions:
     train_limit: int = 0
     flops_target: float = 0.0
     retrain: int = 0
+    allocation: str = "validation"  # with flops_target: "validation" or "uniform" per site
     methods: tuple[str, ...] = tuple(M.METHODS)
     timing_repeats: int = 20
     quick: bool = False
@@ -151,6 +152,8 @@ def run(opts: CompressOptions, *, command: str = "") -> int:
     for k in ("flops_target", "retrain"):  # recorded only when set: older runs resume
         if getattr(opts, k):
             settings[k] = getattr(opts, k)
+    if opts.flops_target and opts.allocation != "uniform":  # uniform: the older runs' rule
+        settings["allocation"] = opts.allocation
     store = ResultStore(out, settings, {opts.data: _fingerprint(opts)})
     store.check()
     store.open()

@@ -116,8 +116,11 @@ def write_summary(opts, rows: list[dict], out: Path, seconds: float, command: st
           f"point weights and {retrain} of training the compacted net, or fine-tuning after "
           "magnitude pruning). VI read-outs remove the units ranked lowest by the posterior "
           "(p(on), or E/sd of xi) "
-          + (f"with one kept fraction per site, the largest whose FLOPs fall "
-             f"{opts.flops_target:g}-fold" if opts.flops_target else
+          + ((f"until the FLOPs fall {opts.flops_target:g}-fold, each step at the site "
+              "whose next units cost the least validation log-likelihood per FLOP saved"
+              if getattr(opts, "allocation", "uniform") == "validation" else
+              f"with one kept fraction per site, the largest whose FLOPs fall "
+              f"{opts.flops_target:g}-fold") if opts.flops_target else
              "as far as the validation log-likelihood stays within one SE of the full "
              "model's (one-SE rule)")
           + "; magnitude pruning is pruned to "
