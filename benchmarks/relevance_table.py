@@ -58,6 +58,15 @@ def main(paths: list[str]) -> None:
     print("|" + "---|" * len(head))
     for name, runs in sorted(by.items()):
         print(_row(name, sorted(runs, key=lambda r: r["split"])))
+    print()
+    for name, runs in sorted(by.items()):  # the ceiling comparison (issue 27, item 4)
+        paired = [r["svi"]["auc"] - r["linear_ss"]["auc"] for r in runs if "linear_ss" in r]
+        lead = [r["svi"]["test_ll"] - r["mc_dropout"]["bernoulli-mc"]["test_ll"] for r in runs
+                if "mc_dropout" in r]
+        rates = [x for r in runs for x in (r["svi"].get("keep_posterior_mean") or [])]
+        print(f"{name}: VI AUC - linear spike-and-slab AUC (paired) {_ms(paired)}; "
+              f"VI test LL - MC dropout's (paired) {_ms(lead)}"
+              + (f"; q(keep) mean {min(rates):.3f}-{max(rates):.3f}" if rates else ""))
 
 
 if __name__ == "__main__":
