@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", default="bernoulli", choices=enum_choices(Family),
                    help="prior law of the ARD scales (default bernoulli: spike-and-slab)")
     add_law_options(p, scale_help="scale of half-Cauchy / inverse Nakagami / Rayleigh (1.0)",
-                    keep_help="Bernoulli prior inclusion (0.5)", keep_first=True)
+                    keep_help="Bernoulli prior inclusion of Gibbs, and of VI and the linear "
+                    "reference with --inclusion-prior fixed (0.5)", keep_first=True)
     p.add_argument("--inclusion-prior", default="uniform", choices=["uniform", "fixed"],
                    help="Bernoulli inclusion rate of VI and the linear spike-and-slab: uniform = "
                    "learnt, keep ~ Beta(1, 1) (Scott & Berger's multiplicity correction; "
