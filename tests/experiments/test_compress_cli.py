@@ -29,6 +29,23 @@ def test_compress_quick_digits_and_resume(tmp_path, capsys):
     assert "compress seed" not in capsys.readouterr().err
 
 
+def test_compress_flops_target_allocations_reach_the_target_and_are_recorded(tmp_path, capsys):
+    """``--flops-target 2`` with either allocation: every VI net has at most half the dense
+    FLOPs; ``validation`` is recorded in run.json (a run of the other rule refuses to resume)."""
+    base = ["compress", "--data", "digits", "--arch", "lenet300", "--quick", "--seeds", "1",
+            "--methods", "dense,ss", "--flops-target", "2", "--no-progress"]
+    for alloc in ("uniform", "validation"):
+        out = tmp_path / alloc
+        assert main([*base, "--allocation", alloc, "--out", str(out)]) == 0
+        s = json.loads((out / "summary.json").read_text())
+        assert s["ss"]["flops"][0] <= s["dense"]["flops"][0] / 2
+        settings = json.loads((out / "run.json").read_text())["settings"]
+        assert settings.get("allocation") == (None if alloc == "uniform" else "validation")
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "validation")]) == 2  # default is uniform
+    assert "allocation" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra,msg", [
     (["--methods", "ss"], "dense"),
     (["--methods", "dense,magnitude"], "magnitude prunes"),

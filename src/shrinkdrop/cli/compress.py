@@ -45,10 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flops-target", type=finite_float, default=0.0,
                    help="VI read-outs: instead of the one-SE rule, remove units in posterior "
                    "order until the FLOPs fall by this factor (e.g. 5; default 0: one-SE rule)")
-    p.add_argument("--allocation", default="validation", choices=["validation", "uniform"],
-                   help="with --flops-target, how many units each site loses: validation = "
-                   "greedy, the site whose next units cost the least validation LL per FLOP "
-                   "saved (default); uniform = one kept fraction for every site")
+    p.add_argument("--allocation", default="uniform", choices=["uniform", "validation"],
+                   help="with --flops-target, how many units each site loses: uniform = one "
+                   "kept fraction for every site (default); validation = greedy, the site whose "
+                   "next units cost the least validation LL per FLOP saved (fewer FLOPs for the "
+                   "error, but slower on CPU: docs/compress.md)")
     p.add_argument("--val", type=count(1), default=5000,
                    help="validation rows split off the training rows (the one-SE rule's; at "
                    "most a fifth of them; default 5000)")

@@ -50,7 +50,7 @@ class CompressOptions:
     train_limit: int = 0
     flops_target: float = 0.0
     retrain: int = 0
-    allocation: str = "validation"  # with flops_target: "validation" or "uniform" per site
+    allocation: str = "uniform"  # with flops_target: "uniform" per site or "validation"
     methods: tuple[str, ...] = tuple(M.METHODS)
     timing_repeats: int = 20
     quick: bool = False
