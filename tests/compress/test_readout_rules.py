@@ -101,6 +101,24 @@ def test_fit_scales_ranks_relevant_inputs_above_noise():
     assert scales["0.xi"].tolist() == [1, 1, 0, 0, 0, 0]
 
 
+class _Fit:
+    """A read-out whose scales are 0 for the removed units and 1 otherwise."""
+
+    def scales(self, removed):
+        return {k: (~m).float() for k, m in removed.items()}
+
+
+def _two_site_net():
+    """A 10-40-3 net with a Bernoulli scale per input (``0.xi``) and per hidden unit
+    (``3.xi``), an example input and random posterior scores for both sites (seed 0)."""
+    torch.manual_seed(0)
+    law = sd.noise.Bernoulli(0.5)
+    net = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(10, 40), nn.ReLU(),
+                        sd.nn.UnitNoise(law, normalize=False), nn.Linear(40, 3))
+    x = torch.randn(2, 10)
+    return net, x, {"0.xi": torch.rand(10), "3.xi": torch.rand(40)}
+
+
 def test_flops_removal_is_the_largest_uniform_fraction_reaching_the_target():
     """``--flops-target``: every site keeps the same fraction (its lowest-scored units go), the
     largest fraction whose compacted net has at most 1/factor of the FLOPs: the next fraction
@@ -109,17 +127,7 @@ def test_flops_removal_is_the_largest_uniform_fraction_reaching_the_target():
 
     from shrinkdrop.experiments.compress.methods import flops_removal
 
-    torch.manual_seed(0)
-    law = sd.noise.Bernoulli(0.5)
-    net = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(10, 40), nn.ReLU(),
-                        sd.nn.UnitNoise(law, normalize=False), nn.Linear(40, 3))
-    x = torch.randn(2, 10)
-    scores = {"0.xi": torch.rand(10), "3.xi": torch.rand(40)}
-
-    class _Fit:
-        def scales(self, removed):
-            return {k: (~m).float() for k, m in removed.items()}
-
+    net, x, scores = _two_site_net()
     dense = C.count_flops(net, x)
     rem = flops_removal(net, _Fit(), scores, x, 2.0)
     assert C.count_flops(C.compact(net, _Fit().scales(rem), x), x) <= dense / 2
@@ -211,22 +219,12 @@ def test_validation_removal_spends_the_flops_where_the_validation_rows_lose_leas
     go (20 of 40: 26 (40 - j) <= 520), two at a time (5% of 40)."""
     from shrinkdrop.experiments.compress.methods import validation_removal
 
-    torch.manual_seed(0)
-    law = sd.noise.Bernoulli(0.5)
-    net = nn.Sequential(sd.nn.UnitNoise(law, normalize=False), nn.Linear(10, 40), nn.ReLU(),
-                        sd.nn.UnitNoise(law, normalize=False), nn.Linear(40, 3))
-    x = torch.randn(2, 10)
-    scores = {"0.xi": torch.rand(10), "3.xi": torch.rand(40)}
-
-    class _Fit:
-        def scales(self, removed):
-            return {k: (~m).float() for k, m in removed.items()}
-
+    net, x, scores = _two_site_net()
     dense = C.count_flops(net, x)
     assert dense == 1040
     for costly, want in (("3.xi", {"0.xi": 7, "3.xi": 0}), ("0.xi", {"0.xi": 0, "3.xi": 20})):
         def loglik(rem, costly=costly):
-            return -torch.full((5,), float(rem[costly].sum()) if rem else 0.0)
+            return -torch.full((5,), float(rem[costly].sum()))
 
         rem = validation_removal(net, _Fit(), scores, x, 2.0, loglik)
         assert {n: int(m.sum()) for n, m in rem.items()} == want

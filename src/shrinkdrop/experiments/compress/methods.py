@@ -142,12 +142,12 @@ def vi_method(model: nn.Module, data: dict, opts, seed: int) -> tuple[nn.Module,
             return _row_ll(model, data["Xva"], data["yva"])
 
     sc = fit.scores()
-    if opts.flops_target and getattr(opts, "allocation", "uniform") == "validation":
-        removal = validation_removal(model, fit, sc, data["X"][:2], opts.flops_target, loglik)
-        extra = {"val_ll": float(loglik(removal).mean()),
-                 "val_ll_full": float(loglik({}).mean())}
-    elif opts.flops_target:
-        removal = flops_removal(model, fit, sc, data["X"][:2], opts.flops_target)
+    if opts.flops_target:
+        if opts.allocation == "validation":
+            removal = validation_removal(model, fit, sc, data["X"][:2], opts.flops_target,
+                                         loglik)
+        else:
+            removal = flops_removal(model, fit, sc, data["X"][:2], opts.flops_target)
         extra = {"val_ll": float(loglik(removal).mean()),
                  "val_ll_full": float(loglik({}).mean())}
     else:
@@ -165,6 +165,21 @@ def vi_method(model: nn.Module, data: dict, opts, seed: int) -> tuple[nn.Module,
     return plain, extra
 
 
+def _lowest_first(scores: dict[str, Tensor]):
+    """``masks(k)``: per site, the ``k[site]`` lowest-scored units marked for removal."""
+    order = {n: v.reshape(-1).argsort() for n, v in scores.items()}
+
+    def masks(k: dict[str, int]) -> dict[str, Tensor]:
+        out = {}
+        for n, v in scores.items():
+            m = torch.zeros(v.numel(), dtype=torch.bool)
+            m[order[n][:k[n]]] = True
+            out[n] = m.reshape(v.shape)
+        return out
+
+    return masks
+
+
 def flops_removal(model: nn.Module, fit, scores: dict[str, Tensor], example: Tensor,
                   factor: float) -> dict[str, Tensor]:
     """The largest kept fraction ``f`` of every site whose removal cuts the compacted net's
@@ -174,16 +189,11 @@ def flops_removal(model: nn.Module, fit, scores: dict[str, Tensor], example: Ten
     and hit the conv filters, which hold the FLOPs, last (82-90% error at 5x); a ranking by
     score per FLOP saved removed all but one conv1 filter."""
     target = C.count_flops(C.compact(model, None, example), example) / factor
-    order = {n: v.reshape(-1).argsort() for n, v in scores.items()}
+    lowest = _lowest_first(scores)
 
     def removed(f: float) -> dict[str, Tensor]:
-        out = {}
-        for n, v in scores.items():
-            k = min(int(math.floor((1.0 - f) * v.numel())), v.numel() - 1)
-            m = torch.zeros(v.numel(), dtype=torch.bool)
-            m[order[n][:k]] = True
-            out[n] = m.reshape(v.shape)
-        return out
+        return lowest({n: min(int(math.floor((1.0 - f) * v.numel())), v.numel() - 1)
+                       for n, v in scores.items()})
 
     lo, hi = 0.0, 1.0  # FLOPs at lo <= target < FLOPs at hi
     for _ in range(20):
@@ -205,17 +215,9 @@ def validation_removal(model: nn.Module, fit, scores: dict[str, Tensor], example
     almost no FLOPs."""
     full = C.count_flops(C.compact(model, None, example), example)
     target = full / factor
-    order = {n: v.reshape(-1).argsort() for n, v in scores.items()}
+    masks = _lowest_first(scores)
     size = {n: v.numel() for n, v in scores.items()}
     step = {n: max(1, round(chunk * size[n])) for n in scores}
-
-    def masks(k: dict[str, int]) -> dict[str, Tensor]:
-        out = {}
-        for n, v in scores.items():
-            m = torch.zeros(size[n], dtype=torch.bool)
-            m[order[n][:k[n]]] = True
-            out[n] = m.reshape(v.shape)
-        return out
 
     def flops(k: dict[str, int]) -> float:
         return C.count_flops(C.compact(model, fit.scales(masks(k)), example), example)

@@ -110,20 +110,20 @@ def write_summary(opts, rows: list[dict], out: Path, seconds: float, command: st
     dense_arch = "20-50-800-500" if opts.arch == "lenet5" else "784-300-100"
     sec = Section(title=f"Compaction: {opts.arch} on {opts.data}", command=command,
                   seconds=seconds)
-    retrain = getattr(opts, "retrain", 0)
+    if not opts.flops_target:
+        rule = ("as far as the validation log-likelihood stays within one SE of the full "
+                "model's (one-SE rule)")
+    elif opts.allocation == "validation":
+        rule = (f"until the FLOPs fall {opts.flops_target:g}-fold, each step at the site whose "
+                "next units cost the least validation log-likelihood per FLOP saved")
+    else:
+        rule = (f"with one kept fraction per site, the largest whose FLOPs fall "
+                f"{opts.flops_target:g}-fold")
     sec.p(f"Dense net trained {opts.epochs} epochs; each other method starts from it and "
-          f"trains {opts.finetune + retrain} epochs ({opts.finetune} of VI of the scales with "
-          f"point weights and {retrain} of training the compacted net, or fine-tuning after "
-          "magnitude pruning). VI read-outs remove the units ranked lowest by the posterior "
-          "(p(on), or E/sd of xi) "
-          + ((f"until the FLOPs fall {opts.flops_target:g}-fold, each step at the site "
-              "whose next units cost the least validation log-likelihood per FLOP saved"
-              if getattr(opts, "allocation", "uniform") == "validation" else
-              f"with one kept fraction per site, the largest whose FLOPs fall "
-              f"{opts.flops_target:g}-fold") if opts.flops_target else
-             "as far as the validation log-likelihood stays within one SE of the full "
-             "model's (one-SE rule)")
-          + "; magnitude pruning is pruned to "
+          f"trains {opts.finetune + opts.retrain} epochs ({opts.finetune} of VI of the scales "
+          f"with point weights and {opts.retrain} of training the compacted net, or "
+          "fine-tuning after magnitude pruning). VI read-outs remove the units ranked lowest "
+          f"by the posterior (p(on), or E/sd of xi) {rule}; magnitude pruning is pruned to "
           "the spike-and-slab net's FLOPs. CPU time: batch 256, one thread, compacted and "
           "dense interleaved in one process (a shared machine). Mean ± SE over seeds; the "
           "paired differences of test error (points) to the dense net and to magnitude "
