@@ -107,12 +107,13 @@ def prepare(data: UCIData, split: int, noise_features: int, seed: int) -> dict:
                 y_mean=float(y_mu), n_real=n_real, is_real=np.arange(X.shape[1]) < n_real)
 
 
-def _rate_prior(args, beta):
-    """The learnt rate's hyperprior built by ``beta(a, b)``, or ``None`` (keep fixed)."""
+def _rate_prior(args) -> tuple[float, float] | None:
+    """``(a, b)`` of the learnt rate's hyperprior ``keep ~ Beta(a, b)``, or ``None`` (keep
+    fixed)."""
     if args.inclusion_prior == "fixed":
         return None
     if args.inclusion_prior == "uniform":
-        return beta(1.0, 1.0)
+        return 1.0, 1.0
     raise ValueError(f"inclusion_prior has to be 'uniform' or 'fixed', but got "
                      f"{args.inclusion_prior!r}")
 
@@ -124,6 +125,7 @@ def _svi(args, d, law) -> dict:
 
     t0 = time.perf_counter()
     rels, outs, rates = [], [], []
+    ab = _rate_prior(args)
     for r in range(args.restarts):
         torch.manual_seed(args.seed + r)
         model = torch.nn.Sequential(
@@ -131,7 +133,7 @@ def _svi(args, d, law) -> dict:
             torch.nn.ReLU(), torch.nn.Linear(args.hidden, 1)).double()
         fit = inf.fit_svi(model, d["X"], d["y"], epochs=args.epochs, lr=args.lr,
                           seed=args.seed + r, progress=not args.no_progress,
-                          inclusion_prior=_rate_prior(args, torch.distributions.Beta))
+                          inclusion_prior=None if ab is None else torch.distributions.Beta(*ab))
         rates.extend(float(b.mean) for b in fit.inclusion_rate().values())
         rels.append(fit.relevance()["0.xi"])
         per = max(1, args.test_samples // args.restarts)
@@ -192,7 +194,7 @@ def _linear_ss(args, d) -> dict:
     res = inf.linear_spike_slab(d["X"].numpy(), d["y"].numpy(), keep=args.keep, g=args.ss_g,
                                 sweeps=args.ss_sweeps, warmup=100 if args.quick else 500, chains=2,
                                 seed=args.seed,
-                                inclusion_prior=_rate_prior(args, lambda a, b: (a, b)))
+                                inclusion_prior=_rate_prior(args))
     Xte, yte = d["Xte"].numpy(), d["yte"].numpy()
     ll = res.predictive_logpdf(Xte, yte) - math.log(d["y_scale"])
     rmse = float(np.sqrt(np.mean((res.predictive_mean(Xte) - yte) ** 2))) * d["y_scale"]

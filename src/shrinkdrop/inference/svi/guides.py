@@ -82,6 +82,8 @@ class _BernoulliQ(nn.Module):
         super().__init__()
         self.site = site
         self.rate_prior = rate_prior
+        self._hyper = None if rate_prior is None else Beta(
+            torch.tensor(rate_prior[0], dtype=dtype), torch.tensor(rate_prior[1], dtype=dtype))
         self.logit = nn.Parameter(torch.full(site.shape, math.log(init / (1 - init)),
                                              dtype=dtype))
 
@@ -113,7 +115,5 @@ class _BernoulliQ(nn.Module):
         e_log_drop = torch.digamma(b) - torch.digamma(a + b)
         p = self.probs
         neg_entropy = torch.special.xlogy(p, p) + torch.special.xlogy(1 - p, 1 - p)
-        prior = Beta(torch.tensor(self.rate_prior[0], dtype=a.dtype),
-                     torch.tensor(self.rate_prior[1], dtype=a.dtype))
         return ((neg_entropy - p * e_log_keep - (1 - p) * e_log_drop).sum()
-                + kl_divergence(q, prior))
+                + kl_divergence(q, self._hyper))
